@@ -1,0 +1,122 @@
+"""`Response`: the answer as a plain ``str`` that also says how it ended."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .providers.base import FinishReason
+
+_REPR_TEXT_LIMIT = 200
+
+
+class Response(str):
+    """The text of an answer, plus how the stream ended and what it cost.
+
+    It *is* a ``str`` (``len``, slicing, f-strings, ``json.dumps`` all work on the text);
+    the extra attributes are:
+
+    ``finish_reason``
+        ``"stop"`` (the model finished), ``"length"`` (cut by ``--max-tokens``),
+        ``"cancelled"`` (Stop button, interrupt or Ctrl-C) or ``"error"``.
+    ``error``
+        A one-line message when ``finish_reason == "error"``, else ``None``.
+    ``model``
+        ``"provider:name"`` that produced it.
+    ``usage``
+        ``{"input_tokens": int, "output_tokens": int}`` when the provider reported it.
+    ``ttft`` / ``elapsed``
+        Seconds to the first token (``None`` if none came) and in total.
+    ``prompt``
+        The prompt that was sent (after ``{var}`` interpolation).
+    ``chunks``
+        How many text deltas arrived (a rough token count when ``usage`` is missing).
+
+    Operations that produce a new string (``upper()``, ``+``, slicing) return plain ``str``.
+    """
+
+    finish_reason: FinishReason
+    error: str | None
+    model: str
+    usage: dict[str, int] | None
+    ttft: float | None
+    elapsed: float
+    prompt: str
+    chunks: int
+
+    def __new__(
+        cls,
+        text: str = "",
+        *,
+        finish_reason: FinishReason = "stop",
+        error: str | None = None,
+        model: str = "",
+        usage: dict[str, int] | None = None,
+        ttft: float | None = None,
+        elapsed: float = 0.0,
+        prompt: str = "",
+        chunks: int = 0,
+    ) -> Response:
+        self = super().__new__(cls, text)
+        self.finish_reason = finish_reason
+        self.error = error
+        self.model = model
+        self.usage = usage
+        self.ttft = ttft
+        self.elapsed = elapsed
+        self.prompt = prompt
+        self.chunks = chunks
+        return self
+
+    @property
+    def text(self) -> str:
+        """The answer as a plain ``str``."""
+        return str.__str__(self)
+
+    @property
+    def ok(self) -> bool:
+        """True when the model finished on its own (``finish_reason == "stop"``)."""
+        return self.finish_reason == "stop"
+
+    @property
+    def output_tokens(self) -> int:
+        """Output tokens as reported by the provider, else the number of deltas received."""
+        if self.usage and "output_tokens" in self.usage:
+            return int(self.usage["output_tokens"])
+        return self.chunks
+
+    def metadata(self) -> dict[str, Any]:
+        """Everything but the text, as a JSON-friendly dict."""
+        return {
+            "finish_reason": self.finish_reason,
+            "error": self.error,
+            "model": self.model,
+            "usage": self.usage,
+            "ttft": self.ttft,
+            "elapsed": self.elapsed,
+            "prompt": self.prompt,
+            "chunks": self.chunks,
+        }
+
+    def __repr__(self) -> str:
+        text = self.text
+        shown = text if len(text) <= _REPR_TEXT_LIMIT else text[:_REPR_TEXT_LIMIT] + "…"
+        parts = [repr(shown), f"finish_reason={self.finish_reason!r}"]
+        if self.error:
+            parts.append(f"error={self.error!r}")
+        if self.model:
+            parts.append(f"model={self.model!r}")
+        parts.append(f"chars={len(text)}")
+        if self.usage:
+            parts.append(f"usage={self.usage!r}")
+        parts.append(f"elapsed={self.elapsed:.2f}s")
+        return f"Response({', '.join(parts)})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self.text, self.metadata()))
+
+    def __getnewargs_ex__(self) -> tuple[tuple[str], dict[str, Any]]:  # copy.copy support
+        return (self.text,), self.metadata()
+
+
+def _rebuild(text: str, metadata: dict[str, Any]) -> Response:
+    return Response(text, **metadata)

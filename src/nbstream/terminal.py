@@ -1,0 +1,38 @@
+"""Plain-text output for terminal IPython, scripts, and front ends without widgets."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from .engine import Stream
+    from .response import Response
+
+
+class TerminalSink:
+    """Prints each delta as it arrives; a last line says how it ended if not finished."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out
+
+    @property
+    def _out(self) -> TextIO:
+        return self.out or sys.stdout
+
+    def on_start(self, stream: Stream) -> None:
+        pass
+
+    def on_delta(self, stream: Stream, delta: str) -> None:
+        self._out.write(delta)
+        self._out.flush()
+
+    def on_end(self, stream: Stream, response: Response) -> None:
+        from .widget import footer_text
+
+        out = self._out
+        if response.text and not response.text.endswith("\n"):
+            out.write("\n")
+        if response.finish_reason != "stop":
+            out.write(f"[{footer_text(response)}]\n")
+        out.flush()

@@ -1,0 +1,26 @@
+"""Pytest fixture for the fake LLM server (see ``fake_llm_server.py``).
+
+Import it into a conftest or test module to make it available::
+
+    from fake_llm_fixture import fake_llm  # noqa: F401
+
+``fake_llm`` is session-scoped: one server subprocess for the whole run. Scripts are selected by
+the unique model name :meth:`FakeLLMServer.script` returns, so tests do not interfere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from fake_llm_server import FakeLLMServer
+
+__all__ = ["FakeLLMServer", "fake_llm"]
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[FakeLLMServer]:
+    """A running :class:`FakeLLMServer`, stopped at the end of the session."""
+    with FakeLLMServer() as server:
+        yield server

@@ -1,0 +1,482 @@
+"""Tests proving the fake LLM server speaks both wire formats as the real SDKs expect."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import socket
+import time
+from typing import Any
+
+import anthropic
+import httpx2
+import openai
+import pytest
+
+
+from fake_llm_server import FakeLLMServer
+
+PROMPT = [{"role": "user", "content": "say hello to the world"}]  # 5 words
+
+
+def oai(server: FakeLLMServer, **kw: Any) -> openai.OpenAI:
+    kw.setdefault("max_retries", 0)
+    return openai.OpenAI(base_url=server.openai_base_url, api_key="sk-test", **kw)
+
+
+def aoai(server: FakeLLMServer, **kw: Any) -> openai.AsyncOpenAI:
+    kw.setdefault("max_retries", 0)
+    return openai.AsyncOpenAI(base_url=server.openai_base_url, api_key="sk-test", **kw)
+
+
+def ant(server: FakeLLMServer, **kw: Any) -> anthropic.Anthropic:
+    kw.setdefault("max_retries", 0)
+    return anthropic.Anthropic(base_url=server.anthropic_base_url, api_key="sk-ant-test", **kw)
+
+
+def aant(server: FakeLLMServer, **kw: Any) -> anthropic.AsyncAnthropic:
+    kw.setdefault("max_retries", 0)
+    return anthropic.AsyncAnthropic(base_url=server.anthropic_base_url, api_key="sk-ant-test", **kw)
+
+
+def oai_text(chunks: list[Any]) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def oai_finish(chunks: list[Any]) -> str | None:
+    return [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+
+
+# --------------------------------------------------------------------------- OpenAI
+
+
+def test_openai_sync_stream_with_usage(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+    model = fake_llm.script(tokens=["Hel", "lo", " there"])
+    with oai(fake_llm) as client:
+        stream = client.chat.completions.create(
+            model=model, messages=PROMPT, stream=True, stream_options={"include_usage": True}
+        )
+        chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert oai_text(chunks) == "Hello there"
+    assert oai_finish(chunks) == "stop"
+    assert chunks[-1].choices == []
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) == (5, 3, 8)
+    [record] = fake_llm.log(model)
+    assert record["path"] == "/v1/chat/completions"
+    assert record["body"]["messages"] == PROMPT
+    assert record["stream"] is True
+    assert (record["tokens_sent"], record["completed"]) == (3, True)
+    assert record["client_disconnected"] is False
+
+
+def test_openai_sync_stream_without_usage_and_length(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+    model = fake_llm.script(tokens=["a", "b"], finish_reason="length")
+    with oai(fake_llm) as client:
+        chunks = list(client.chat.completions.create(model=model, messages=PROMPT, stream=True))
+    assert oai_text(chunks) == "ab"
+    assert oai_finish(chunks) == "length"
+    assert all(c.usage is None for c in chunks)
+    assert all(c.choices for c in chunks)
+
+
+def test_openai_async_stream_chunked(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+    model = fake_llm.script(
+        tokens=["x", "y", "z"], usage={"input_tokens": 11, "output_tokens": 7}, framing="chunked"
+    )
+
+    async def run() -> list[Any]:
+        async with aoai(fake_llm) as client:
+            stream = await client.chat.completions.create(
+                model=model, messages=PROMPT, stream=True, stream_options={"include_usage": True}
+            )
+            return [chunk async for chunk in stream]
+
+    chunks = asyncio.run(run())
+    assert oai_text(chunks) == "xyz"
+    assert oai_finish(chunks) == "stop"
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.total_tokens == 18
+
+
+def test_openai_streams_incrementally(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+    model = fake_llm.script(tokens=["a", "b", "c"], delay=0.15, first_delay=0.2)
+    arrivals: list[float] = []
+    with oai(fake_llm) as client:
+        stream = client.chat.completions.create(model=model, messages=PROMPT, stream=True)
+        opened = time.monotonic()
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                arrivals.append(time.monotonic())
+    assert len(arrivals) == 3
+    assert arrivals[0] - opened >= 0.15
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert all(0.1 <= g < 0.5 for g in gaps), gaps
+
+
+def test_openai_non_stream(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+    model = fake_llm.script(text="0123456789", token_size=4)
+    with oai(fake_llm) as client:
+        result = client.chat.completions.create(model=model, messages=PROMPT)
+    assert result.choices[0].message.content == "0123456789"
+    assert result.choices[0].finish_reason == "stop"
+    assert result.usage is not None and result.usage.completion_tokens == 3
+
+
+def test_large_text_split_into_tokens(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+    text = "".join(f"line {i} of a long markdown answer\n" for i in range(600))
+    model = fake_llm.script(text=text, token_size=20)
+    with oai(fake_llm) as client:
+        chunks = list(client.chat.completions.create(model=model, messages=PROMPT, stream=True))
+    assert oai_text(chunks) == text
+    assert fake_llm.log(model)[-1]["tokens_sent"] == -(-len(text) // 20)
+
+
+def test_unknown_model_gets_default_script(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+    with oai(fake_llm) as client:
+        chunks = list(client.chat.completions.create(model="gpt-x", messages=PROMPT, stream=True))
+    assert oai_text(chunks) == "Hello world!"
+
+
+def test_script_rejects_bad_spec(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+    with pytest.raises(ValueError, match="unknown script keys"):
+        fake_llm.script(tokenz=["a"])
+    with pytest.raises(ValueError, match="finish_reason"):
+        fake_llm.script(finish_reason="tool_calls")
+    assert fake_llm.script() != fake_llm.script()
+
+
+# --------------------------------------------------------------------------- Anthropic
+
+
+def test_anthropic_create_stream(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+    model = fake_llm.script(tokens=["Bon", "jour"])
+    with ant(fake_llm) as client:
+        events = list(
+            client.messages.create(model=model, max_tokens=50, messages=PROMPT, stream=True)
+        )
+    types = [e.type for e in events]
+    assert types == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    text = "".join(e.delta.text for e in events if e.type == "content_block_delta")
+    assert text == "Bonjour"
+    start, delta = events[0], events[-2]
+    assert start.type == "message_start" and delta.type == "message_delta"
+    assert start.message.model == model
+    assert start.message.usage.input_tokens == 5
+    assert delta.delta.stop_reason == "end_turn"
+    assert delta.usage.output_tokens == 2
+    [record] = fake_llm.log(model)
+    assert record["path"] == "/v1/messages"
+    assert record["body"]["max_tokens"] == 50
+    assert record["completed"] is True
+
+
+@pytest.mark.parametrize(
+    ("finish", "stop_reason"), [("stop", "end_turn"), ("length", "max_tokens")]
+)
+def test_anthropic_stream_helper(
+    fake_llm: FakeLLMServer,  # noqa: F811
+    finish: str,
+    stop_reason: str,
+) -> None:
+    model = fake_llm.script(tokens=["one", " two", " three"], finish_reason=finish)
+    with (
+        ant(fake_llm) as client,
+        client.messages.stream(
+            model=model, max_tokens=50, messages=PROMPT, system="be brief"
+        ) as stream,
+    ):
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "one two three"
+    assert final.stop_reason == stop_reason
+    assert final.content[0].type == "text" and final.content[0].text == text
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (7, 3)
+
+
+def test_anthropic_async_stream_helper(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+    model = fake_llm.script(tokens=["a", "b", "c"], delay=0.01, framing="chunked")
+
+    async def run() -> tuple[str, str | None]:
+        async with (
+            aant(fake_llm) as client,
+            client.messages.stream(model=model, max_tokens=50, messages=PROMPT) as stream,
+        ):
+            text = "".join([t async for t in stream.text_stream])
+            final = await stream.get_final_message()
+        return text, final.stop_reason
+
+    assert asyncio.run(run()) == ("abc", "end_turn")
+
+
+def test_anthropic_non_stream(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+    model = fake_llm.script(tokens=["x", "y"], finish_reason="length")
+    with ant(fake_llm) as client:
+        message = client.messages.create(model=model, max_tokens=5, messages=PROMPT)
+    assert message.content[0].type == "text" and message.content[0].text == "xy"
+    assert message.stop_reason == "max_tokens"
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_drop_after_ends_streams_silently(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+    tokens = [f"t{i} " for i in range(10)]
+    model = fake_llm.script(tokens=tokens, drop_after=3)
+    with oai(fake_llm) as client:
+        chunks = list(client.chat.completions.create(model=model, messages=PROMPT, stream=True))
+    assert oai_text(chunks) == "t0 t1 t2 "
+    assert oai_finish(chunks) is None
+    [record] = fake_llm.log(model)
+    assert (record["tokens_sent"], record["completed"]) == (3, False)
+
+    model = fake_llm.script(tokens=tokens, drop_after=4)
+    with (
+        ant(fake_llm) as client,
+        client.messages.stream(model=model, max_tokens=50, messages=PROMPT) as stream,
+    ):
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "t0 t1 t2 t3 "
+    assert final.stop_reason is None
+    [record] = fake_llm.log(model)
+    assert (record["tokens_sent"], record["completed"]) == (4, False)
+
+
+@pytest.mark.parametrize(
+    ("framing", "mode"), [("chunked", "fin"), ("close", "reset"), ("chunked", "reset")]
+)
+def test_drop_after_that_sdks_report(
+    fake_llm: FakeLLMServer,  # noqa: F811
+    framing: str,
+    mode: str,
+) -> None:
+    model = fake_llm.script(tokens=list("abcdef"), drop_after=2, drop_mode=mode, framing=framing)
+    with oai(fake_llm) as client, pytest.raises(openai.APIConnectionError):
+        list(client.chat.completions.create(model=model, messages=PROMPT, stream=True))
+    # anthropic 2.x lets the raw httpx2 transport error escape from the stream
+    model2 = fake_llm.script(tokens=list("abcdef"), drop_after=2, drop_mode=mode, framing=framing)
+    with (
+        ant(fake_llm) as client,
+        pytest.raises((anthropic.APIConnectionError, httpx2.TransportError)),
+        client.messages.stream(model=model2, max_tokens=50, messages=PROMPT) as stream,
+    ):
+        list(stream.text_stream)
+    for name in (model, model2):
+        [record] = fake_llm.log(name)
+        assert (record["tokens_sent"], record["completed"]) == (2, False)
+
+
+def test_malformed_after_raises_json_error(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+    model = fake_llm.script(tokens=list("abcd"), malformed_after=2)
+    seen: list[str] = []
+    with oai(fake_llm) as client, pytest.raises(json.JSONDecodeError):
+        for chunk in client.chat.completions.create(model=model, messages=PROMPT, stream=True):
+            seen.append(oai_text([chunk]))
+    assert "".join(seen) == "ab"
+
+    model = fake_llm.script(tokens=list("abcd"), malformed_after=1)
+    with (
+        ant(fake_llm) as client,
+        pytest.raises(json.JSONDecodeError),
+        client.messages.stream(model=model, max_tokens=50, messages=PROMPT) as stream,
+    ):
+        list(stream.text_stream)
+
+
+@pytest.mark.parametrize(
+    ("status", "oai_exc", "ant_exc", "ant_type"),
+    [
+        (401, openai.AuthenticationError, anthropic.AuthenticationError, "authentication_error"),
+        (429, openai.RateLimitError, anthropic.RateLimitError, "rate_limit_error"),
+        (500, openai.InternalServerError, anthropic.InternalServerError, "api_error"),
+    ],
+)
+def test_status_errors(
+    fake_llm: FakeLLMServer,  # noqa: F811
+    status: int,
+    oai_exc: type[openai.APIStatusError],
+    ant_exc: type[anthropic.APIStatusError],
+    ant_type: str,
+) -> None:
+    model = fake_llm.script(status=status, error_message="nope, fake")
+    with oai(fake_llm) as client, pytest.raises(oai_exc) as oai_info:
+        client.chat.completions.create(model=model, messages=PROMPT, stream=True)
+    assert oai_info.value.status_code == status
+    assert oai_info.value.message.endswith("nope, fake")
+    assert isinstance(oai_info.value.body, dict) and oai_info.value.body["message"] == "nope, fake"
+
+    with ant(fake_llm) as client, pytest.raises(ant_exc) as ant_info:
+        client.messages.create(model=model, max_tokens=5, messages=PROMPT, stream=True)
+    assert ant_info.value.status_code == status
+    body = ant_info.value.body
+    assert isinstance(body, dict)
+    assert body["error"] == {"type": ant_type, "message": "nope, fake"}
+    assert [r["status"] for r in fake_llm.log(model)] == [status, status]
+
+
+def test_status_times_then_success_on_retry(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+    model = fake_llm.script(status=500, status_times=1, tokens=["ok"])
+    with oai(fake_llm, max_retries=1) as client:
+        chunks = list(client.chat.completions.create(model=model, messages=PROMPT, stream=True))
+    assert oai_text(chunks) == "ok"
+    log = fake_llm.log(model)
+    assert [r["status"] for r in log] == [500, 200]
+    assert log[1]["headers"]["x-stainless-retry-count"] == "1"
+    assert log[1]["completed"] is True
+
+
+# --------------------------------------------------------------------------- disconnects
+
+
+def test_stall_then_async_close_is_seen_promptly(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+    model = fake_llm.script(tokens=list("abcdef"), stall_after=2, stall_seconds=30)
+
+    async def run() -> float:
+        async with aoai(fake_llm) as client:
+            stream = await client.chat.completions.create(model=model, messages=PROMPT, stream=True)
+            got = ""
+            async for chunk in stream:
+                got += oai_text([chunk])
+                if got == "ab":
+                    break
+            closed_at = time.time()
+            await stream.close()
+            return closed_at
+
+    closed_at = asyncio.run(run())
+    record = fake_llm.wait_for_disconnect(model, timeout=1.0)
+    assert record["disconnected_at"] - closed_at < 0.5
+    assert (record["tokens_sent"], record["completed"]) == (2, False)
+
+
+def test_stall_then_sync_anthropic_exit_is_seen(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+    model = fake_llm.script(tokens=list("abcdef"), stall_after=1, framing="chunked")
+    with ant(fake_llm) as client:
+        with client.messages.stream(model=model, max_tokens=50, messages=PROMPT) as stream:
+            assert next(iter(stream.text_stream)) == "a"
+        closed_at = time.time()
+        record = fake_llm.wait_for_disconnect(model, timeout=1.0)
+    assert record["disconnected_at"] - closed_at < 0.5
+    assert (record["tokens_sent"], record["completed"]) == (1, False)
+
+
+def test_cancelled_consumer_is_seen(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+    model = fake_llm.script(tokens=[f"w{i} " for i in range(200)], delay=0.05)
+
+    async def run() -> float:
+        async with aoai(fake_llm) as client:
+            three = asyncio.Event()
+
+            async def consume() -> None:
+                stream = await client.chat.completions.create(
+                    model=model, messages=PROMPT, stream=True
+                )
+                n = 0
+                async for chunk in stream:
+                    n += bool(oai_text([chunk]))
+                    if n == 3:
+                        three.set()
+
+            task = asyncio.create_task(consume())
+            await asyncio.wait_for(three.wait(), 5)
+            cancelled_at = time.time()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return cancelled_at
+
+    cancelled_at = asyncio.run(run())
+    record = fake_llm.wait_for_disconnect(model, timeout=1.0)
+    assert record["disconnected_at"] - cancelled_at < 0.5
+    assert 3 <= record["tokens_sent"] < 10
+    assert record["completed"] is False
+
+
+def test_wait_for_disconnect_fails_without_disconnect(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+    model = fake_llm.script()
+    with oai(fake_llm) as client:
+        list(client.chat.completions.create(model=model, messages=PROMPT, stream=True))
+    with pytest.raises(AssertionError, match="no client disconnect"):
+        fake_llm.wait_for_disconnect(model, timeout=0.2)
+
+
+# --------------------------------------------------------------------------- hygiene
+
+
+def test_log_redacts_api_keys(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+    model = fake_llm.script()
+    with oai(fake_llm) as client:
+        list(client.chat.completions.create(model=model, messages=PROMPT, stream=True))
+    # anthropic 2.x sends its key as "authorization: Bearer"; add x-api-key to check that too
+    with ant(fake_llm, default_headers={"x-api-key": "sk-ant-test"}) as client:
+        client.messages.create(model=model, max_tokens=5, messages=PROMPT)
+    log = fake_llm.log(model)
+    assert len(log) == 2
+    dumped = json.dumps(log)
+    assert "sk-test" not in dumped and "sk-ant-test" not in dumped
+    assert log[0]["headers"]["authorization"] == "<redacted>"
+    assert log[1]["headers"]["authorization"] == "<redacted>"
+    assert log[1]["headers"]["x-api-key"] == "<redacted>"
+
+
+def _listening_addresses(port: int) -> list[str]:
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as fh:
+                rows = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            local, state = row.split()[1], row.split()[3]
+            addr, port_hex = local.rsplit(":", 1)
+            if state == "0A" and int(port_hex, 16) == port:
+                found.append(addr)
+    return found
+
+
+def test_binds_loopback_only(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+    port = int(fake_llm.url.rsplit(":", 1)[1])
+    if os.path.exists("/proc/net/tcp"):
+        assert _listening_addresses(port) == ["0100007F"]  # 127.0.0.1, little-endian hex
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("10.254.254.254", 1))  # UDP: picks the outgoing interface, sends nothing
+        own_ip = probe.getsockname()[0]
+    except OSError:
+        own_ip = "127.0.0.1"
+    finally:
+        probe.close()
+    if not own_ip.startswith("127."):
+        with pytest.raises(OSError):
+            socket.create_connection((own_ip, port), timeout=1).close()
+
+
+def test_stop_leaves_no_process() -> None:
+    server = FakeLLMServer().start()
+    pid = server.pid
+    os.kill(pid, 0)  # alive
+    with oai(server) as client:
+        assert (
+            oai_text(list(client.chat.completions.create(model="m", messages=PROMPT, stream=True)))
+            == "Hello world!"
+        )
+    server.stop()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)
+    server.stop()  # idempotent
