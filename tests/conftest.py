@@ -11,9 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fake_llm_fixture import fake_llm  # noqa: E402, F401
-from fake_llm_server import FakeLLMServer  # noqa: E402
-from kernel_harness import KernelSession  # noqa: E402
+from fake_llm_fixture import fake_llm  # noqa: F401
+from fake_llm_server import FakeLLMServer
+from kernel_harness import KernelSession
 
 
 def kernel_pythons() -> list[str]:
@@ -44,6 +44,8 @@ def _kernel_label(python: str) -> str:
 
     out = subprocess.run(
         [python, "-c", "import ipykernel; print(ipykernel.__version__)"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return f"ipykernel-{out.stdout.strip() or 'unknown'}"

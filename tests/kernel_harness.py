@@ -34,9 +34,16 @@ class Execution:
         return None if self.reply is None else self.reply["content"]["status"]
 
     def stdout(self) -> str:
+        return self._stream("stdout")
+
+    def stderr(self) -> str:
+        return self._stream("stderr")
+
+    def _stream(self, name: str) -> str:
         return "".join(
-            m["content"]["text"] for m in self.messages
-            if m["msg_type"] == "stream" and m["content"]["name"] == "stdout"
+            m["content"]["text"]
+            for m in self.messages
+            if m["msg_type"] == "stream" and m["content"]["name"] == name
         )
 
     def error(self) -> dict[str, Any] | None:
@@ -67,7 +74,8 @@ class KernelSession:
         spec_dir.mkdir(parents=True)
         spec = {
             "argv": [self.python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "nbstream test", "language": "python",
+            "display_name": "nbstream test",
+            "language": "python",
         }
         (spec_dir / "kernel.json").write_text(json.dumps(spec))
         ksm = KernelSpecManager(kernel_dirs=[str(kernels)])
@@ -130,6 +138,7 @@ class KernelSession:
                 if self._stop.is_set():
                     return
                 continue
+            msg["_t"] = time.monotonic()
             parent = msg.get("parent_header", {}).get("msg_id")
             with self._lock:
                 if parent in self._executions:
@@ -148,11 +157,15 @@ class KernelSession:
     def wait(self, execution: Execution, timeout: float = 60) -> Execution:
         """Wait for the reply *and* the kernel's idle status for that request."""
         self.wait_until(
-            lambda: execution.reply is not None and any(
-                m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
-                for m in execution.messages
+            lambda: (
+                execution.reply is not None
+                and any(
+                    m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
+                    for m in execution.messages
+                )
             ),
-            timeout, f"no reply to {execution.msg_id}",
+            timeout,
+            f"no reply to {execution.msg_id}",
         )
         return execution
 
@@ -181,7 +194,8 @@ class KernelSession:
     def comm_opens(self, model_name: str = "AnyModel") -> list[dict[str, Any]]:
         with self._lock:
             return [
-                m for m in self.iopub
+                m
+                for m in self.iopub
                 if m["msg_type"] == "comm_open"
                 and m["content"]["data"].get("state", {}).get("_model_name") == model_name
             ]
@@ -190,8 +204,10 @@ class KernelSession:
         """The ``msg:custom`` payloads the kernel sent to one widget, with receive times."""
         with self._lock:
             return [
-                {**m["content"]["data"]["content"], "_t": m["_t"]} for m in self.iopub
-                if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == comm_id
+                {**m["content"]["data"]["content"], "_t": m["_t"]}
+                for m in self.iopub
+                if m["msg_type"] == "comm_msg"
+                and m["content"]["comm_id"] == comm_id
                 and m["content"]["data"].get("method") == "custom"
             ]
 

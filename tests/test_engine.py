@@ -26,8 +26,14 @@ class RecordingSink:
         self.ended = response
 
 
-def provider_of(tokens, *, delay=0.0, final=Final("stop", {"input_tokens": 1, "output_tokens": 2}),
-                fail=None, closed=None):
+def provider_of(
+    tokens,
+    *,
+    delay=0.0,
+    final=Final("stop", {"input_tokens": 1, "output_tokens": 2}),
+    fail=None,
+    closed=None,
+):
     async def stream(request):
         try:
             for t in tokens:
@@ -41,6 +47,7 @@ def provider_of(tokens, *, delay=0.0, final=Final("stop", {"input_tokens": 1, "o
         finally:
             if closed is not None:
                 closed.append(True)
+
     return stream
 
 
@@ -91,7 +98,7 @@ def test_idle_timeout_cancels_the_provider():
             closed.append(True)
 
     t0 = time.monotonic()
-    stream, r = run(stalls, timeout=0.3)
+    _stream, r = run(stalls, timeout=0.3)
     assert time.monotonic() - t0 < 2
     assert r == "first" and r.finish_reason == "error" and "idle timeout" in r.error
     assert "next token" in r.error and closed == [True]

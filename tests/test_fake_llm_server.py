@@ -15,7 +15,6 @@ import httpx2
 import openai
 import pytest
 
-
 from fake_llm_server import FakeLLMServer
 
 PROMPT = [{"role": "user", "content": "say hello to the world"}]  # 5 words
@@ -52,7 +51,7 @@ def oai_finish(chunks: list[Any]) -> str | None:
 # --------------------------------------------------------------------------- OpenAI
 
 
-def test_openai_sync_stream_with_usage(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+def test_openai_sync_stream_with_usage(fake_llm: FakeLLMServer) -> None:
     model = fake_llm.script(tokens=["Hel", "lo", " there"])
     with oai(fake_llm) as client:
         stream = client.chat.completions.create(
@@ -74,7 +73,7 @@ def test_openai_sync_stream_with_usage(fake_llm: FakeLLMServer) -> None:  # noqa
     assert record["client_disconnected"] is False
 
 
-def test_openai_sync_stream_without_usage_and_length(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+def test_openai_sync_stream_without_usage_and_length(fake_llm: FakeLLMServer) -> None:
     model = fake_llm.script(tokens=["a", "b"], finish_reason="length")
     with oai(fake_llm) as client:
         chunks = list(client.chat.completions.create(model=model, messages=PROMPT, stream=True))
@@ -84,7 +83,7 @@ def test_openai_sync_stream_without_usage_and_length(fake_llm: FakeLLMServer) ->
     assert all(c.choices for c in chunks)
 
 
-def test_openai_async_stream_chunked(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+def test_openai_async_stream_chunked(fake_llm: FakeLLMServer) -> None:
     model = fake_llm.script(
         tokens=["x", "y", "z"], usage={"input_tokens": 11, "output_tokens": 7}, framing="chunked"
     )
@@ -103,7 +102,7 @@ def test_openai_async_stream_chunked(fake_llm: FakeLLMServer) -> None:  # noqa: 
     assert chunks[-1].usage.total_tokens == 18
 
 
-def test_openai_streams_incrementally(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+def test_openai_streams_incrementally(fake_llm: FakeLLMServer) -> None:
     model = fake_llm.script(tokens=["a", "b", "c"], delay=0.15, first_delay=0.2)
     arrivals: list[float] = []
     with oai(fake_llm) as client:
@@ -118,7 +117,7 @@ def test_openai_streams_incrementally(fake_llm: FakeLLMServer) -> None:  # noqa:
     assert all(0.1 <= g < 0.5 for g in gaps), gaps
 
 
-def test_openai_non_stream(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+def test_openai_non_stream(fake_llm: FakeLLMServer) -> None:
     model = fake_llm.script(text="0123456789", token_size=4)
     with oai(fake_llm) as client:
         result = client.chat.completions.create(model=model, messages=PROMPT)
@@ -127,7 +126,7 @@ def test_openai_non_stream(fake_llm: FakeLLMServer) -> None:  # noqa: F811
     assert result.usage is not None and result.usage.completion_tokens == 3
 
 
-def test_large_text_split_into_tokens(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+def test_large_text_split_into_tokens(fake_llm: FakeLLMServer) -> None:
     text = "".join(f"line {i} of a long markdown answer\n" for i in range(600))
     model = fake_llm.script(text=text, token_size=20)
     with oai(fake_llm) as client:
@@ -136,13 +135,13 @@ def test_large_text_split_into_tokens(fake_llm: FakeLLMServer) -> None:  # noqa:
     assert fake_llm.log(model)[-1]["tokens_sent"] == -(-len(text) // 20)
 
 
-def test_unknown_model_gets_default_script(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+def test_unknown_model_gets_default_script(fake_llm: FakeLLMServer) -> None:
     with oai(fake_llm) as client:
         chunks = list(client.chat.completions.create(model="gpt-x", messages=PROMPT, stream=True))
     assert oai_text(chunks) == "Hello world!"
 
 
-def test_script_rejects_bad_spec(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+def test_script_rejects_bad_spec(fake_llm: FakeLLMServer) -> None:
     with pytest.raises(ValueError, match="unknown script keys"):
         fake_llm.script(tokenz=["a"])
     with pytest.raises(ValueError, match="finish_reason"):
@@ -153,7 +152,7 @@ def test_script_rejects_bad_spec(fake_llm: FakeLLMServer) -> None:  # noqa: F811
 # --------------------------------------------------------------------------- Anthropic
 
 
-def test_anthropic_create_stream(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+def test_anthropic_create_stream(fake_llm: FakeLLMServer) -> None:
     model = fake_llm.script(tokens=["Bon", "jour"])
     with ant(fake_llm) as client:
         events = list(
@@ -187,7 +186,7 @@ def test_anthropic_create_stream(fake_llm: FakeLLMServer) -> None:  # noqa: F811
     ("finish", "stop_reason"), [("stop", "end_turn"), ("length", "max_tokens")]
 )
 def test_anthropic_stream_helper(
-    fake_llm: FakeLLMServer,  # noqa: F811
+    fake_llm: FakeLLMServer,
     finish: str,
     stop_reason: str,
 ) -> None:
@@ -206,7 +205,7 @@ def test_anthropic_stream_helper(
     assert (final.usage.input_tokens, final.usage.output_tokens) == (7, 3)
 
 
-def test_anthropic_async_stream_helper(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+def test_anthropic_async_stream_helper(fake_llm: FakeLLMServer) -> None:
     model = fake_llm.script(tokens=["a", "b", "c"], delay=0.01, framing="chunked")
 
     async def run() -> tuple[str, str | None]:
@@ -221,7 +220,7 @@ def test_anthropic_async_stream_helper(fake_llm: FakeLLMServer) -> None:  # noqa
     assert asyncio.run(run()) == ("abc", "end_turn")
 
 
-def test_anthropic_non_stream(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+def test_anthropic_non_stream(fake_llm: FakeLLMServer) -> None:
     model = fake_llm.script(tokens=["x", "y"], finish_reason="length")
     with ant(fake_llm) as client:
         message = client.messages.create(model=model, max_tokens=5, messages=PROMPT)
@@ -232,7 +231,7 @@ def test_anthropic_non_stream(fake_llm: FakeLLMServer) -> None:  # noqa: F811
 # --------------------------------------------------------------------------- faults
 
 
-def test_drop_after_ends_streams_silently(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+def test_drop_after_ends_streams_silently(fake_llm: FakeLLMServer) -> None:
     tokens = [f"t{i} " for i in range(10)]
     model = fake_llm.script(tokens=tokens, drop_after=3)
     with oai(fake_llm) as client:
@@ -259,7 +258,7 @@ def test_drop_after_ends_streams_silently(fake_llm: FakeLLMServer) -> None:  # n
     ("framing", "mode"), [("chunked", "fin"), ("close", "reset"), ("chunked", "reset")]
 )
 def test_drop_after_that_sdks_report(
-    fake_llm: FakeLLMServer,  # noqa: F811
+    fake_llm: FakeLLMServer,
     framing: str,
     mode: str,
 ) -> None:
@@ -279,7 +278,7 @@ def test_drop_after_that_sdks_report(
         assert (record["tokens_sent"], record["completed"]) == (2, False)
 
 
-def test_malformed_after_raises_json_error(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+def test_malformed_after_raises_json_error(fake_llm: FakeLLMServer) -> None:
     model = fake_llm.script(tokens=list("abcd"), malformed_after=2)
     seen: list[str] = []
     with oai(fake_llm) as client, pytest.raises(json.JSONDecodeError):
@@ -305,7 +304,7 @@ def test_malformed_after_raises_json_error(fake_llm: FakeLLMServer) -> None:  # 
     ],
 )
 def test_status_errors(
-    fake_llm: FakeLLMServer,  # noqa: F811
+    fake_llm: FakeLLMServer,
     status: int,
     oai_exc: type[openai.APIStatusError],
     ant_exc: type[anthropic.APIStatusError],
@@ -327,7 +326,7 @@ def test_status_errors(
     assert [r["status"] for r in fake_llm.log(model)] == [status, status]
 
 
-def test_status_times_then_success_on_retry(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+def test_status_times_then_success_on_retry(fake_llm: FakeLLMServer) -> None:
     model = fake_llm.script(status=500, status_times=1, tokens=["ok"])
     with oai(fake_llm, max_retries=1) as client:
         chunks = list(client.chat.completions.create(model=model, messages=PROMPT, stream=True))
@@ -341,7 +340,7 @@ def test_status_times_then_success_on_retry(fake_llm: FakeLLMServer) -> None:  #
 # --------------------------------------------------------------------------- disconnects
 
 
-def test_stall_then_async_close_is_seen_promptly(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+def test_stall_then_async_close_is_seen_promptly(fake_llm: FakeLLMServer) -> None:
     model = fake_llm.script(tokens=list("abcdef"), stall_after=2, stall_seconds=30)
 
     async def run() -> float:
@@ -362,7 +361,7 @@ def test_stall_then_async_close_is_seen_promptly(fake_llm: FakeLLMServer) -> Non
     assert (record["tokens_sent"], record["completed"]) == (2, False)
 
 
-def test_stall_then_sync_anthropic_exit_is_seen(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+def test_stall_then_sync_anthropic_exit_is_seen(fake_llm: FakeLLMServer) -> None:
     model = fake_llm.script(tokens=list("abcdef"), stall_after=1, framing="chunked")
     with ant(fake_llm) as client:
         with client.messages.stream(model=model, max_tokens=50, messages=PROMPT) as stream:
@@ -373,7 +372,7 @@ def test_stall_then_sync_anthropic_exit_is_seen(fake_llm: FakeLLMServer) -> None
     assert (record["tokens_sent"], record["completed"]) == (1, False)
 
 
-def test_cancelled_consumer_is_seen(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+def test_cancelled_consumer_is_seen(fake_llm: FakeLLMServer) -> None:
     model = fake_llm.script(tokens=[f"w{i} " for i in range(200)], delay=0.05)
 
     async def run() -> float:
@@ -405,7 +404,7 @@ def test_cancelled_consumer_is_seen(fake_llm: FakeLLMServer) -> None:  # noqa: F
     assert record["completed"] is False
 
 
-def test_wait_for_disconnect_fails_without_disconnect(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+def test_wait_for_disconnect_fails_without_disconnect(fake_llm: FakeLLMServer) -> None:
     model = fake_llm.script()
     with oai(fake_llm) as client:
         list(client.chat.completions.create(model=model, messages=PROMPT, stream=True))
@@ -416,7 +415,7 @@ def test_wait_for_disconnect_fails_without_disconnect(fake_llm: FakeLLMServer) -
 # --------------------------------------------------------------------------- hygiene
 
 
-def test_log_redacts_api_keys(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+def test_log_redacts_api_keys(fake_llm: FakeLLMServer) -> None:
     model = fake_llm.script()
     with oai(fake_llm) as client:
         list(client.chat.completions.create(model=model, messages=PROMPT, stream=True))
@@ -448,7 +447,7 @@ def _listening_addresses(port: int) -> list[str]:
     return found
 
 
-def test_binds_loopback_only(fake_llm: FakeLLMServer) -> None:  # noqa: F811
+def test_binds_loopback_only(fake_llm: FakeLLMServer) -> None:
     port = int(fake_llm.url.rsplit(":", 1)[1])
     if os.path.exists("/proc/net/tcp"):
         assert _listening_addresses(port) == ["0100007F"]  # 127.0.0.1, little-endian hex

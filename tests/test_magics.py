@@ -22,15 +22,18 @@ def ip():
     shell.run_line_magic("unload_ext", "nbstream")
 
 
-@pytest.mark.parametrize("line, message", [
-    ("--bogus", "unrecognized arguments"),
-    ("-m", "expected one argument"),
-    ("-m nope:thing", "unknown provider 'nope'"),
-    ("-m openai:", "malformed model id"),
-    ("-o 1abc", "Python variable name"),
-    ("--timeout 0", "--timeout must be a positive"),
-    ("--max-tokens -3", "--max-tokens must be a positive"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("--bogus", "unrecognized arguments"),
+        ("-m", "expected one argument"),
+        ("-m nope:thing", "unknown provider 'nope'"),
+        ("-m openai:", "malformed model id"),
+        ("-o 1abc", "Python variable name"),
+        ("--timeout 0", "--timeout must be a positive"),
+        ("--max-tokens -3", "--max-tokens must be a positive"),
+    ],
+)
 def test_bad_options_are_usage_errors_and_make_no_request(ip, line, message):
     with pytest.raises(UsageError, match=message):
         ip.run_cell_magic("llm", line, "Hello")
@@ -55,7 +58,9 @@ def test_default_model_precedence(monkeypatch):
     for var in ("NBSTREAM_MODEL", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
         monkeypatch.delenv(var, raising=False)
     assert resolve_model(None, None) == (
-        "local", "default: no model configured and no API key found")
+        "local",
+        "default: no model configured and no API key found",
+    )
     monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
     assert resolve_model(None, None)[0] == "anthropic"
     monkeypatch.setenv("OPENAI_API_KEY", "k")

@@ -9,8 +9,15 @@ def test_variables_and_expressions_are_filled_in():
 
 def test_braces_that_are_not_variables_survive():
     ns = {"x": 1}
-    for text in ['Return JSON like {"name": "x"}', "function f() { return y; }", "a set {1, 2}",
-                 "unknown {nope}", "{x.missing_attr}", "empty {}", "a {\nnewline}"]:
+    for text in [
+        'Return JSON like {"name": "x"}',
+        "function f() { return y; }",
+        "a set {1, 2}",
+        "unknown {nope}",
+        "{x.missing_attr}",
+        "empty {}",
+        "a {\nnewline}",
+    ]:
         assert interpolate(text, ns) == text, text
 
 

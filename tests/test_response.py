@@ -6,8 +6,15 @@ from nbstream import Response
 
 
 def make(**kw):
-    base = dict(finish_reason="cancelled", model="openai:gpt-4o-mini", usage=None, ttft=0.12,
-                elapsed=1.5, prompt="Say hi", chunks=3)
+    base = dict(
+        finish_reason="cancelled",
+        model="openai:gpt-4o-mini",
+        usage=None,
+        ttft=0.12,
+        elapsed=1.5,
+        prompt="Say hi",
+        chunks=3,
+    )
     base.update(kw)
     return Response("Hello world", **base)
 

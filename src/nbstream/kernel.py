@@ -47,7 +47,7 @@ def needs_pump() -> bool:
 
 
 @contextlib.asynccontextmanager
-async def widget_messages_pumped(interval: float = 0.05) -> AsyncIterator[None]:
+async def widget_messages_pumped(interval: float = 0.02) -> AsyncIterator[None]:
     """While the body runs, let widget clicks through on ipykernel < 7.4 (no-op otherwise)."""
     if not (in_kernel() and needs_pump()):
         yield

@@ -7,6 +7,12 @@ from typing import Any
 from .providers.base import FinishReason
 
 _REPR_TEXT_LIMIT = 200
+_ENDINGS = {
+    "stop": "finished",
+    "length": "cut by --max-tokens",
+    "cancelled": "stopped",
+    "error": "failed",
+}
 
 
 class Response(str):
@@ -83,6 +89,18 @@ class Response(str):
         if self.usage and "output_tokens" in self.usage:
             return int(self.usage["output_tokens"])
         return self.chunks
+
+    def summary(self) -> str:
+        """One line on how it went: ``openai:gpt-4o-mini · finished · 42 tokens · 1.3 s``."""
+        label = _ENDINGS.get(self.finish_reason, self.finish_reason)
+        parts = [self.model, label, f"{self.output_tokens} tokens", f"{self.elapsed:.1f} s"]
+        streaming = self.elapsed - (self.ttft or 0.0)
+        if self.ttft is not None and streaming > 0 and self.chunks > 1:
+            parts.append(f"{self.chunks / streaming:.1f} tok/s")
+        text = " · ".join(p for p in parts if p)
+        if self.error:
+            text += f" — {self.error}"
+        return text
 
     def metadata(self) -> dict[str, Any]:
         """Everything but the text, as a JSON-friendly dict."""

@@ -28,11 +28,9 @@ class TerminalSink:
         self._out.flush()
 
     def on_end(self, stream: Stream, response: Response) -> None:
-        from .widget import footer_text
-
         out = self._out
         if response.text and not response.text.endswith("\n"):
             out.write("\n")
         if response.finish_reason != "stop":
-            out.write(f"[{footer_text(response)}]\n")
+            out.write(f"[{response.summary()}]\n")
         out.flush()

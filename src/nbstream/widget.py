@@ -191,23 +191,6 @@ class WidgetSink:
         self.view.send(msg)
 
 
-def footer_text(response: Response) -> str:
-    """``openai:gpt-4o-mini · finished · 42 tokens · 1.3 s · 31.2 tok/s``."""
-    label = {
-        "stop": "finished",
-        "length": "cut by --max-tokens",
-        "cancelled": "stopped",
-        "error": "failed",
-    }[response.finish_reason]
-    parts = [response.model, label, f"{response.output_tokens} tokens", f"{response.elapsed:.1f} s"]
-    if response.ttft is not None and response.elapsed - response.ttft > 0 and response.chunks > 1:
-        parts.append(f"{response.chunks / (response.elapsed - response.ttft):.1f} tok/s")
-    text = " · ".join(p for p in parts if p)
-    if response.error:
-        text += f" — {response.error}"
-    return text
-
-
 def plain_text(response: Response) -> str:
     """The ``text/plain`` a saved notebook keeps: the answer, plus how it ended if not fine."""
     text = response.text
@@ -228,7 +211,7 @@ def static_bundle(response: Response) -> dict[str, str]:
     footer = (
         f'<div class="nbstream-footer" data-finish-reason="{response.finish_reason}" '
         f'style="color:{color};font-size:0.85em;margin-top:0.4em">'
-        f"{htmlmod.escape(footer_text(response))}</div>"
+        f"{htmlmod.escape(response.summary())}</div>"
     )
     return {
         "text/html": f'<div class="nbstream-answer">{body}</div>{footer}',

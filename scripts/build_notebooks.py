@@ -1,0 +1,219 @@
+"""Write the demo notebooks in notebooks/ from the cell lists below, then execute them.
+
+    python scripts/build_notebooks.py            # write + execute (outputs saved for nbval)
+    python scripts/build_notebooks.py --no-run   # write only
+
+The notebooks are documentation and tests at once: nbval re-runs them in CI and compares
+outputs. Cells whose output is inherently variable (a model's wording, timings) carry
+``# NBVAL_IGNORE_OUTPUT``; the facts that matter are printed by the cells after them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+IGNORE = "# NBVAL_IGNORE_OUTPUT\n"
+
+
+def md(text: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_markdown_cell(text.strip())
+
+
+def code(text: str) -> nbformat.NotebookNode:
+    return nbformat.v4.new_code_cell(text.strip())
+
+
+QUICKSTART = [
+    md("""
+# nbstream quickstart
+
+`nbstream` streams LLM answers into your notebook: Markdown that renders **token by token**,
+a **Stop** button, and the answer as a **Python variable** for the next cells.
+
+Everything in this notebook runs on the **embedded local model** (Gemma 3 270M, a small *base*
+model that ships as a Python package): no API key, no network. Its answers are short and often
+naive — it is here so you can see streaming, stopping and the variables work in your first
+minute. Point `-m` at OpenAI, Anthropic or Ollama for real answers (see `02-providers.ipynb`).
+"""),
+    code("%load_ext nbstream"),
+    md("""
+## Ask
+
+The cell body is the prompt. `-o answer` stores the response in `answer` (it is always in
+`_llm` too). While it streams you see a status line (model, tokens, elapsed time, tokens/s)
+and a **■ Stop** button; when it ends, the live view is replaced by the finished answer, which
+is also what a saved notebook shows on GitHub or in nbconvert.
+"""),
+    code(IGNORE + """%%llm -m local -o answer --max-tokens 80
+How do I read a CSV file with pandas?"""),
+    md("""
+## The answer is a string — that also says how it ended
+
+`answer` is an `nbstream.Response`: a plain `str` (slice it, `.split()` it, pass it to
+`json.dumps`) with extra attributes: `finish_reason` is `"stop"` (the model finished),
+`"length"` (cut by `--max-tokens`), `"cancelled"` (you pressed Stop or interrupted) or
+`"error"` (with `.error` saying what went wrong — the partial text is kept either way).
+"""),
+    code("""print(type(answer).__name__, isinstance(answer, str))
+print(answer.finish_reason in {"stop", "length"}, answer.error)
+print(answer.model)
+print(len(answer) > 0, answer.usage["output_tokens"] > 0)"""),
+    code(IGNORE + """answer.summary()"""),
+    md("""
+## Variables in prompts
+
+`{expression}` in the prompt is filled in from your variables. Braces that are not your
+variables (JSON, code, set literals) are left alone; `{{` gives a literal brace and `--raw`
+turns interpolation off.
+"""),
+    code("""topic = "gradient descent"
+columns = ["age", "income", "city"]"""),
+    code(IGNORE + """%%llm -m local -o short --max-tokens 40
+In one sentence, what is {topic}? Also: what type of data is in {columns}? Reply as JSON like {"a": 1}."""),
+    code("""print(short.prompt)"""),
+    md("""
+## Stop, and cut by length
+
+Press **■ Stop** while an answer streams: the HTTP request to the provider is closed at once
+(no more tokens billed), the text so far is kept, `finish_reason` becomes `"cancelled"`, and
+the cell ends normally, so the next cells run. The kernel's interrupt (■ in the toolbar) does
+the same cleanup and then stops "Run All", as interrupts do.
+
+There are no clicks in a notebook run headless, so here the answer is cut by `--max-tokens`:
+"""),
+    code(IGNORE + """%%llm -m local -o cut --max-tokens 5
+Write a long essay about the history of Python."""),
+    code("""print(cut.finish_reason, cut.usage["output_tokens"])"""),
+    md("""
+## Use the answer downstream
+"""),
+    code("""words = answer.split()
+print(len(words) > 0, words == str(answer).split())"""),
+    md("""
+## The Python API
+
+`await nbstream.ask(...)` streams with the same live view and Stop button, and returns the
+same `Response` — handy in loops and functions. (Top-level `await` works in every Jupyter
+kernel.)
+"""),
+    code(IGNORE + """import nbstream
+
+r = await nbstream.ask("Name a popular Python plotting library.", model="local", max_tokens=30)"""),
+    code("""print(r.finish_reason in {"stop", "length"}, r is _llm, r.model)"""),
+    md("""
+`display="none"` skips the live view, e.g. for many small prompts in a loop:
+"""),
+    code("""names = []
+for lang in ["Python", "Rust"]:
+    reply = await nbstream.ask(f"{lang} is a programming language that", model="local",
+                               max_tokens=8, display="none")
+    names.append((lang, reply.finish_reason in {"stop", "length"}))
+names"""),
+    md("""
+## Settings
+
+`%llm config` shows the effective settings; change defaults with `%config`, e.g.
+`%config LLMMagics.model = "openai:gpt-4o-mini"` or the `NBSTREAM_MODEL` environment variable.
+`%%llm?` shows every option.
+"""),
+    code(IGNORE + "%llm config"),
+]
+
+PROVIDERS = [
+    md("""
+# Providers: OpenAI, Anthropic, Ollama and any OpenAI-compatible server
+
+Pick a model with `-m PROVIDER:NAME`:
+
+| provider | example | needs |
+|---|---|---|
+| `openai` | `-m openai:gpt-4o-mini` | `OPENAI_API_KEY` (and optionally `OPENAI_BASE_URL`) |
+| `anthropic` | `-m anthropic:claude-sonnet-4-5` | `ANTHROPIC_API_KEY` (optionally `ANTHROPIC_BASE_URL`) |
+| `ollama` | `-m ollama:llama3.2` | a running Ollama (`OLLAMA_HOST`, default `localhost:11434`) |
+| any OpenAI-compatible server | `-m openai:MODEL --base-url http://host:8000/v1` | nothing else (vLLM, llama.cpp server, LM Studio) |
+| `local` | `-m local` | `pip install 'nbstream[local]'` (embedded, no key, no network) |
+
+Keys are read from the environment and never shown. To set one without writing it into the
+notebook: `import os, getpass; os.environ["OPENAI_API_KEY"] = getpass.getpass()`.
+
+The cells below run each provider **only if its key or server is there**, and say so otherwise.
+"""),
+    code("%load_ext nbstream\nimport os, urllib.request\nimport nbstream"),
+    md("## OpenAI"),
+    code(IGNORE + """if os.environ.get("OPENAI_API_KEY"):
+    r = await nbstream.ask("Say hello in five words.", model="openai:gpt-4o-mini")
+else:
+    print("skipped: set OPENAI_API_KEY to run this cell (or use %%llm -m openai:gpt-4o-mini)")"""),
+    md("## Anthropic"),
+    code(IGNORE + """if os.environ.get("ANTHROPIC_API_KEY"):
+    r = await nbstream.ask("Say hello in five words.", model="anthropic:claude-sonnet-4-5")
+else:
+    print("skipped: set ANTHROPIC_API_KEY to run this cell")"""),
+    md("## Ollama (or any OpenAI-compatible server)"),
+    code(IGNORE + """def reachable(url):
+    try:
+        urllib.request.urlopen(url, timeout=0.5)
+        return True
+    except Exception:
+        return False
+
+if reachable("http://localhost:11434/api/tags"):
+    r = await nbstream.ask("Say hello in five words.", model="ollama:llama3.2")
+else:
+    print("skipped: no Ollama server on localhost:11434")"""),
+    md("""
+## When things go wrong
+
+Failures never raise in your face and never lose text: the response says what happened in one
+line, with what to fix. Here, a server that is not running:
+"""),
+    code(IGNORE + """%%llm -m openai:some-model --base-url http://127.0.0.1:9/v1 --timeout 5
+Hello?"""),
+    code("""print(_llm.finish_reason)
+print(_llm.error.split(":")[0])"""),
+    md("""
+A malformed model id or an unknown option is a usage error, and nothing is sent:
+"""),
+    code("""try:
+    get_ipython().run_cell_magic("llm", "-m gpt4", "hello")
+except Exception as e:
+    print(type(e).__name__, "-", str(e).split(":")[0])"""),
+]
+
+NOTEBOOK_SPECS = {
+    "01-quickstart.ipynb": QUICKSTART,
+    "02-providers.ipynb": PROVIDERS,
+}
+
+
+def build(name: str, cells: list[nbformat.NotebookNode], run: bool) -> None:
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    if run:
+        NotebookClient(nb, timeout=600, kernel_name="python3",
+                       resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+        nb.metadata.pop("widgets", None)
+    path = NOTEBOOKS / name
+    nbformat.write(nb, path)
+    print(f"wrote {path.relative_to(ROOT)}")
+
+
+def main(argv: list[str]) -> None:
+    NOTEBOOKS.mkdir(exist_ok=True)
+    run = "--no-run" not in argv
+    only = [a for a in argv if a.endswith(".ipynb")]
+    for name, cells in NOTEBOOK_SPECS.items():
+        if not only or name in only:
+            build(name, cells, run)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
