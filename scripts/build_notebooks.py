@@ -5,7 +5,7 @@
 
 The notebooks are documentation and tests at once: nbval re-runs them in CI and compares
 outputs. Cells whose output is inherently variable (a model's wording, timings) carry
-``# NBVAL_IGNORE_OUTPUT``; the facts that matter are printed by the cells after them.
+nbval's ``nbval-ignore-output`` tag; the facts that matter are printed by the cells after them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
-IGNORE = "# NBVAL_IGNORE_OUTPUT\n"
+IGNORE = "\x00ignore\x00"  # prefix marker: the cell gets nbval's "nbval-ignore-output" tag
 
 
 def md(text: str) -> nbformat.NotebookNode:
@@ -26,7 +26,17 @@ def md(text: str) -> nbformat.NotebookNode:
 
 
 def code(text: str) -> nbformat.NotebookNode:
-    return nbformat.v4.new_code_cell(text.strip())
+    """A code cell; a leading IGNORE marks output nbval must not compare (model wording,
+    timings). A tag, not a ``# NBVAL_IGNORE_OUTPUT`` comment: ``%%llm`` must be line one
+    and the rest of the cell is the prompt."""
+    tags = []
+    if text.startswith(IGNORE):
+        text = text[len(IGNORE) :]
+        tags.append("nbval-ignore-output")
+    cell = nbformat.v4.new_code_cell(text.strip())
+    if tags:
+        cell.metadata["tags"] = tags
+    return cell
 
 
 QUICKSTART = [
@@ -50,8 +60,11 @@ The cell body is the prompt. `-o answer` stores the response in `answer` (it is 
 and a **■ Stop** button; when it ends, the live view is replaced by the finished answer, which
 is also what a saved notebook shows on GitHub or in nbconvert.
 """),
-    code(IGNORE + """%%llm -m local -o answer --max-tokens 80
-How do I read a CSV file with pandas?"""),
+    code(
+        IGNORE
+        + """%%llm -m local -o answer --max-tokens 80
+How do I read a CSV file with pandas?"""
+    ),
     md("""
 ## The answer is a string — that also says how it ended
 
@@ -74,8 +87,11 @@ turns interpolation off.
 """),
     code("""topic = "gradient descent"
 columns = ["age", "income", "city"]"""),
-    code(IGNORE + """%%llm -m local -o short --max-tokens 40
-In one sentence, what is {topic}? Also: what type of data is in {columns}? Reply as JSON like {"a": 1}."""),
+    code(
+        IGNORE
+        + """%%llm -m local -o short --max-tokens 40
+In one sentence, what is {topic}? Also: what type of data is in {columns}? Reply as JSON like {"a": 1}."""
+    ),
     code("""print(short.prompt)"""),
     md("""
 ## Stop, and cut by length
@@ -87,8 +103,11 @@ the same cleanup and then stops "Run All", as interrupts do.
 
 There are no clicks in a notebook run headless, so here the answer is cut by `--max-tokens`:
 """),
-    code(IGNORE + """%%llm -m local -o cut --max-tokens 5
-Write a long essay about the history of Python."""),
+    code(
+        IGNORE
+        + """%%llm -m local -o cut --max-tokens 5
+Write a long essay about the history of Python."""
+    ),
     code("""print(cut.finish_reason, cut.usage["output_tokens"])"""),
     md("""
 ## Use the answer downstream
@@ -102,9 +121,12 @@ print(len(words) > 0, words == str(answer).split())"""),
 same `Response` — handy in loops and functions. (Top-level `await` works in every Jupyter
 kernel.)
 """),
-    code(IGNORE + """import nbstream
+    code(
+        IGNORE
+        + """import nbstream
 
-r = await nbstream.ask("Name a popular Python plotting library.", model="local", max_tokens=30)"""),
+r = await nbstream.ask("Name a popular Python plotting library.", model="local", max_tokens=30)"""
+    ),
     code("""print(r.finish_reason in {"stop", "length"}, r is _llm, r.model)"""),
     md("""
 `display="none"` skips the live view, e.g. for many small prompts in a loop:
@@ -146,17 +168,25 @@ The cells below run each provider **only if its key or server is there**, and sa
 """),
     code("%load_ext nbstream\nimport os, urllib.request\nimport nbstream"),
     md("## OpenAI"),
-    code(IGNORE + """if os.environ.get("OPENAI_API_KEY"):
+    code(
+        IGNORE
+        + """if os.environ.get("OPENAI_API_KEY"):
     r = await nbstream.ask("Say hello in five words.", model="openai:gpt-4o-mini")
 else:
-    print("skipped: set OPENAI_API_KEY to run this cell (or use %%llm -m openai:gpt-4o-mini)")"""),
+    print("skipped: set OPENAI_API_KEY to run this cell (or use %%llm -m openai:gpt-4o-mini)")"""
+    ),
     md("## Anthropic"),
-    code(IGNORE + """if os.environ.get("ANTHROPIC_API_KEY"):
+    code(
+        IGNORE
+        + """if os.environ.get("ANTHROPIC_API_KEY"):
     r = await nbstream.ask("Say hello in five words.", model="anthropic:claude-sonnet-4-5")
 else:
-    print("skipped: set ANTHROPIC_API_KEY to run this cell")"""),
+    print("skipped: set ANTHROPIC_API_KEY to run this cell")"""
+    ),
     md("## Ollama (or any OpenAI-compatible server)"),
-    code(IGNORE + """def reachable(url):
+    code(
+        IGNORE
+        + """def reachable(url):
     try:
         urllib.request.urlopen(url, timeout=0.5)
         return True
@@ -166,15 +196,19 @@ else:
 if reachable("http://localhost:11434/api/tags"):
     r = await nbstream.ask("Say hello in five words.", model="ollama:llama3.2")
 else:
-    print("skipped: no Ollama server on localhost:11434")"""),
+    print("skipped: no Ollama server on localhost:11434")"""
+    ),
     md("""
 ## When things go wrong
 
 Failures never raise in your face and never lose text: the response says what happened in one
 line, with what to fix. Here, a server that is not running:
 """),
-    code(IGNORE + """%%llm -m openai:some-model --base-url http://127.0.0.1:9/v1 --timeout 5
-Hello?"""),
+    code(
+        IGNORE
+        + """%%llm -m openai:some-model --base-url http://127.0.0.1:9/v1 --timeout 5
+Hello?"""
+    ),
     code("""print(_llm.finish_reason)
 print(_llm.error.split(":")[0])"""),
     md("""
@@ -194,12 +228,16 @@ NOTEBOOK_SPECS = {
 
 def build(name: str, cells: list[nbformat.NotebookNode], run: bool) -> None:
     nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.metadata["language_info"] = {"name": "python"}
     if run:
-        NotebookClient(nb, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+        NotebookClient(
+            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+        ).execute()
         nb.metadata.pop("widgets", None)
     path = NOTEBOOKS / name
     nbformat.write(nb, path)

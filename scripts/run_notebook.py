@@ -12,7 +12,9 @@ from nbclient import NotebookClient
 def main(path: str) -> int:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": "notebooks"}}).execute()
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": "notebooks"}}
+    ).execute()
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue

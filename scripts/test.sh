@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
-# Set up everything and run the whole test suite (this is what CI runs).
-#   bash scripts/test.sh              # everything
-#   bash scripts/test.sh -k stop      # extra arguments go to pytest
+# Set up everything and run the whole test suite. This is what CI runs (.ci/run).
+#   bash scripts/test.sh                # everything
+#   bash scripts/test.sh -k stop        # extra arguments go to pytest
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s)
+step() { echo; echo "==> $* (at $(( $(date +%s) - t0 )) s)"; }
 
-# 1. System packages: Chromium for the real-browser tests (Debian). Without it (and not
-#    root) those tests skip with a reason.
-if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "==> apt-get install chromium"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+# 1. System packages: Chromium for the real-browser tests (Debian's package; Playwright's own
+#    browser download cannot work offline). Without it the browser tests skip with a reason.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        step "apt-get install chromium"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "chromium missing and not root: the browser tests will skip"
+    fi
 fi
 
-# 2. The main environment (nbstream + local model + test tools).
+# 2. The main environment: nbstream + the embedded local model + test tools.
+step "main environment (.venv)"
 bash scripts/setup.sh
 
-# 3. A second environment with ipykernel 6.29 (< 7.4 needs widget-message pumping): the
-#    kernel tests run against both.
+# 3. A second environment with ipykernel 6.29: below 7.4 widget clicks need pumping while a
+#    cell awaits, so the kernel tests run against both.
+step "ipykernel 6.29 environment (.venv-ipykernel629)"
 if [ ! -x .venv-ipykernel629/bin/python ]; then
     python3 -m venv .venv-ipykernel629
     .venv-ipykernel629/bin/python -m pip install -q --upgrade pip
@@ -26,11 +33,29 @@ fi
 .venv-ipykernel629/bin/python -m pip install -q -e . "ipykernel==6.29.5"
 export NBSTREAM_TEST_KERNEL_PYTHON_EXTRA="$PWD/.venv-ipykernel629/bin/python"
 
-# 4. Lint.
-echo "==> ruff"
-.venv/bin/ruff check src tests bench scripts
-.venv/bin/ruff format --check src tests bench scripts || echo "(ruff format: differences above, not fatal)"
+# 4. Binder: its requirements install into a fresh environment and the quickstart runs there.
+step "binder environment (.venv-binder)"
+rm -rf .venv-binder
+python3 -m venv .venv-binder
+.venv-binder/bin/python -m pip install -q --upgrade pip
+.venv-binder/bin/python -m pip install -q -r binder/requirements.txt nbclient
+(PATH="$PWD/.venv-binder/bin:$PATH" bash binder/postBuild)
+env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY \
+    .venv-binder/bin/python scripts/run_notebook.py notebooks/01-quickstart.ipynb | tail -n 3
 
-# 5. The suite: unit, provider (real SDKs over HTTP), kernel, browser, local model, notebooks.
-echo "==> pytest (setup took $(( $(date +%s) - t0 )) s)"
-.venv/bin/python -m pytest tests notebooks --nbval-lax-off 2>/dev/null || true
+# 5. Lint.
+step "ruff"
+.venv/bin/ruff check src tests bench scripts
+.venv/bin/ruff format --check src tests bench scripts
+
+# 6. The suite: unit, providers (real SDKs over HTTP), kernel (7.4 + 6.29), terminal (pty),
+#    local model, real JupyterLab in Chromium, and every notebook with nbval.
+step "pytest"
+env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY -u NBSTREAM_MODEL \
+    .venv/bin/python -m pytest tests notebooks --nbval -p no:cacheprovider "$@"
+
+# 7. The benchmark, quick mode: proves it runs; it asserts no timings.
+step "benchmark (quick)"
+.venv/bin/python bench/bench_stream.py --quick
+
+step "done"

@@ -26,7 +26,10 @@ def kernel_pythons() -> list[str]:
 
 
 @pytest.fixture(scope="module", params=kernel_pythons(), ids=lambda p: _kernel_label(p))
-def llm_kernel(request: pytest.FixtureRequest, fake_llm: FakeLLMServer) -> Iterator[KernelSession]:
+def llm_kernel(
+    request: pytest.FixtureRequest,
+    fake_llm: FakeLLMServer,  # noqa: F811
+) -> Iterator[KernelSession]:
     """A real ipykernel with nbstream loaded and both SDKs pointed at the fake server."""
     env = {
         "OPENAI_API_KEY": "sk-test-secret-openai-0123456789",

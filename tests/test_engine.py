@@ -26,11 +26,14 @@ class RecordingSink:
         self.ended = response
 
 
+_FINAL = Final("stop", {"input_tokens": 1, "output_tokens": 2})
+
+
 def provider_of(
     tokens,
     *,
     delay=0.0,
-    final=Final("stop", {"input_tokens": 1, "output_tokens": 2}),
+    final=_FINAL,
     fail=None,
     closed=None,
 ):

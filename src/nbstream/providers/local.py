@@ -25,6 +25,7 @@ How it runs:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import importlib.util
 import io
@@ -118,7 +119,17 @@ def load_model() -> Any:
     with _load_lock:
         if _model is None:
             _model = _load()
+            atexit.register(_close_model)
         return _model
+
+
+def _close_model() -> None:
+    """Free the model before interpreter teardown (llama-cpp-python's ``__del__`` fails late)."""
+    global _model
+    model, _model = _model, None
+    if model is not None:
+        with contextlib.suppress(Exception):
+            model.close()
 
 
 def _load() -> Any:
