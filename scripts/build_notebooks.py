@@ -220,9 +220,72 @@ except Exception as e:
     print(type(e).__name__, "-", str(e).split(":")[0])"""),
 ]
 
+CUSTOM_PROVIDER = [
+    md("""
+# Bring your own provider
+
+A provider is one small async generator: it gets a `Request` (prompt, model name, system,
+temperature, max_tokens, …), yields text deltas as they arrive, and ends with one `Final`
+saying why it stopped. Everything else — the live view, Stop, throttling, the idle timeout,
+the `Response` — is nbstream's job, so a provider never knows about notebooks.
+
+This one streams back a Markdown document word by word (a stand-in for your own model server).
+"""),
+    code("""import asyncio
+
+import nbstream
+from nbstream.providers import Final
+
+async def markdown_echo(request):
+    words = request.prompt.split(" ")
+    for i, word in enumerate(words):
+        await asyncio.sleep(0.01)
+        yield word if i == 0 else " " + word
+    yield Final("stop", {"input_tokens": len(words), "output_tokens": len(words)})
+
+nbstream.register_provider("echo", markdown_echo)
+%load_ext nbstream"""),
+    code(IGNORE + """%%llm -m echo -o doc
+# Streaming Markdown
+
+Blocks that are complete — this paragraph, once a blank line follows it — are rendered
+**once** and never re-sent; only the open tail is re-rendered as tokens arrive.
+
+| approach | bytes pushed |
+|---|---|
+| re-render everything per token | O(n²) |
+| nbstream | O(n) |
+
+```python
+def fib(n):
+    a, b = 0, 1
+    for _ in range(n):
+        a, b = b, a + b
+    return a
+```"""),
+    code("""print(doc.finish_reason, doc.model, doc.usage)
+print(doc.splitlines()[0])"""),
+    md("""
+A provider that raises `nbstream.providers.ProviderError("one line for the user")` gets
+`finish_reason == "error"` with that message — and the text streamed so far is kept. A
+provider that simply stops without yielding `Final` is treated as a dropped connection:
+truncation is never reported as success.
+"""),
+    code("""from nbstream.providers import ProviderError
+
+async def flaky(request):
+    yield "Half an answer"
+    raise ProviderError("the GPU fell over; try again")
+
+nbstream.register_provider("flaky", flaky)
+r = await nbstream.ask("anything", model="flaky", display="text")
+print(repr(r.finish_reason), repr(str(r)), repr(r.error))"""),
+]
+
 NOTEBOOK_SPECS = {
     "01-quickstart.ipynb": QUICKSTART,
     "02-providers.ipynb": PROVIDERS,
+    "03-custom-provider.ipynb": CUSTOM_PROVIDER,
 }
 
 
