@@ -36,6 +36,9 @@ def test_answer_streams_into_the_widget_and_is_saved_as_static_output(llm_kernel
     )
     kernel.wait(execution, 30)
     assert execution.status == "ok", execution.error()
+    # the live view is displayed as *this* widget (its display names the comm's model id)
+    shown = [m["content"]["data"] for m in execution.messages if m["msg_type"] == "display_data"]
+    assert shown[0]["application/vnd.jupyter.widget-view+json"]["model_id"] == comm_id
     msgs = updates(kernel, comm_id)
     # grew progressively: many pushes, spread over the stream, throttled (~20/s at most)
     chunks = [m["status"]["chunks"] for m in msgs]

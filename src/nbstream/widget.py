@@ -45,7 +45,7 @@ class StreamView(anywidget.AnyWidget):
 
     _esm = traitlets.Unicode((_STATIC / "view.js").read_text(encoding="utf-8")).tag(sync=True)
     _css = traitlets.Unicode((_STATIC / "view.css").read_text(encoding="utf-8")).tag(sync=True)
-    model_id = traitlets.Unicode("").tag(sync=True)
+    llm_model = traitlets.Unicode("").tag(sync=True)  # not `model_id`: Widget owns that name
     note = traitlets.Unicode("").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
 
@@ -99,7 +99,7 @@ class WidgetSink:
         from IPython.display import display
 
         self._stream = stream
-        self.view = StreamView(model_id=stream.model_id, note=stream.note or "")
+        self.view = StreamView(llm_model=stream.model_id, note=stream.note or "")
         self.view.on_msg(self._on_msg)
         display(self.view, display_id=self.display_id)
         self._push_now()

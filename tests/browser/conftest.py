@@ -5,6 +5,10 @@ Fixtures:
   browser  (session)  -> playwright Browser (system Chromium, offline-friendly args)
   page     (function) -> playwright Page, 1400x1000, document.title spy installed
   notebook (function) -> factory ``notebook(name, cells) -> NotebookPage`` (page + lab bound)
+  new_page (function) -> factory ``new_page() -> Page`` in a fresh context (closed at the end)
+
+Teardown shuts down only the kernels of notebooks the test opened through ``notebook``,
+so a module-scoped notebook (see test_llm_in_lab.py) survives the tests around it.
 
 Helpers live in ``labkit.py`` (``open_notebook``, ``NotebookPage``); this directory is put
 on ``sys.path`` so tests can ``from labkit import open_notebook``.
@@ -26,7 +30,7 @@ if str(HERE) not in sys.path:
 
 import labkit  # noqa: E402
 
-TIMINGS: dict[str, float] = {}
+TIMINGS = labkit.TIMINGS
 
 
 def _skip_reason() -> str | None:
@@ -101,29 +105,41 @@ def browser():
             b.close()
 
 
+def _failed(request) -> bool:
+    rep = getattr(request.node, "rep_call", None)
+    return rep is not None and rep.failed
+
+
 @pytest.fixture
 def page(browser, lab, request):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.add_init_script(labkit.TITLE_SPY_JS)
-    pg = context.new_page()
-    console: list[str] = []
-    pg.on("console", lambda m: console.append(f"[{m.type}] {m.text}"))
-    pg.on("pageerror", lambda e: console.append(f"[pageerror] {e}"))
-    pg.console_log = console  # type: ignore[attr-defined]
+    pg = labkit.new_page(browser)
+    pg.nb_paths = set()  # notebooks opened through `notebook`; their kernels die with the page
     try:
         yield pg
     finally:
-        rep = getattr(request.node, "rep_call", None)
-        if rep is not None and rep.failed:
-            out = labkit.ARTIFACTS / "failures" / request.node.name.replace("/", "_")
-            out.mkdir(parents=True, exist_ok=True)
-            try:
-                pg.screenshot(path=str(out / "page.png"), full_page=True)
-            except Exception as exc:  # page may be dead; keep the other artifacts
-                console.append(f"[artifact] screenshot failed: {exc}")
-            (out / "console.log").write_text("\n".join(console))
-        context.close()
-        lab.shutdown_all_kernels()
+        if _failed(request):
+            labkit.dump_failure(pg, request.node.name)
+        pg.context.close()
+        lab.shutdown_sessions(pg.nb_paths)
+
+
+@pytest.fixture
+def new_page(browser, request):
+    """``new_page() -> Page``: extra pages in fresh contexts (e.g. to reopen a notebook)."""
+    pages = []
+
+    def _new():
+        pg = labkit.new_page(browser)
+        pages.append(pg)
+        return pg
+
+    try:
+        yield _new
+    finally:
+        for k, pg in enumerate(pages):
+            if _failed(request):
+                labkit.dump_failure(pg, request.node.name, tag=f"extra-page-{k}")
+            pg.context.close()
 
 
 @pytest.fixture
@@ -131,11 +147,19 @@ def notebook(page, lab, request):
     """``notebook(name, cells) -> NotebookPage`` bound to this test's page and lab."""
 
     def _open(name: str, cells: list[str], timeout: float = 90) -> labkit.NotebookPage:
+        page.nb_paths.add(name)
         nb = labkit.open_notebook(page, lab, name, cells, timeout=timeout)
         TIMINGS[f"open_notebook_s[{request.node.name}]"] = round(nb.open_seconds, 2)
         return nb
 
     return _open
+
+
+def pytest_terminal_summary(terminalreporter):
+    if labkit.REPORT:
+        terminalreporter.section("browser tier")
+        for line in labkit.REPORT:
+            terminalreporter.write_line(line)
 
 
 def _write_timings() -> None:

@@ -69,6 +69,11 @@ TITLE_SPY_JS = r"""
 # every process this fixture started (by PID, via /proc) without matching names.
 RUN_MARKER_VAR = "NBSTREAM_BROWSER_TEST_RUN"
 
+# Filled by fixtures and tests; written to test-artifacts/browser/timings.json at the end
+# of the session. REPORT lines are also printed in pytest's terminal summary.
+TIMINGS: dict[str, float] = {}
+REPORT: list[str] = []
+
 
 def chromium_path() -> str:
     return os.environ.get("NBSTREAM_CHROMIUM", "/usr/bin/chromium")
@@ -165,6 +170,17 @@ class LabServer:
             for k in self.api("api/kernels"):
                 with contextlib.suppress(OSError, urllib.error.URLError):
                     self.request("DELETE", f"api/kernels/{k['id']}")
+
+    def shutdown_sessions(self, paths: list[str] | set[str]) -> None:
+        """Delete the sessions (and so the kernels) of the notebooks at ``paths``."""
+        wanted = set(paths)
+        if not wanted:
+            return
+        with contextlib.suppress(OSError, urllib.error.URLError):
+            for s in self.sessions():
+                if s.get("path") in wanted:
+                    with contextlib.suppress(OSError, urllib.error.URLError):
+                        self.request("DELETE", f"api/sessions/{s['id']}")
 
     def lab_url(self, nb_name: str, workspace: str | None = None) -> str:
         """URL opening ``nb_name`` in a fresh (or given) workspace, token included."""
@@ -436,7 +452,27 @@ class NotebookPage:
                 )
             time.sleep(0.1)
 
+    def ensure_idle(self, timeout: float = 5) -> None:
+        """Idle within ``timeout``, else interrupt the kernel and wait again (so one
+        failed test does not leave a shared notebook busy for the next one)."""
+        try:
+            self.wait_for_idle(timeout=timeout)
+        except TimeoutError:
+            self.interrupt()
+            self.wait_for_idle(timeout=20)
+
     # -- actions -----------------------------------------------------------------------
+    def add_cell(self, source: str, timeout: float = 10) -> int:
+        """Append a code cell with ``source`` (through the notebook model, no typing);
+        returns its index once the cell is rendered."""
+        index = self.page.evaluate(_ADD_CELL_JS, [self.name, source])
+        deadline = time.monotonic() + timeout
+        while self.cells.count() <= index:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"cell {index} added to {self.name} was not rendered")
+            time.sleep(0.05)
+        return index
+
     def select_cell(self, i: int) -> None:
         """Command mode with cell ``i`` active."""
         prompt = self.cell(i).locator(".jp-InputPrompt").first
@@ -537,6 +573,63 @@ class NotebookPage:
 
     def page_errors(self) -> list[str]:
         return self.page.evaluate("() => window.__pageErrors || []")
+
+
+_ADD_CELL_JS = r"""
+([path, source]) => {
+  const app = window.jupyterapp;
+  for (const w of app.shell.widgets('main')) {
+    if (w.context && w.context.path === path && w.content && w.content.model) {
+      const model = w.content.model;
+      const index = model.cells.length;
+      model.sharedModel.insertCell(index, { cell_type: 'code', source });
+      return index;
+    }
+  }
+  throw new Error('no open notebook panel for ' + path);
+}
+"""
+
+
+def new_page(browser: Any, viewport: dict | None = None) -> Any:
+    """A page in a fresh browser context, with the document.title spy installed and
+    console messages collected in ``page.console_log``. Close it with
+    ``page.context.close()``."""
+    context = browser.new_context(viewport=viewport or {"width": 1400, "height": 1000})
+    context.add_init_script(TITLE_SPY_JS)
+    pg = context.new_page()
+    console: list[str] = []
+    pg.on("console", lambda m: console.append(f"[{m.type}] {m.text}"))
+    pg.on("pageerror", lambda e: console.append(f"[pageerror] {e}"))
+    pg.console_log = console
+    return pg
+
+
+def dump_failure(page: Any, test_name: str, tag: str = "page") -> Path:
+    """Save a screenshot and the console log of ``page`` under failures/<test_name>/."""
+    out = ARTIFACTS / "failures" / test_name.replace("/", "_")
+    out.mkdir(parents=True, exist_ok=True)
+    console = getattr(page, "console_log", [])
+    try:
+        page.screenshot(path=str(out / f"{tag}.png"), full_page=True)
+    except Exception as exc:  # page may be dead; keep the other artifacts
+        console.append(f"[artifact] screenshot failed: {exc}")
+    (out / f"{tag}-console.log").write_text("\n".join(console))
+    return out
+
+
+def reopen_notebook(page: Any, lab: LabServer, name: str, timeout: float = 60) -> NotebookPage:
+    """Open the existing file ``name`` (not rewritten) in a fresh workspace; waits only
+    until its cells are rendered, not for a kernel."""
+    import nbformat
+
+    n = len(nbformat.read(str(lab.root / name), as_version=4).cells)
+    t0 = time.monotonic()
+    page.goto(lab.lab_url(name), timeout=timeout * 1000)
+    nb = NotebookPage(page, lab, name)
+    nb.cells.nth(max(n - 1, 0)).wait_for(timeout=timeout * 1000)
+    nb.open_seconds = time.monotonic() - t0
+    return nb
 
 
 def open_notebook(

@@ -4,7 +4,7 @@
 const LABELS = { waiting: "waiting for the first token", streaming: "streaming", done: "finished",
   stopped: "stopped", error: "failed" };
 function fmtStatus(model, s, elapsed) {
-  const parts = [model.get("model_id")];
+  const parts = [model.get("llm_model")];
   if (model.get("note")) parts.push(model.get("note"));
   parts.push(LABELS[s.state] || s.state);
   if (s.state === "error" && model.get("error")) parts.push(model.get("error"));
@@ -32,7 +32,7 @@ function render({ model, el }) {
     '<div class="nbstream-bar">' +
     '<button class="nbstream-stop" type="button" title="Stop the stream (the partial answer is kept)">&#9632; Stop</button>' +
     '<span class="nbstream-status"></span></div>' +
-    '<div class="nbstream-body"><div class="nbstream-frozen"></div><div class="nbstream-tail"></div></div>';
+    '<div class="nbstream-body jp-RenderedHTMLCommon"><div class="nbstream-frozen"></div><div class="nbstream-tail"></div></div>';
   const btn = el.querySelector(".nbstream-stop");
   const status = el.querySelector(".nbstream-status");
   const frozen = el.querySelector(".nbstream-frozen");
