@@ -245,7 +245,9 @@ async def markdown_echo(request):
 
 nbstream.register_provider("echo", markdown_echo)
 %load_ext nbstream"""),
-    code(IGNORE + """%%llm -m echo -o doc
+    code(
+        IGNORE
+        + """%%llm -m echo -o doc
 # Streaming Markdown
 
 Blocks that are complete — this paragraph, once a blank line follows it — are rendered
@@ -262,7 +264,8 @@ def fib(n):
     for _ in range(n):
         a, b = b, a + b
     return a
-```"""),
+```"""
+    ),
     code("""print(doc.finish_reason, doc.model, doc.usage)
 print(doc.splitlines()[0])"""),
     md("""
