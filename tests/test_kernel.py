@@ -41,7 +41,7 @@ def test_answer_streams_into_the_widget_and_is_saved_as_static_output(llm_kernel
     assert shown[0]["application/vnd.jupyter.widget-view+json"]["model_id"] == comm_id
     msgs = updates(kernel, comm_id)
     # grew progressively: many pushes, spread over the stream, throttled (~20/s at most)
-    chunks = [m["status"]["chunks"] for m in msgs]
+    chunks = [m["chunks"] for m in msgs]
     assert len(msgs) >= 8 and chunks == sorted(chunks) and chunks[-1] == 60
     span = msgs[-1]["_t"] - msgs[0]["_t"]
     assert span > 0.8 and len(msgs) <= 20 * span + 5, (len(msgs), span)
@@ -92,7 +92,7 @@ def test_stop_while_the_server_is_silent(llm_kernel, fake_llm):
         kernel, fake_llm, tokens=10, delay=0.0, stall_after=3, stall_seconds=60
     )
     kernel.wait_until(
-        lambda: any(m["status"]["chunks"] == 3 for m in updates(kernel, comm_id)), 30, "3 tokens"
+        lambda: any(m["chunks"] == 3 for m in updates(kernel, comm_id)), 30, "3 tokens"
     )
     time.sleep(0.3)
     kernel.send_custom(comm_id, {"event": "stop"})

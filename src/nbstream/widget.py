@@ -7,11 +7,14 @@ diff against what the browser already has. Pushes are throttled by time (at most
 
 Messages, kernel → browser (``msg:custom``)::
 
-    {"type": "update", "frozen": html, "keep": n, "tail": html, "status": {...}}
-    {"type": "reset",  "frozen": html, "tail": html, "status": {...}}
+    {"type": "update", "keep": k, "add": html, "freeze": f, "chunks": n, "state": s}
+    {"type": "reset",  "frozen": html, "tail": html, "state": s, "chunks": n,
+     "elapsed": seconds, "streaming_for": seconds}
 
-``keep`` is the number of UTF-16 code units of the previous tail to keep before appending
-``tail``. Browser → kernel: ``{"event": "stop"}`` (the Stop button) and ``{"event": "sync"}``
+An update means: ``buf = tail[:keep] + add; frozen += buf[:freeze]; tail = buf[freeze:]``
+(lengths in UTF-16 code units, as JavaScript counts). A block that froze after it was shown
+in the tail is therefore not sent again. ``freeze`` and ``state`` are omitted when nothing
+froze / the state did not change. The status line's clocks run in the browser. Browser → kernel: ``{"event": "stop"}`` (the Stop button) and ``{"event": "sync"}``
 (a view that just rendered asks for everything so far).
 
 When the stream ends, the widget's display is replaced (``update_display``) by a static
@@ -50,8 +53,8 @@ class StreamView(anywidget.AnyWidget):
     error = traitlets.Unicode("").tag(sync=True)
 
 
-def status_dict(stream: Stream) -> dict[str, Any]:
-    """The changing part of the status line (model and note travel once, as traits)."""
+def timing(stream: Stream) -> dict[str, Any]:
+    """State, count and clocks, for a view that (re)joins mid-stream."""
     streaming_for = 0.0
     if stream.first_token_at is not None:
         streaming_for = time.monotonic() - stream.first_token_at
@@ -89,6 +92,7 @@ class WidgetSink:
         self.bytes_sent = 0
         self._md = markdown.IncrementalMarkdown()
         self._sent_tail = ""
+        self._sent_state = "waiting"
         self._last_push = -1.0e9
         self._timer: asyncio.TimerHandle | None = None
         self._stream: Stream | None = None
@@ -102,11 +106,12 @@ class WidgetSink:
         self.view = StreamView(llm_model=stream.model_id, note=stream.note or "")
         self.view.on_msg(self._on_msg)
         display(self.view, display_id=self.display_id)
-        self._push_now()
+        # No push yet: the view asks for everything ("sync") when it renders, and the first
+        # token must not wait for a throttle window opened by an empty push.
 
     def on_delta(self, stream: Stream, delta: str) -> None:
         wait = self.interval - (time.monotonic() - self._last_push)
-        if wait <= 0:
+        if wait <= 0 or stream.chunks == 1:  # the first token is shown at once
             self._push_now()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(wait, self._push_now)
@@ -114,14 +119,11 @@ class WidgetSink:
     def on_end(self, stream: Stream, response: Response) -> None:
         from IPython.display import update_display
 
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if self.view is not None and response.error:
             self.view.error = response.error
-        self._send(self._md.finish())
-        bundle = static_bundle(response)
-        self.bytes_sent += len(bundle["text/html"].encode()) + len(bundle["text/plain"].encode())
+        self._push_now(final=True)  # the final state always arrives
+        bundle = static_bundle(response, html=self._md.html)  # == a one-shot render
+        self.bytes_sent += len(json.dumps(bundle).encode())
         update_display(bundle, raw=True, display_id=self.display_id)
         if self.view is not None:
             self.view.close()
@@ -130,55 +132,59 @@ class WidgetSink:
 
     def _on_msg(self, _widget: Any, content: Any, _buffers: Any) -> None:
         # May run on a subshell thread (ipykernel 7.0–7.3): only thread-safe work here.
-        if not isinstance(content, dict) or self._stream is None:
+        stream = self._stream
+        if not isinstance(content, dict) or stream is None:
             return
         event = content.get("event")
         if event == "stop":
-            self._stream.stop()
-        elif event == "sync":
-            stream = self._stream
-            loop = stream._loop
-            if loop is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(self._send_reset)
+            stream.stop()
+        elif event == "sync" and stream._loop is not None and not stream._loop.is_closed():
+            stream._loop.call_soon_threadsafe(self._send_reset)
 
-    def _push_now(self) -> None:
+    def _push_now(self, final: bool = False) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         self._timer = None
         assert self._stream is not None
-        self._send(self._md.update(self._stream.text))
+        update = self._md.update(self._stream.text)
+        if final:
+            update = _merge(update, self._md.finish())
+        self._send(update)
 
     def _send_reset(self) -> None:
         if self.view is None or self._stream is None:
             return
-        self._sent_tail = self._md_tail()
+        self._sent_tail = self._md.tail_html
+        self._sent_state = self._stream.state
         self._emit(
-            {
-                "type": "reset",
-                "frozen": self._md.frozen_html,
-                "tail": self._sent_tail,
-                "status": status_dict(self._stream),
-            }
+            {"type": "reset", "frozen": self._md.frozen_html, "tail": self._sent_tail}
+            | timing(self._stream)
         )
 
-    def _md_tail(self) -> str:
-        return self._md.html[len(self._md.frozen_html) :]
-
     def _send(self, update: markdown.Update) -> None:
-        assert self._stream is not None
-        status = status_dict(self._stream)
+        stream = self._stream
+        assert stream is not None
         if update.reset:
             self._sent_tail = update.tail
+            self._sent_state = stream.state
             self._emit(
-                {"type": "reset", "frozen": update.frozen, "tail": update.tail, "status": status}
+                {"type": "reset", "frozen": update.frozen, "tail": update.tail} | timing(stream)
             )
             return
-        keep = common_prefix_len(self._sent_tail, update.tail)
-        msg = {
+        # Newly frozen blocks were usually on screen already as (part of) the tail: diff
+        # frozen+tail against the tail the browser has, then say how much of it froze.
+        combined = update.frozen + update.tail
+        keep = common_prefix_len(self._sent_tail, combined)
+        msg: dict[str, Any] = {
             "type": "update",
-            "frozen": update.frozen,
-            "keep": utf16_len(update.tail[:keep]),
-            "tail": update.tail[keep:],
-            "status": status,
+            "keep": utf16_len(combined[:keep]),
+            "add": combined[keep:],
+            "chunks": stream.chunks,
         }
+        if update.frozen:
+            msg["freeze"] = utf16_len(update.frozen)
+        if stream.state != self._sent_state:
+            msg["state"] = self._sent_state = stream.state
         self._sent_tail = update.tail
         self._emit(msg)
 
@@ -189,6 +195,15 @@ class WidgetSink:
         self.pushes += 1
         self.bytes_sent += len(json.dumps(msg).encode())
         self.view.send(msg)
+
+
+def _merge(first: markdown.Update, second: markdown.Update) -> markdown.Update:
+    """Two consecutive updates as one (for the final push)."""
+    if second.reset:
+        return second
+    if first.reset:
+        return markdown.Update(first.frozen + second.frozen, second.tail, reset=True)
+    return markdown.Update(first.frozen + second.frozen, second.tail)
 
 
 def plain_text(response: Response) -> str:
@@ -204,9 +219,10 @@ def plain_text(response: Response) -> str:
     return f"{text}\n\n[nbstream: {ending}]" if text else f"[nbstream: {ending}]"
 
 
-def static_bundle(response: Response) -> dict[str, str]:
-    """The HTML + text bundle that replaces the live view when the stream ends."""
-    body = markdown.render(response.text)
+def static_bundle(response: Response, html: str | None = None) -> dict[str, str]:
+    """The HTML + text bundle that replaces the live view when the stream ends
+    (``html``: the answer already rendered, to spare a second render)."""
+    body = markdown.render(response.text) if html is None else html
     color = "#c00" if response.finish_reason == "error" else "#777"
     footer = (
         f'<div class="nbstream-footer" data-finish-reason="{response.finish_reason}" '

@@ -3,25 +3,48 @@
 // All HTML comes from the kernel's sanitizing Markdown renderer (raw HTML disabled).
 const LABELS = { waiting: "waiting for the first token", streaming: "streaming", done: "finished",
   stopped: "stopped", error: "failed" };
-function fmtStatus(model, s, elapsed) {
+function fmtStatus(model, st, now) {
   const parts = [model.get("llm_model")];
   if (model.get("note")) parts.push(model.get("note"));
-  parts.push(LABELS[s.state] || s.state);
-  if (s.state === "error" && model.get("error")) parts.push(model.get("error"));
-  parts.push(s.chunks + (s.chunks === 1 ? " token" : " tokens"));
-  parts.push(elapsed.toFixed(1) + " s");
-  if (s.chunks > 1 && s.streaming_for > 0) parts.push((s.chunks / s.streaming_for).toFixed(1) + " tok/s");
+  parts.push(LABELS[st.state] || st.state);
+  if (st.state === "error" && model.get("error")) parts.push(model.get("error"));
+  parts.push(st.chunks + (st.chunks === 1 ? " token" : " tokens"));
+  parts.push(((now - st.t0) / 1000).toFixed(1) + " s");
+  const streaming = (now - st.t1) / 1000;
+  if (st.t1 !== null && st.chunks > 1 && streaming > 0) {
+    parts.push((st.chunks / streaming).toFixed(1) + " tok/s");
+  }
   return parts.join(" · ");
 }
+// Model-level state, shared by every view of this widget. Messages:
+//   update: {keep, add, freeze?, chunks, state?}
+//           buf = tail[:keep] + add; frozen += buf[:freeze]; tail = buf[freeze:]
+//   reset:  {frozen, tail, state, chunks, elapsed, streaming_for}  (reply to "sync")
+// Timings are kept on the browser's clock: t0 = start, t1 = first token, tEnd = end.
 function initialize({ model }) {
-  model.__nb = { frozen: "", tail: "", status: null, receivedAt: Date.now(), views: new Set() };
+  model.__nb = { frozen: "", tail: "", state: "waiting", chunks: 0, t0: Date.now(), t1: null,
+    tEnd: null, views: new Set() };
   model.on("msg:custom", (msg) => {
     const st = model.__nb;
-    if (msg.type === "reset") { st.frozen = msg.frozen; st.tail = msg.tail; }
-    else if (msg.type === "update") { st.frozen += msg.frozen; st.tail = st.tail.slice(0, msg.keep) + msg.tail; }
-    else return;
-    st.status = msg.status; st.receivedAt = Date.now();
-    for (const v of st.views) v(msg);
+    const now = Date.now();
+    let added;
+    if (msg.type === "reset") {
+      st.frozen = msg.frozen; st.tail = msg.tail;
+      st.t0 = now - msg.elapsed * 1000;
+      st.t1 = msg.chunks > 0 ? now - msg.streaming_for * 1000 : null;
+      st.state = msg.state;
+      added = null;
+    } else if (msg.type === "update") {
+      const buf = st.tail.slice(0, msg.keep) + msg.add;
+      const cut = msg.freeze || 0;
+      added = buf.slice(0, cut);
+      st.frozen += added; st.tail = buf.slice(cut);
+      if (st.t1 === null && msg.chunks > 0) st.t1 = now;
+      if (msg.state) st.state = msg.state;
+    } else return;
+    st.chunks = msg.chunks;
+    if (st.tEnd === null && st.state !== "waiting" && st.state !== "streaming") st.tEnd = now;
+    for (const v of st.views) v(added);
   });
 }
 function render({ model, el }) {
@@ -38,9 +61,10 @@ function render({ model, el }) {
   const frozen = el.querySelector(".nbstream-frozen");
   const tail = el.querySelector(".nbstream-tail");
   let shownFrozen = 0;
-  const paint = (msg) => {
-    if (msg && msg.type === "update" && shownFrozen <= st.frozen.length - msg.frozen.length) {
-      if (msg.frozen) frozen.insertAdjacentHTML("beforeend", msg.frozen);
+  // added: the HTML that just froze (append it), or null after a reset (repaint all)
+  const paint = (added) => {
+    if (added !== null && shownFrozen === st.frozen.length - added.length) {
+      if (added) frozen.insertAdjacentHTML("beforeend", added);
     } else {
       frozen.innerHTML = st.frozen;
     }
@@ -49,13 +73,9 @@ function render({ model, el }) {
     tick();
   };
   const tick = () => {
-    const s = st.status;
-    if (!s) { status.textContent = "starting…"; return; }
-    const live = s.state === "waiting" || s.state === "streaming";
-    const elapsed = s.elapsed + (live ? (Date.now() - st.receivedAt) / 1000 : 0);
-    status.textContent = fmtStatus(model, s, elapsed);
-    el.dataset.state = s.state;
-    if (!live) { btn.disabled = true; }
+    status.textContent = fmtStatus(model, st, st.tEnd === null ? Date.now() : st.tEnd);
+    el.dataset.state = st.state;
+    if (st.tEnd !== null) btn.disabled = true;
   };
   btn.addEventListener("click", () => {
     btn.disabled = true; btn.textContent = "Stopping…";
