@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from .engine import Stream
 from .kernel import get_shell, in_kernel
 from .response import Response
 from .run import Options, make_stream, run_awaited, run_blocking
+
+
+def _stream(prompt: str, arguments: dict[str, Any]) -> Stream:
+    """A ready stream for ``ask``/``ask_sync``: their keyword arguments over the defaults."""
+    if not prompt or not prompt.strip():
+        raise ValueError("the prompt is empty")
+    overrides = {k: v for k, v in arguments.items() if k in _OPTION_NAMES}
+    options, configured = _options(**overrides)
+    return make_stream(prompt, options, configured)
+
+
+_OPTION_NAMES = ("model", "system", "temperature", "max_tokens", "timeout", "base_url", "display")
 
 
 def _options(**kwargs: Any) -> tuple[Options, str | None]:
@@ -48,18 +61,7 @@ async def ask(
     (widget in notebooks, text elsewhere), ``"widget"``, ``"text"`` or ``"none"``.
     A kernel interrupt stores the partial answer in ``_llm`` and raises KeyboardInterrupt.
     """
-    if not prompt or not prompt.strip():
-        raise ValueError("the prompt is empty")
-    options, configured = _options(
-        model=model,
-        system=system,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        timeout=timeout,
-        base_url=base_url,
-        display=display,
-    )
-    stream = make_stream(prompt, options, configured)
+    stream = _stream(prompt, locals())
     response = await run_awaited(stream)
     _store(response)
     if stream.interrupted and in_kernel():
@@ -80,18 +82,7 @@ def ask_sync(
 ) -> Response:
     """Blocking :func:`ask` for scripts and plain functions. Ctrl-C stops the stream and
     returns the partial answer (``finish_reason == "cancelled"``)."""
-    if not prompt or not prompt.strip():
-        raise ValueError("the prompt is empty")
-    options, configured = _options(
-        model=model,
-        system=system,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        timeout=timeout,
-        base_url=base_url,
-        display=display or "text",
-    )
-    response = run_blocking(make_stream(prompt, options, configured))
+    response = run_blocking(_stream(prompt, {**locals(), "display": display or "text"}))
     _store(response)
     return response
 

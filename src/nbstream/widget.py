@@ -14,8 +14,10 @@ Messages, kernel → browser (``msg:custom``)::
 An update means: ``buf = tail[:keep] + add; frozen += buf[:freeze]; tail = buf[freeze:]``
 (lengths in UTF-16 code units, as JavaScript counts). A block that froze after it was shown
 in the tail is therefore not sent again. ``freeze`` and ``state`` are omitted when nothing
-froze / the state did not change. The status line's clocks run in the browser. Browser → kernel: ``{"event": "stop"}`` (the Stop button) and ``{"event": "sync"}``
-(a view that just rendered asks for everything so far).
+froze / the state did not change. The status line's clocks run in the browser.
+
+Browser → kernel: ``{"event": "stop"}`` (the Stop button) and ``{"event": "sync"}`` (a view
+that just rendered asks for everything so far).
 
 When the stream ends, the widget's display is replaced (``update_display``) by a static
 HTML + text bundle, so a saved notebook shows the answer without widget state.
