@@ -1028,6 +1028,7 @@ def main() -> int:
         ]
     )
     print(report)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(report + "\n", encoding="utf-8")
     return 1 if failures else 0
 

@@ -15,6 +15,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # llama-cpp-python has no binary wheel on PyPI: it compiles (~3 min on 2 cores). pip keeps the
 # built wheel in its cache (~/.cache/pip), so later setups on the same machine take seconds.
+export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}
 export CMAKE_ARGS=${CMAKE_ARGS:-"-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=OFF"}
 echo "==> installing nbstream[$EXTRAS] into $VENV (first time: compiles llama.cpp, ~3 min)"
 start=$(date +%s)

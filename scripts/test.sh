@@ -63,6 +63,6 @@ run_pytest tests/browser "$@"
 
 # 7. The benchmark, quick mode: proves it runs; it asserts no timings.
 step "benchmark (quick)"
-.venv/bin/python bench/bench_stream.py --quick
+.venv/bin/python bench/bench_stream.py --quick --out test-artifacts/bench-quick.md
 
 step "done"
