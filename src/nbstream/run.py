@@ -160,7 +160,6 @@ def _run_in_thread(stream: Stream) -> Response:
 
 __all__ = [
     "DISPLAY_MODES",
-    "NullSink",
     "Options",
     "make_stream",
     "resolve_model",
