@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from .providers.base import Final, Provider, ProviderError, Request
@@ -90,11 +91,16 @@ class Stream:
     def stop(self) -> None:
         """Ask the stream to stop. Safe to call from any thread, any number of times."""
         self._stop_requested.set()
+        self.call_in_loop(lambda: self._cancel("stopped"))
+
+    def call_in_loop(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` on the stream's event loop, from any thread (e.g. a widget
+        handler on a kernel subshell thread). Does nothing once the loop is gone."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
             # RuntimeError: the loop closed between the check and the call.
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._cancel, "stopped")
+                loop.call_soon_threadsafe(callback)
 
     def interrupt(self) -> None:
         """Like :meth:`stop`, but records that the user interrupted the kernel."""

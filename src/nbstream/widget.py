@@ -140,8 +140,8 @@ class WidgetSink:
         event = content.get("event")
         if event == "stop":
             stream.stop()
-        elif event == "sync" and stream._loop is not None and not stream._loop.is_closed():
-            stream._loop.call_soon_threadsafe(self._send_reset)
+        elif event == "sync":
+            stream.call_in_loop(self._send_reset)
 
     def _push_now(self, final: bool = False) -> None:
         if self._timer is not None:
