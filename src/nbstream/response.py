@@ -90,10 +90,14 @@ class Response(str):
             return int(self.usage["output_tokens"])
         return self.chunks
 
+    @property
+    def ending(self) -> str:
+        """How it ended, in words: finished, cut by --max-tokens, stopped, failed."""
+        return _ENDINGS.get(self.finish_reason, self.finish_reason)
+
     def summary(self) -> str:
         """One line on how it went: ``openai:gpt-4o-mini · finished · 42 tokens · 1.3 s``."""
-        label = _ENDINGS.get(self.finish_reason, self.finish_reason)
-        parts = [self.model, label, f"{self.output_tokens} tokens", f"{self.elapsed:.1f} s"]
+        parts = [self.model, self.ending, f"{self.output_tokens} tokens", f"{self.elapsed:.1f} s"]
         streaming = self.elapsed - (self.ttft or 0.0)
         if self.ttft is not None and streaming > 0 and self.chunks > 1:
             parts.append(f"{self.chunks / streaming:.1f} tok/s")

@@ -154,14 +154,9 @@ class WidgetSink:
         self._send(update)
 
     def _send_reset(self) -> None:
-        if self.view is None or self._stream is None:
-            return
-        self._sent_tail = self._md.tail_html
-        self._sent_state = self._stream.state
-        self._emit(
-            {"type": "reset", "frozen": self._md.frozen_html, "tail": self._sent_tail}
-            | timing(self._stream)
-        )
+        """Everything so far, for a view that just rendered (its "sync" request)."""
+        if self.view is not None:
+            self._send(markdown.Update(self._md.frozen_html, self._md.tail_html, reset=True))
 
     def _send(self, update: markdown.Update) -> None:
         stream = self._stream
@@ -213,11 +208,11 @@ def plain_text(response: Response) -> str:
     text = response.text
     if response.finish_reason == "stop":
         return text
-    ending = {
-        "length": "cut by --max-tokens",
-        "cancelled": "stopped — partial answer",
-        "error": f"failed: {response.error}",
-    }[response.finish_reason]
+    ending = response.ending
+    if response.finish_reason == "cancelled":
+        ending += " — partial answer"
+    elif response.finish_reason == "error":
+        ending += f": {response.error}"
     return f"{text}\n\n[nbstream: {ending}]" if text else f"[nbstream: {ending}]"
 
 
