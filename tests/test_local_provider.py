@@ -141,11 +141,31 @@ class TestWithModel:
         assert 1 <= len(deltas) <= 5
 
     def test_temperature_is_honoured(self) -> None:
-        deltas, finals = _run(
-            Request(prompt=MEDIUM_PROMPT, model="", temperature=0.8, max_tokens=40)
-        )
-        assert len(finals) == 1
-        assert "".join(deltas)
+        # Greedy answers repeat (test above); sampled ones at a high temperature do not all
+        # equal the greedy one. This fails if the temperature is ignored.
+        prompt = Request(prompt=MEDIUM_PROMPT, model="", max_tokens=40)
+        greedy = "".join(_run(prompt)[0])
+        sampled = [
+            "".join(
+                _run(
+                    Request(
+                        prompt=MEDIUM_PROMPT, model="", max_tokens=40, temperature=1.8, top_p=1.0
+                    )
+                )[0]
+            )
+            for _ in range(3)
+        ]
+        assert any(text != greedy for text in sampled), (greedy, sampled)
+
+    def test_stop_sequences_end_the_answer_before_them(self) -> None:
+        greedy = "".join(_run(Request(prompt=MEDIUM_PROMPT, model="", max_tokens=60))[0])
+        words = greedy.split()
+        assert len(words) > 6, greedy
+        cut = words[len(words) // 2]
+        deltas, finals = _run(Request(prompt=MEDIUM_PROMPT, model="", max_tokens=60, stop=(cut,)))
+        text = "".join(deltas)
+        assert cut not in text and greedy.startswith(text.rstrip())
+        assert [f.finish_reason for f in finals] == ["stop"]
 
     def test_cancel_returns_at_once_and_the_model_is_reused(
         self, monkeypatch: pytest.MonkeyPatch
@@ -213,12 +233,13 @@ class TestWithModel:
         assert len(fa) == len(fb) == 1
         assert "".join(a) == "".join(b) != ""
 
-    def test_busy_model_times_out_with_a_clear_message(self) -> None:
+    def test_busy_model_times_out_with_a_clear_message(self, monkeypatch) -> None:
+        monkeypatch.setattr(local, "BUSY_TIMEOUT", 0.3)
         local.load_model()
         assert local._generate_lock.acquire(timeout=30)
         try:
             with pytest.raises(ProviderError, match="busy"):
-                _run(Request(prompt="hi", model="", timeout=0.3))
+                _run(Request(prompt="hi", model=""))
         finally:
             local._generate_lock.release()
         _assert_workers_finish()

@@ -9,9 +9,10 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.testing.globalipapp import start_ipython
 
-from nbstream import magics
+from nbstream import magics, transform
 from nbstream.providers import ModelIdError, parse_model_id
 from nbstream.run import resolve_model
+from nbstream.settings import resolve
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +31,24 @@ def ip():
         ("-m nope:thing", "unknown provider 'nope'"),
         ("-m openai:", "malformed model id"),
         ("-o 1abc", "Python variable name"),
-        ("--timeout 0", "--timeout must be a positive"),
-        ("--max-tokens -3", "--max-tokens must be a positive"),
+        ("-o In", "IPython uses 'In' itself"),
+        ("-o Out", "IPython uses 'Out' itself"),
+        ("-o len", "hide the built-in len"),
+        ("-o class", "is a Python keyword"),
+        ("--timeout 0", "--idle-timeout: input should be greater than 0, got '0'"),
+        ("--timeout nan", "--idle-timeout: input should be a finite number, got 'nan'"),
+        ("--first-token-timeout -1", "--first-token-timeout: input should be greater than 0"),
+        ("--connect-timeout inf", "--connect-timeout: input should be a finite number"),
+        ("-t nan", "--temperature: input should be a finite number, got 'nan'"),
+        ("-t 3", "--temperature: input should be less than or equal to 2"),
+        ("--top-p 0", "--top-p: input should be greater than 0"),
+        ("--max-tokens -3", "--max-tokens: input should be greater than 0"),
+        ("--max-tokens 2.5", "--max-tokens: input should be a valid integer"),
+        ("--retries 99", "--retries: input should be less than or equal to 10"),
+        ("--display fancy", "--display: input should be 'auto', 'widget', 'text' or 'none'"),
+        ("--base-url localhost:8000", "--base-url: must start with http:// or https://"),
+        ("--stop ''", "--stop: a stop sequence cannot be empty"),
+        ('-s "unclosed', "cannot parse the %%llm line"),
     ],
 )
 def test_bad_options_are_usage_errors_and_make_no_request(ip, line, message):
@@ -57,18 +74,27 @@ def test_model_ids():
 def test_default_model_precedence(monkeypatch):
     for var in ("NBSTREAM_MODEL", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
         monkeypatch.delenv(var, raising=False)
-    assert resolve_model(None, None) == (
-        "local",
-        "default: no model configured and no API key found",
-    )
+
+    def model(call=None, config=None):
+        return resolve_model(resolve(call or {}, config or {}))
+
+    assert model() == ("local", "default: no model configured and no API key found")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
-    assert resolve_model(None, None)[0] == "anthropic"
+    assert model()[0] == "anthropic"
     monkeypatch.setenv("OPENAI_API_KEY", "k")
-    assert resolve_model(None, None)[0] == "openai"
+    assert model()[0] == "openai"
     monkeypatch.setenv("NBSTREAM_MODEL", "ollama:qwen")
-    assert resolve_model(None, None) == ("ollama:qwen", None)
-    assert resolve_model(None, "anthropic:x") == ("anthropic:x", None)
-    assert resolve_model("openai:y", "anthropic:x") == ("openai:y", None)
+    assert model() == ("ollama:qwen", None)
+    assert model(config={"model": "anthropic:x"}) == ("anthropic:x", None)
+    assert model({"model": "openai:y"}, {"model": "anthropic:x"}) == ("openai:y", None)
+
+
+def test_quoted_option_values_lose_their_quotes(ip):
+    args = magics.instance().parse_line(
+        """-s "Be brief." --base-url 'http://127.0.0.1:9/v1' --stop "a b" --stop c -t 0.5"""
+    )
+    assert args.system == "Be brief." and args.base_url == "http://127.0.0.1:9/v1"
+    assert args.stop == ["a b", "c"] and args.temperature == "0.5"
 
 
 def test_config_via_traitlets(ip, monkeypatch, capsys):
@@ -92,13 +118,10 @@ def test_help(ip, capsys):
 
 
 def test_transformer_rewrites_llm_cells_only():
-    rewritten = magics.rewrite_llm_cell(["%%llm -m local -o x\n", "Say {hi}\n", "'quoted'\n"])
-    assert rewritten == [
-        "await __import__('nbstream.magics').magics.run_cell('-m local -o x', "
-        "\"Say {hi}\\n'quoted'\\n\")\n"
-    ]
+    rewritten = transform.rewrite_llm_cell(["%%llm -m local -o x\n", "Say {hi}\n", "'q'\n"])
+    assert rewritten == ["await _nbstream_run_cell('-m local -o x', \"Say {hi}\\n'q'\\n\")\n"]
     for cell in (["%%llmx\n", "a\n"], ["%%llm?\n"], ["print(1)\n"], []):
-        assert magics.rewrite_llm_cell(cell) == cell
+        assert transform.rewrite_llm_cell(cell) == cell
 
 
 def test_load_ext_imports_no_sdk():

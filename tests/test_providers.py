@@ -10,6 +10,7 @@ import pytest
 from nbstream.engine import TRUNCATED, Stream
 from nbstream.providers import get_provider
 from nbstream.providers.base import Request
+from nbstream.settings import Settings
 
 OPENAI_KEY = "sk-test-openai-SECRET-0001"
 ANTHROPIC_KEY = "sk-ant-test-SECRET-0002"
@@ -27,9 +28,15 @@ def _keys(monkeypatch, fake_llm):
 PROVIDERS = ["openai", "anthropic"]
 
 
-def stream(provider, model, *, timeout=10.0, **kw):
-    request = Request(prompt="Say hello to the test", model=model, timeout=timeout, **kw)
-    s = Stream(get_provider(provider), request, model_id=f"{provider}:{model}")
+def stream(provider, model, *, settings=None, **request_fields):
+    """Run one stream: ``request_fields`` go to the Request, ``settings`` to the engine."""
+    request = Request(prompt="Say hello to the test", model=model, **request_fields)
+    s = Stream(
+        get_provider(provider),
+        request,
+        model_id=f"{provider}:{model}",
+        settings=Settings(**{"idle_timeout": 10.0, **(settings or {})}),
+    )
     return s, asyncio.run(s.run())
 
 
@@ -97,17 +104,18 @@ def test_http_401_says_what_to_fix_and_hides_the_key(fake_llm, provider, env):
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_http_500_is_retried_by_the_sdk_then_reported(fake_llm, provider):
+def test_http_500_is_retried_by_nbstream_then_reported(fake_llm, provider):
     model = fake_llm.script(status=500, error_message="upstream exploded")
-    _, r = stream(provider, model)
+    _, r = stream(provider, model, settings={"retries": 2, "retry_max_wait": 0.1})
     assert r.finish_reason == "error" and "HTTP 500" in r.error and "upstream exploded" in r.error
-    assert len(fake_llm.log(model)) == 3  # the SDK's default: 2 retries
+    assert r.error.endswith("(after 2 retries)")
+    assert len(fake_llm.log(model)) == 3  # nbstream's retries; the SDK's own are off
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_http_429_once_then_success(fake_llm, provider):
     model = fake_llm.script(status=429, status_times=1, tokens=["ok"])
-    _, r = stream(provider, model)
+    _, r = stream(provider, model, settings={"retry_max_wait": 0.1})
     assert r == "ok" and r.finish_reason == "stop" and len(fake_llm.log(model)) == 2
 
 
@@ -115,9 +123,9 @@ def test_http_429_once_then_success(fake_llm, provider):
 def test_stall_hits_the_idle_timeout_and_closes_the_connection(fake_llm, provider):
     model = fake_llm.script(tokens=["a", "b", "c", "d"], stall_after=2, stall_seconds=30)
     t0 = time.monotonic()
-    _, r = stream(provider, model, timeout=0.5)
+    _, r = stream(provider, model, settings={"idle_timeout": 0.5})
     assert time.monotonic() - t0 < 5
-    assert r == "ab" and r.finish_reason == "error" and "idle timeout" in r.error
+    assert r == "ab" and r.finish_reason == "error" and "(idle timeout)" in r.error
     record = fake_llm.wait_for_disconnect(model, timeout=3)
     assert record["tokens_sent"] == 2 and not record["completed"]
 
@@ -125,7 +133,7 @@ def test_stall_hits_the_idle_timeout_and_closes_the_connection(fake_llm, provide
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_stop_closes_the_upstream_response_at_once(fake_llm, provider):
     model = fake_llm.script(tokens=[f"{i} " for i in range(500)], delay=0.01)
-    request = Request(prompt="count", model=model, timeout=10)
+    request = Request(prompt="count", model=model)
     s = Stream(get_provider(provider), request, model_id=provider + ":x")
 
     async def main():
@@ -176,7 +184,7 @@ def test_ollama_uses_ollama_host(fake_llm, monkeypatch):
 
 def test_unreachable_server_is_a_readable_error(monkeypatch):
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-    _, r = stream("openai", "gpt-x")
-    assert (
-        r.finish_reason == "error" and "Could not reach OpenAI at http://127.0.0.1:9/v1" in r.error
-    )
+    _, r = stream("openai", "gpt-x", settings={"retries": 1, "retry_max_wait": 0.1})
+    assert r.finish_reason == "error"
+    assert r.error.startswith("Could not reach OpenAI at http://127.0.0.1:9/v1")
+    assert "is the server running" in r.error and r.error.endswith("(after 1 retry)")

@@ -29,6 +29,9 @@ class Browser:
         return text.encode("utf-16-le", "surrogatepass")
 
     def apply(self, msg: dict) -> None:
+        if msg["type"] == "status":
+            self.state = msg["state"]
+            return
         if msg["type"] == "reset":
             self.frozen, self.tail, self.state = msg["frozen"], msg["tail"], msg["state"]
         else:
@@ -41,13 +44,14 @@ class Browser:
 
 
 class RecordingSink(WidgetSink):
+    """A WidgetSink whose pushes are recorded through the injected ``send``."""
+
     def __init__(self, interval: float) -> None:
-        super().__init__(interval=interval)
+        super().__init__(interval=interval, send=self.record)
         self.sent: list[tuple[dict, str]] = []  # (message, the kernel's html at that moment)
 
-    def _emit(self, msg: dict) -> None:
-        super()._emit(msg)
-        self.sent.append((msg, self._md.html))
+    def record(self, msg: dict) -> None:
+        self.sent.append((msg, self.html))
 
 
 def run_tokens(tokens: list[str], interval: float, delay: float = 0.0) -> RecordingSink:
@@ -77,7 +81,7 @@ def test_browser_state_matches_the_kernel_after_every_push(path):
         browser.apply(msg)
         assert browser.frozen + browser.tail == html
     assert browser.frozen + browser.tail == markdown.render(text)
-    assert browser.state == "done" and browser.chunks == len(tokenize(text))
+    assert browser.state == "stop" and browser.chunks == len(tokenize(text))
 
 
 def test_non_bmp_characters_and_multibyte_diffs():
@@ -108,7 +112,8 @@ def test_throttled_pushes_and_first_token_at_once():
     sink = run_tokens(tokens, interval=0.05, delay=0.002)
     updates = [m for m, _ in sink.sent if m["type"] == "update"]
     assert updates[0]["chunks"] == 1  # the first token is not held back
-    assert updates[-1]["chunks"] == 200 and updates[-1]["state"] == "done"
+    assert updates[-1]["chunks"] == 200 and updates[-1]["state"] == "stop"
+    assert updates[-1]["label"] == "finished"
     assert 3 <= len(updates) <= 20, len(updates)  # ~0.4 s of tokens at ≤ 20 pushes/s
 
 

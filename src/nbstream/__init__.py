@@ -2,17 +2,38 @@
 
 ``%load_ext nbstream`` registers ``%%llm``; ``await nbstream.ask(...)`` is the Python API.
 Loading the extension imports no provider SDK: those load on first use.
+
+For provider authors: a provider is an async generator of ``str`` deltas and one
+:class:`Final`, taking a :class:`Request` and raising :class:`ProviderError`
+(see :mod:`nbstream.providers.base`); add it with :func:`register_provider`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .errors import (
+    ModelIdError,
+    NbstreamError,
+    ProviderError,
+    ResponseError,
+    SettingsError,
+)
+from .providers.base import Final, Request
 from .response import Response
+from .settings import UNSET
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [
+    "UNSET",
+    "Final",
+    "ModelIdError",
+    "NbstreamError",
+    "ProviderError",
+    "Request",
     "Response",
+    "ResponseError",
+    "SettingsError",
     "__version__",
     "ask",
     "ask_sync",

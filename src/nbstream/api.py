@@ -1,93 +1,93 @@
-"""The Python API: ``await nbstream.ask(...)`` and ``nbstream.ask_sync(...)``."""
+"""The Python API: ``await nbstream.ask(...)`` and ``nbstream.ask_sync(...)``.
+
+The keyword arguments are the options of :class:`nbstream.settings.Settings`, written out
+in :class:`Options` so that editors and type checkers see them (``tests/test_api.py``
+checks that they match the declarations). A keyword not given falls back to
+``%config LLMMagics.*``, then ``$NBSTREAM_<NAME>``, then the default — exactly as for
+``%%llm``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
+
+from typing_extensions import Unpack
 
 from .engine import Stream
-from .kernel import get_shell, in_kernel
+from .errors import SettingsError
+from .kernel import in_kernel
 from .response import Response
-from .run import Options, make_stream, run_awaited, run_blocking
+from .run import make_stream, run_awaited, run_blocking, store
+from .settings import DisplayMode
 
 
-def _stream(prompt: str, arguments: dict[str, Any]) -> Stream:
-    """A ready stream for ``ask``/``ask_sync``: their keyword arguments over the defaults."""
-    if not prompt or not prompt.strip():
-        raise ValueError("the prompt is empty")
-    overrides = {k: v for k, v in arguments.items() if k in _OPTION_NAMES}
-    options, configured = _options(**overrides)
-    return make_stream(prompt, options, configured)
+def describe_option(name: str) -> str:
+    """How the Python API names an option in messages: as a keyword argument."""
+    return f"{name}=…"
 
 
-_OPTION_NAMES = ("model", "system", "temperature", "max_tokens", "timeout", "base_url", "display")
+def _stream(prompt: str, call: dict[str, Any], *, awaited: bool) -> Stream:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("the prompt is empty: pass the question as the first argument")
+    try:
+        return make_stream(prompt, call, describe_option=describe_option, awaited=awaited)
+    except SettingsError as exc:
+        raise SettingsError(exc.problems, call_name=str) from None
 
 
-def _options(**kwargs: Any) -> tuple[Options, str | None]:
-    from . import magics
+class Options(TypedDict, total=False):
+    """The keyword arguments of :func:`ask` and :func:`ask_sync`: one per option of
+    :class:`nbstream.settings.Settings` (``tests/test_api.py`` keeps them in step).
+    Leaving one out means "not given", like :data:`~nbstream.settings.UNSET`."""
 
-    config = magics._instance
-    configured = config.model if config is not None else None
-    options = Options()
-    if config is not None:  # %config LLMMagics.* defaults apply to the API too
-        options = Options(
-            system=config.system or None,
-            temperature=config.temperature,
-            max_tokens=config.max_tokens,
-            timeout=config.timeout,
-            display=config.display,
-            throttle=config.throttle,
-        )
-    for key, value in kwargs.items():
-        if value is not None:
-            setattr(options, key, value)
-    return options, configured or None
+    model: str | None
+    system: str | None
+    temperature: float | None
+    top_p: float | None
+    max_tokens: int | None
+    stop: list[str] | str | None
+    base_url: str | None
+    connect_timeout: float
+    first_token_timeout: float
+    idle_timeout: float
+    retries: int
+    retry_max_wait: float
+    display: DisplayMode
+    throttle: float
 
 
-async def ask(
-    prompt: str,
-    *,
-    model: str | None = None,
-    system: str | None = None,
-    temperature: float | None = None,
-    max_tokens: int | None = None,
-    timeout: float | None = None,
-    base_url: str | None = None,
-    display: str | None = None,
-) -> Response:
+async def ask(prompt: str, **options: Unpack[Options]) -> Response:
     """Stream an answer with the same live display, Stop button and semantics as ``%%llm``.
 
     ``await nbstream.ask("Explain …", model="openai:gpt-4o-mini")`` returns a
-    :class:`~nbstream.Response` (also stored in ``_llm``). ``display`` is ``"auto"``
-    (widget in notebooks, text elsewhere), ``"widget"``, ``"text"`` or ``"none"``.
-    A kernel interrupt stores the partial answer in ``_llm`` and raises KeyboardInterrupt.
+    :class:`~nbstream.Response` (also stored in ``_llm``). Every keyword is an option of
+    ``%%llm`` (see :class:`Options` and ``%llm help``); ``display`` is ``"auto"`` (widget
+    in notebooks, text elsewhere), ``"widget"``, ``"text"`` or ``"none"``. Invalid values
+    raise :class:`~nbstream.errors.SettingsError` before anything is sent. A kernel
+    interrupt stores the partial answer in ``_llm`` and raises KeyboardInterrupt.
     """
-    stream = _stream(prompt, locals())
+    stream = _stream(prompt, dict(options), awaited=True)
     response = await run_awaited(stream)
-    _store(response)
+    store(response)
     if stream.interrupted and in_kernel():
         raise KeyboardInterrupt
     return response
 
 
-def ask_sync(
-    prompt: str,
-    *,
-    model: str | None = None,
-    system: str | None = None,
-    temperature: float | None = None,
-    max_tokens: int | None = None,
-    timeout: float | None = None,
-    base_url: str | None = None,
-    display: str | None = None,
-) -> Response:
-    """Blocking :func:`ask` for scripts and plain functions. Ctrl-C stops the stream and
-    returns the partial answer (``finish_reason == "cancelled"``)."""
-    response = run_blocking(_stream(prompt, {**locals(), "display": display or "text"}))
-    _store(response)
+def ask_sync(prompt: str, **options: Unpack[Options]) -> Response:
+    """Blocking :func:`ask` for scripts and plain functions (same keywords).
+
+    The display follows ``display`` / ``%config`` like ``ask`` (in a notebook: the live
+    view, without a working Stop button, since the cell does not await). Ctrl-C stops the
+    stream and returns the partial answer (``finish_reason == "cancelled"``); in a kernel,
+    an interrupt stores it in ``_llm`` and raises KeyboardInterrupt, like ``%%llm``.
+    """
+    stream = _stream(prompt, dict(options), awaited=False)
+    response = run_blocking(stream)
+    store(response)
+    if stream.interrupted and in_kernel():
+        raise KeyboardInterrupt
     return response
 
 
-def _store(response: Response) -> None:
-    shell = get_shell()
-    if shell is not None:
-        shell.user_ns["_llm"] = response
+__all__ = ["Options", "ask", "ask_sync", "describe_option"]

@@ -2,42 +2,66 @@
 
 It owns everything that is not a wire format and not a display:
 
-* accumulation of the text (the partial text is always kept),
-* the idle timeout (no delta for ``request.timeout`` seconds),
-* cancellation: :meth:`Stream.stop` (thread-safe, for a Stop button) and
-  cancellation of the awaiting task (kernel interrupt),
+* accumulation of the text (the partial text is always kept; deltas are cleaned so that a
+  surrogate pair split across two deltas is joined and a lone surrogate becomes U+FFFD),
+* the retry policy: HTTP 429, 5xx and connection errors *before the first token* are
+  retried with exponential backoff and jitter, honouring ``Retry-After`` up to
+  ``retry_max_wait``; nothing is retried once text has arrived (no duplicated text),
+* the timeouts: no first token within ``first_token_timeout`` of sending the request, or
+  no delta for ``idle_timeout`` once streaming (waiting before a retry is neither),
+* cancellation: :meth:`Stream.stop` (thread-safe, for a Stop button) and cancellation of
+  the awaiting task (kernel interrupt); a 0.1 s tick keeps the event loop waking up, so an
+  interrupt is seen even while the server sends nothing (``docs/design.md#stop-while-a-cell-runs``),
 * the verdict: a stream that ends without the provider's terminal event is an error,
-  never a success.
+  never a success (``docs/design.md#sdks-hide-dropped-connections``).
 
-A *sink* (see :class:`Sink`) is told about each delta and about the end; sinks do their
-own throttling. The engine never knows about widgets or terminals.
+A *sink* (see :class:`Sink`) is told about the start, each delta, each status change and
+the end; sinks do their own throttling. The engine never knows about widgets or terminals.
+Messages name options neutrally through ``describe_option`` (the front door's wording).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
 
-from .providers.base import Final, Provider, ProviderError, Request
+from .errors import ProviderError
+from .providers.base import Final, Provider, Request
 from .providers.common import one_line, redact
 from .response import Response
+from .settings import Settings
+
+TICK = 0.1
+"""Seconds between the engine's timer ticks (timeouts are checked, the loop wakes up)."""
 
 TRUNCATED = (
     "the stream ended without its completion event (connection dropped?); "
     "the answer may be incomplete"
+)
+EMPTY = (
+    "the server ended the stream before sending anything (no text, no completion event): "
+    "the prompt may be longer than the model's context, or the model failed to load; "
+    "check the server's log"
 )
 
 
 class Sink(Protocol):
     """Where a stream's progress goes (widget, terminal, nothing)."""
 
+    pumps_widget_messages: bool
+    """True if widget messages (the Stop button) must be pumped while the stream runs
+    (ipykernel < 7.4, see :mod:`nbstream.kernel`)."""
+
     def on_start(self, stream: Stream) -> None: ...
 
     def on_delta(self, stream: Stream, delta: str) -> None: ...
+
+    def on_status(self, stream: Stream) -> None: ...
 
     def on_end(self, stream: Stream, response: Response) -> None: ...
 
@@ -45,18 +69,33 @@ class Sink(Protocol):
 class NullSink:
     """Shows nothing (``display="none"``)."""
 
+    pumps_widget_messages = False
+
     def on_start(self, stream: Stream) -> None:
         pass
 
     def on_delta(self, stream: Stream, delta: str) -> None:
         pass
 
+    def on_status(self, stream: Stream) -> None:
+        pass
+
     def on_end(self, stream: Stream, response: Response) -> None:
         pass
 
 
+def neutral(option: str) -> str:
+    """How errors below the front doors name an option."""
+    return f"the {option} option"
+
+
 class Stream:
-    """One run of one provider stream. Create it, then ``await stream.run()``."""
+    """One run of one provider stream. Create it, then ``await stream.run()``.
+
+    ``state`` goes ``waiting`` (→ ``retrying`` → ``waiting`` …) → ``streaming`` → the
+    finish reason (``stop``, ``length``, ``cancelled``, ``error``); ``status_note`` says
+    more while retrying.
+    """
 
     def __init__(
         self,
@@ -64,26 +103,35 @@ class Stream:
         request: Request,
         *,
         model_id: str,
+        settings: Settings | None = None,
         sink: Sink | None = None,
         note: str | None = None,
+        describe_option: Callable[[str], str] = neutral,
     ) -> None:
         self.provider = provider
         self.request = request
         self.model_id = model_id
+        self.settings = settings or Settings()
         self.note = note
+        self.describe_option = describe_option
         self.sink: Sink = sink or NullSink()
         self.parts: list[str] = []
         self.chunks = 0
-        self.state = "waiting"  # waiting → streaming → done | stopped | error
+        self.state = "waiting"
+        self.status_note = ""
+        self.attempts = 0
         self.started: float | None = None
         self.first_token_at: float | None = None
         self.interrupted = False
+        self._attempt_started = 0.0
         self._last_activity = 0.0
+        self._high_surrogate = ""
         self._final: Final | None = None
         self._error: str | None = None
         self._cancel_reason: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
         self._stop_requested = threading.Event()
 
     # -- control -------------------------------------------------------------------------
@@ -122,12 +170,12 @@ class Stream:
         failures; if the awaiting task is cancelled (kernel interrupt) the stream is
         cleaned up, ``self.interrupted`` is set and the partial response returned."""
         self._loop = asyncio.get_running_loop()
-        self.started = self._last_activity = time.monotonic()
+        self.started = time.monotonic()
         self.sink.on_start(self)
         self._task = asyncio.ensure_future(self._consume())
         if self._stop_requested.is_set():  # stop() before run(): honour it
             self._cancel("stopped")
-        watchdog = self._loop.call_later(self.request.timeout, self._check_idle)
+        self._tick_handle = self._loop.call_later(TICK, self._tick)
         try:
             await asyncio.wait({self._task})
         except asyncio.CancelledError:
@@ -136,40 +184,124 @@ class Stream:
             self._cancel("stopped")
             await _wait_uncancellable(self._task)
         finally:
-            watchdog.cancel()
+            if self._tick_handle is not None:
+                self._tick_handle.cancel()
         response = self._response()
-        self.state = {"stop": "done", "length": "done", "cancelled": "stopped"}.get(
-            response.finish_reason, "error"
-        )
+        self.state = response.finish_reason
+        self.status_note = ""
         self.sink.on_end(self, response)
         return response
 
     async def _consume(self) -> None:
+        try:
+            while True:
+                try:
+                    await self._attempt()
+                    return
+                except ProviderError as exc:
+                    wait = self._retry_wait(exc)
+                    if wait is None:
+                        self._error = self._word(exc)
+                        return
+                    await self._wait_for_retry(exc, wait)
+        except asyncio.CancelledError:
+            if self._cancel_reason is None:  # not ours: propagate
+                raise
+        except Exception as exc:  # a bug or an SDK surprise: keep the text, say what it was
+            self._error = redact(one_line(f"{type(exc).__name__}: {exc}"))
+
+    async def _attempt(self) -> None:
+        self.attempts += 1
+        self._attempt_started = self._last_activity = time.monotonic()
         stream = self.provider(self.request)
         try:
             async for item in stream:
                 if isinstance(item, Final):
                     self._final = item
                     break
-                if not item:
+                delta = self._clean(item)
+                if not delta:
                     continue
                 now = time.monotonic()
                 self._last_activity = now
                 if self.first_token_at is None:
                     self.first_token_at = now
-                    self.state = "streaming"
-                self.parts.append(item)
+                    self._set_state("streaming")
+                self.parts.append(delta)
                 self.chunks += 1
-                self.sink.on_delta(self, item)
-        except ProviderError as exc:
-            self._error = str(exc)
-        except asyncio.CancelledError:
-            if self._cancel_reason is None:  # not ours: propagate
-                raise
-        except Exception as exc:  # a bug or an SDK surprise: keep the text, say what it was
-            self._error = redact(one_line(f"{type(exc).__name__}: {exc}"))
+                self.sink.on_delta(self, delta)
         finally:
             await _aclose(stream)
+        if self._high_surrogate:  # a high surrogate with nothing after it
+            self._high_surrogate = ""
+            self.parts.append("\ufffd")
+
+    def _clean(self, delta: str) -> str:
+        """Join a surrogate pair split across deltas; replace lone surrogates by U+FFFD."""
+        if not isinstance(delta, str):
+            raise TypeError(f"a provider yielded {type(delta).__name__}, not str or Final")
+        if self._high_surrogate:
+            delta, self._high_surrogate = self._high_surrogate + delta, ""
+        if delta and "\ud800" <= delta[-1] <= "\udbff":
+            delta, self._high_surrogate = delta[:-1], delta[-1]
+        try:
+            delta.encode("utf-8")
+        except UnicodeEncodeError:
+            delta = delta.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        return delta
+
+    # -- retries ---------------------------------------------------------------------------
+
+    def _retry_wait(self, exc: ProviderError) -> float | None:
+        """Seconds to wait before retrying ``exc``, or ``None``: do not retry."""
+        retries = self.settings.retries
+        if not exc.retryable or self.first_token_at is not None or self.attempts > retries:
+            return None
+        cap = self.settings.retry_max_wait
+        if exc.retry_after is not None:
+            if exc.retry_after > cap:
+                exc.args = (
+                    f"{exc} (the server asked to retry after {exc.retry_after:g} s, longer "
+                    f"than {self.describe_option('retry_max_wait')}: {cap:g} s)",
+                )
+                return None
+            return exc.retry_after
+        backoff = min(cap, 0.5 * 2 ** (self.attempts - 1))
+        return backoff * random.uniform(0.5, 1.0)  # jitter: clients do not retry in step
+
+    async def _wait_for_retry(self, exc: ProviderError, wait: float) -> None:
+        cause = f"HTTP {exc.status}" if exc.status else "connection failed"
+        retry = f"{self.attempts}/{self.settings.retries}"
+        self.status_note = f"{cause} — retrying in {wait:.0f} s ({retry})"
+        if wait < 1:
+            self.status_note = f"{cause} — retrying ({retry})"
+        self._set_state("retrying")
+        await asyncio.sleep(wait)  # Stop cancels the task: the wait ends at once
+        self.status_note = ""
+        self._set_state("waiting")
+
+    def _word(self, exc: ProviderError) -> str:
+        message = str(exc)
+        if self.attempts > 1:
+            message += f" (after {self.attempts - 1} {_plural(self.attempts - 1, 'retry')})"
+        if exc.option:
+            message += f"; change {self.describe_option(exc.option)}"
+        return message
+
+    # -- timers ----------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        task = self._task
+        if task is None or task.done():
+            return
+        now = time.monotonic()
+        s = self.settings
+        if self.state == "waiting" and now - self._attempt_started >= s.first_token_timeout:
+            self._cancel("first_token_timeout")
+        elif self.state == "streaming" and now - self._last_activity >= s.idle_timeout:
+            self._cancel("idle_timeout")
+        assert self._loop is not None
+        self._tick_handle = self._loop.call_later(TICK, self._tick)
 
     def _cancel(self, reason: str) -> None:
         if self._task is None or self._task.done() or self._cancel_reason is not None:
@@ -177,34 +309,39 @@ class Stream:
         self._cancel_reason = reason
         self._task.cancel()
 
-    def _check_idle(self) -> None:
-        if self._task is None or self._task.done():
-            return
-        assert self._loop is not None
-        idle = time.monotonic() - self._last_activity
-        if idle >= self.request.timeout:
-            self._cancel("timeout")
-        else:
-            self._loop.call_later(self.request.timeout - idle, self._check_idle)
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self.sink.on_status(self)
+
+    # -- the verdict -----------------------------------------------------------------------
 
     def _response(self) -> Response:
         usage = None
         error = None
+        reason = self._cancel_reason
         if self._final is not None:
             finish = self._final.finish_reason
             usage = self._final.usage
-        elif self._cancel_reason == "stopped":
+        elif reason == "stopped":
             finish = "cancelled"
         else:
             finish = "error"
-            if self._cancel_reason == "timeout":
-                wait = "the first token" if self.first_token_at is None else "the next token"
+            s = self.settings
+            if reason == "first_token_timeout":
                 error = (
-                    f"no data for {self.request.timeout:g} s while waiting for {wait} "
-                    "(idle timeout); raise it with --timeout"
+                    f"no first token {s.first_token_timeout:g} s after the request was sent "
+                    f"(first-token timeout); raise {self.describe_option('first_token_timeout')}"
                 )
+            elif reason == "idle_timeout":
+                error = (
+                    f"no data for {s.idle_timeout:g} s after {self.chunks} "
+                    f"{_plural(self.chunks, 'token')} (idle timeout); "
+                    f"raise {self.describe_option('idle_timeout')}"
+                )
+            elif self._error:
+                error = self._error
             else:
-                error = self._error or TRUNCATED
+                error = TRUNCATED if self.parts else EMPTY
         assert self.started is not None
         return Response(
             self.text,
@@ -217,6 +354,12 @@ class Stream:
             prompt=self.request.prompt,
             chunks=self.chunks,
         )
+
+
+def _plural(n: int, word: str) -> str:
+    if n == 1:
+        return word
+    return word[:-1] + "ies" if word.endswith("y") else word + "s"
 
 
 async def _aclose(stream: object) -> None:

@@ -1,7 +1,8 @@
 """What we need to know about (and do for) the running IPython kernel.
 
-NOTES §1: a widget click is a ``comm_msg`` on the shell channel. On ipykernel ≥ 7.4 it is
-handled while a cell *awaits*; below 7.4 something must pump shell messages while the cell
+A widget click is a ``comm_msg`` on the shell channel
+(``docs/design.md#stop-while-a-cell-runs``). On ipykernel ≥ 7.4 it is handled while a cell
+*awaits*; below 7.4 something must pump shell messages while the cell
 awaits — jupyter-ui-poll's async poll, from a side task. Never pump on 7.4+ (it breaks the
 kernel), and never use nest_asyncio for this.
 """

@@ -1,87 +1,97 @@
 """``%%llm`` (cell) and ``%llm`` (line): the notebook front door.
 
-In a kernel, an input transformer rewrites a ``%%llm`` cell into one line,
-``await nbstream.magics.run_cell(line, body)``, so IPython runs the cell as a coroutine
-and the kernel can deliver the Stop button's click while the answer streams (NOTES §1).
-Everywhere else (terminal IPython, ``run_cell_magic`` from code) the magic runs blocking
-and Ctrl-C stops it.
+The options are not declared here: the flags and the ``%config LLMMagics.*`` traits are
+derived from :mod:`nbstream.settings`. This module parses the option line, words errors
+as flags, binds the variables, and hands the cell to :mod:`nbstream.run`. In a kernel the
+cell arrives through :mod:`nbstream.transform` (awaited, so Stop works); everywhere else
+it runs blocking and Ctrl-C / interrupt stops it.
 """
 
 from __future__ import annotations
 
+import builtins
+import keyword
 import os
+import shlex
 from typing import Any
 
+import traitlets
 from IPython.core import magic_arguments
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
-from traitlets import Enum, Float, Integer, Unicode
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 
+from . import settings, transform
+from .engine import Stream
+from .errors import ModelIdError, SettingsError
 from .kernel import in_kernel, ipykernel_version, needs_pump
 from .prompt import interpolate
-from .providers import ModelIdError, parse_model_id
+from .providers import parse_model_id
+from .providers.common import mask_url
 from .response import Response
-from .run import DISPLAY_MODES, Options, make_stream, resolve_model, run_awaited, run_blocking
+from .run import make_stream, resolve_model, run_awaited, run_blocking, store
 
 _instance: LLMMagics | None = None
 
+RESERVED_NAMES = frozenset(
+    {
+        "In",
+        "Out",
+        "_",
+        "__",
+        "___",
+        "_i",
+        "_ii",
+        "_iii",
+        "_oh",
+        "_dh",
+        "_ih",
+        "exit",
+        "quit",
+        "get_ipython",
+        "_llm",
+        transform.RUNNER,
+    }
+)
+
+
+def describe_option(name: str) -> str:
+    """How ``%%llm`` names an option in messages: its flag (and its ``%config`` trait)."""
+    return f"{settings.flag_of(name)} (or %config LLMMagics.{name})"
+
+
+_ConfigTraits: type[Magics] = type("_ConfigTraits", (Magics,), settings.config_traits())
+"""``Magics`` plus one ``%config`` trait per option of :class:`nbstream.settings.Settings`."""
+
 
 @magics_class
-class LLMMagics(Magics):
+class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
     """Configuration (``%config LLMMagics.<name> = value``) and the ``llm`` magics."""
 
-    model = Unicode("", help="Default model id, PROVIDER:NAME (overrides $NBSTREAM_MODEL).").tag(
-        config=True
-    )
-    system = Unicode("", help="Default system prompt.").tag(config=True)
-    temperature = Float(None, allow_none=True, help="Default temperature.").tag(config=True)
-    max_tokens = Integer(None, allow_none=True, help="Default answer length cap.").tag(config=True)
-    timeout = Float(60.0, help="Idle timeout: seconds without a token before giving up.").tag(
-        config=True
-    )
-    display = Enum(
-        DISPLAY_MODES, "auto", help="auto (widget in notebooks, else text), widget, text, none."
-    ).tag(config=True)
-    throttle = Float(0.05, help="Seconds between display updates (at most ~20/s).").tag(config=True)
+    @traitlets.validate(*settings.NAMES)
+    def _check(self, proposal: Any) -> Any:
+        try:
+            return settings.check(proposal["trait"].name, proposal["value"])
+        except SettingsError as exc:
+            raise traitlets.TraitError(str(exc)) from None
+
+    def configured(self) -> dict[str, Any]:
+        """The options set with ``%config`` (``None`` = not set)."""
+        return {name: getattr(self, name) for name in settings.NAMES}
 
     @magic_arguments.magic_arguments()
-    @magic_arguments.argument(
-        "-m",
-        "--model",
-        metavar="PROVIDER:NAME",
-        help="openai:gpt-4o-mini, anthropic:claude-sonnet-4-5, ollama:llama3.2, local, ... "
-        "Default: %%config LLMMagics.model, then $NBSTREAM_MODEL, then a provider whose API "
-        "key is set, then the embedded local model.",
-    )
+    @settings.add_magic_arguments
     @magic_arguments.argument(
         "-o",
         "--out",
         metavar="NAME",
         help="Also store the Response in this variable (it is always in _llm).",
     )
-    @magic_arguments.argument("-s", "--system", metavar="TEXT", help="System prompt.")
-    @magic_arguments.argument(
-        "-t", "--temperature", type=float, metavar="T", help="Sampling temperature."
-    )
-    @magic_arguments.argument(
-        "--max-tokens", type=int, metavar="N", help="Cap the answer at N tokens."
-    )
-    @magic_arguments.argument(
-        "--timeout",
-        type=float,
-        metavar="SECONDS",
-        help="Idle timeout: give up after this long without a token (default 60).",
-    )
-    @magic_arguments.argument(
-        "--base-url",
-        metavar="URL",
-        help="Server URL for OpenAI-compatible servers (vLLM, llama.cpp, LM Studio) or proxies.",
-    )
     @magic_arguments.argument(
         "--raw",
         action="store_true",
         help="Send the cell as written: no {variable} interpolation.",
     )
+    @no_var_expand
     @line_cell_magic
     def llm(self, line: str, cell: str | None = None) -> None:
         """Stream an LLM answer into the notebook as Markdown, token by token.
@@ -89,7 +99,7 @@ class LLMMagics(Magics):
         Usage::
 
             %%llm [-m PROVIDER:NAME] [-o NAME] [options]
-            Your prompt. {expressions} are filled in from your variables.
+            Your prompt. {name}, {name.attr}, {name[0]} are filled in from your variables.
 
         The answer renders live with a status line and a Stop button. When it ends, it
         stays in the output as static HTML (visible in saved notebooks, nbconvert and
@@ -102,57 +112,61 @@ class LLMMagics(Magics):
         Kernel interrupt (■): same cleanup, the partial answer is stored, then the cell
         raises KeyboardInterrupt so "Run All" halts. In terminal IPython, Ctrl-C stops.
 
+        Option values are quoted as in a shell (``-s "Be brief."``). Every option also
+        has a ``%config LLMMagics.<name>`` default and an ``$NBSTREAM_<NAME>`` variable;
+        a flag wins over %config, which wins over the environment.
+
         Line magic: ``%llm`` or ``%llm help`` shows this help, ``%llm config`` the
         effective settings.
         """
         if cell is None:
             self._line_magic(line)
             return
-        stream, out = self._prepare(line, cell)
+        stream, out = self._prepare(line, cell, awaited=False)
         response = run_blocking(stream)
         self._finish(stream, response, out)
 
     async def run_cell(self, line: str, cell: str) -> None:
-        """The awaited twin of the cell magic (what the input transformer calls)."""
-        stream, out = self._prepare(line, cell)
+        """The awaited twin of the cell magic (what the rewritten cell calls)."""
+        stream, out = self._prepare(line, cell, awaited=True)
         response = await run_awaited(stream)
         self._finish(stream, response, out)
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _prepare(self, line: str, cell: str) -> tuple[Any, str | None]:
-        args = magic_arguments.parse_argstring(self.llm, line)
-        if args.out is not None and not args.out.isidentifier():
-            raise UsageError(f"-o needs a Python variable name, got {args.out!r}")
-        if args.timeout is not None and args.timeout <= 0:
-            raise UsageError(f"--timeout must be a positive number of seconds, got {args.timeout}")
-        if args.max_tokens is not None and args.max_tokens <= 0:
-            raise UsageError(f"--max-tokens must be a positive integer, got {args.max_tokens}")
+    def parse_line(self, line: str) -> Any:
+        """Parse the option line as a shell would (quotes group and are removed)."""
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(
+                f"cannot parse the %%llm line ({exc}): {line.strip()!r} — close the quote, "
+                "or escape a literal quote with a backslash"
+            ) from None
+        return self.llm.parser.parse_args(argv)
+
+    def _prepare(self, line: str, cell: str, *, awaited: bool) -> tuple[Stream, str | None]:
+        args = self.parse_line(line)
+        out = args.out
+        if out is not None:
+            check_variable_name(out)
         prompt = cell.strip()
         if not prompt:
             raise UsageError("the prompt is empty: write it in the cell below the %%llm line")
         if not args.raw:
             prompt = interpolate(prompt, self.shell.user_ns)
-        options = Options(
-            model=args.model,
-            system=args.system if args.system is not None else (self.system or None),
-            temperature=args.temperature if args.temperature is not None else self.temperature,
-            max_tokens=args.max_tokens if args.max_tokens is not None else self.max_tokens,
-            timeout=args.timeout if args.timeout is not None else self.timeout,
-            base_url=args.base_url,
-            display=self.display,
-            throttle=self.throttle,
-        )
+        call = {name: getattr(args, name) for name in settings.NAMES}
+        call = {k: (settings.UNSET if v is None else v) for k, v in call.items()}
         try:
-            stream = make_stream(prompt, options, configured_model=self.model or None)
+            stream = make_stream(prompt, call, describe_option=describe_option, awaited=awaited)
+        except SettingsError as exc:
+            raise UsageError(exc.describe(settings.flag_of)) from None
         except ModelIdError as exc:
             raise UsageError(str(exc)) from None
-        return stream, args.out
+        return stream, out
 
-    def _finish(self, stream: Any, response: Response, out: str | None) -> None:
-        self.shell.user_ns["_llm"] = response
-        if out:
-            self.shell.user_ns[out] = response
+    def _finish(self, stream: Stream, response: Response, out: str | None) -> None:
+        store(response, out)
         if stream.interrupted and in_kernel(self.shell):
             raise KeyboardInterrupt
 
@@ -170,33 +184,39 @@ class LLMMagics(Magics):
         )
 
     def config_report(self) -> str:
-        model_id, note = resolve_model(None, self.model or None)
-        source = (
-            "%config LLMMagics.model"
-            if self.model
-            else "$NBSTREAM_MODEL"
-            if os.environ.get("NBSTREAM_MODEL")
-            else (note or "")
-        )
+        """The effective settings and where each comes from; keys only as set / not set."""
+        configured = self.configured()
+        env = settings.from_environment()
+        try:
+            effective = settings.resolve({}, configured)
+        except SettingsError as exc:
+            return f"invalid settings: {exc}"
+        rows: list[tuple[str, str]] = []
+        model_id, note = resolve_model(effective)
         try:
             provider, name = parse_model_id(model_id)
-            effective = f"{provider}:{name}"
+            model = f"{provider}:{name}"
         except ModelIdError as exc:
-            effective = f"{model_id}  (invalid: {exc})"
-        rows = [
-            ("model", f"{effective}  ({source})"),
-            ("system", self.system or "(none)"),
-            ("temperature", "provider default" if self.temperature is None else self.temperature),
-            ("max_tokens", "provider default" if self.max_tokens is None else self.max_tokens),
-            ("timeout", f"{self.timeout:g} s idle"),
-            ("display", self.display),
-            ("throttle", f"{self.throttle:g} s"),
-        ]
-        for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+            model = f"{model_id}  (invalid: {exc})"
+        for option in settings.NAMES:
+            value = getattr(effective, option)
+            if option == "model":
+                value = model
+            if configured.get(option) is not None:
+                source = f"%config LLMMagics.{option}"
+            elif option in env:
+                source = f"${settings.env_var(option)}"
+            elif option == "model":
+                source = note or "default"
+            else:
+                source = "default"
+            shown = "(none)" if value is None else str(value)
+            rows.append((option, f"{mask_url(shown)}  ({source})"))
+        for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"):
             rows.append((var, "set" if os.environ.get(var) else "not set"))
         for var in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "OLLAMA_HOST"):
             if os.environ.get(var):
-                rows.append((var, os.environ[var]))
+                rows.append((var, mask_url(os.environ[var])))
         version = ".".join(map(str, ipykernel_version())) or "none"
         pump = " (pumping widget messages while streaming)" if in_kernel() and needs_pump() else ""
         rows.append(("ipykernel", version + pump))
@@ -204,27 +224,28 @@ class LLMMagics(Magics):
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
-# -- the input transformer -----------------------------------------------------------------
-
-
-def rewrite_llm_cell(lines: list[str]) -> list[str]:
-    """``%%llm ARGS\\nbody`` → ``await nbstream.magics.run_cell('ARGS', 'body')``."""
-    if not lines:
-        return lines
-    first = lines[0].rstrip("\r\n")
-    if not (first == "%%llm" or first.startswith(("%%llm ", "%%llm\t"))):
-        return lines
-    if first.rstrip().endswith("?"):  # %%llm? is help
-        return lines
-    line = first[len("%%llm") :].strip()
-    body = "".join(lines[1:])
-    return [f"await __import__('nbstream.magics').magics.run_cell({line!r}, {body!r})\n"]
+def check_variable_name(name: str) -> None:
+    """Refuse ``-o`` names that are not variables or would shadow Python or IPython."""
+    if not name.isidentifier():
+        raise UsageError(f"-o needs a Python variable name, got {name!r}")
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        raise UsageError(f"-o {name}: {name!r} is a Python keyword; choose another name")
+    if name in RESERVED_NAMES:
+        raise UsageError(f"-o {name}: IPython uses {name!r} itself; choose another name")
+    if hasattr(builtins, name):
+        raise UsageError(f"-o {name}: that would hide the built-in {name}(); choose another name")
 
 
 async def run_cell(line: str, cell: str) -> None:
+    """What a rewritten ``%%llm`` cell awaits (see :mod:`nbstream.transform`)."""
     if _instance is None:
         raise UsageError("nbstream is not loaded: run %load_ext nbstream")
     await _instance.run_cell(line, cell)
+
+
+def instance() -> LLMMagics | None:
+    """The loaded magics (they hold the ``%config`` values), or ``None``."""
+    return _instance
 
 
 def load(shell: Any) -> LLMMagics:
@@ -233,16 +254,15 @@ def load(shell: Any) -> LLMMagics:
     shell.register_magics(magics)
     if magics not in shell.configurables:
         shell.configurables.append(magics)
-    if in_kernel(shell) and rewrite_llm_cell not in shell.input_transformers_cleanup:
-        shell.input_transformers_cleanup.append(rewrite_llm_cell)
+    if in_kernel(shell):
+        transform.install(shell, run_cell)
     _instance = magics
     return magics
 
 
 def unload(shell: Any) -> None:
     global _instance
-    if rewrite_llm_cell in shell.input_transformers_cleanup:
-        shell.input_transformers_cleanup.remove(rewrite_llm_cell)
+    transform.uninstall(shell)
     if _instance is not None and _instance in shell.configurables:
         shell.configurables.remove(_instance)
     _instance = None

@@ -1,43 +1,99 @@
-"""``{expression}`` interpolation in prompts, forgiving by design.
+"""``{variable}`` interpolation in prompts. It looks values up; it never runs code.
 
-``{df.columns}`` or ``{len(rows)}`` is replaced by the value when the expression
-evaluates in the user's namespace *and* names something defined there. Anything else is
-left exactly as written, so JSON, code and set literals in a prompt survive
-(``{"a": 1}`` names nothing; ``function() { return x; }`` is not an expression).
-``{{`` and ``}}`` always give literal braces.
+A field is filled in only when it is exactly one of these forms, with no spaces:
+
+* ``{name}``: a variable from the user's namespace (the first name must exist there);
+* ``{name.attr}``, chains too (``{df.columns}``, ``{a.b.c}``); an attribute that starts
+  with ``_`` is never looked up;
+* ``{name[0]}``, ``{name[-1]}``, ``{name["key"]}``, ``{name['key']}``: literal int or string
+  keys only (a quoted key may contain spaces); mixed chains work: ``{cfg["db"].host}``;
+* any of the above followed by a conversion ``!r`` / ``!s`` and/or a format spec, in
+  Python's order: ``{x:.2f}``, ``{n:,}``, ``{x!r}``, ``{x!r:>12}``.
+
+Values are found with ``getattr`` and ``[]`` only, never ``eval``, and nothing is called
+(a property or ``__getitem__`` may still run, as when you look at the value yourself). A
+plain field is rendered by :func:`nbstream.context.to_prompt` (DataFrames as a shape line,
+dtypes and a Markdown table; long values truncated with a note) within ``budget``
+characters; a field with a conversion or spec gives ``format(value, spec)``, and only a
+result longer than ``budget`` is truncated.
+
+Everything else is left exactly as written: calls and expressions (``{data.pop()}``,
+``{len(rows)}``, ``{x + 1}``), JSON and set literals (``{"a": 1}``), code blocks, ``{}``,
+``{ name }`` (spaces mean code), braces spanning lines, and any field whose lookup or
+formatting fails (unknown name, missing attribute or key, bad format spec).
+
+``{{`` gives ``{``. ``}}`` gives ``}`` when it closes such an escaped brace (``{{x}}`` gives
+``{x}``); any other ``}}`` stays as written, so nested JSON or code closing two blocks at
+once survives, and a text without ``{`` is never changed.
 """
 
 from __future__ import annotations
 
-import ast
 import re
 from collections.abc import Mapping
 from typing import Any
 
-_FIELD = re.compile(r"\{\{|\}\}|\{([^{}\n]+)\}")
+from .context import DEFAULT_BUDGET, to_prompt
+
+__all__ = ["interpolate"]
+
+_NAME = r"[^\W\d]\w*"
+_KEY = r"""\[(?:-?[0-9]+|"[^"\\\n]*"|'[^'\\\n]*')\]"""
+_PATH = rf"{_NAME}(?:\.{_NAME}|{_KEY})*"
+_TOKEN = re.compile(
+    r"\{\{|\}\}"
+    rf"|\{{(?P<path>{_PATH})(?:!(?P<conv>[rs]))?(?::(?P<spec>[^{{}}\s]*))?\}}"
+)
+_HEAD = re.compile(_NAME)
+_STEP = re.compile(rf"""\.({_NAME})|\[(-?[0-9]+)\]|\["([^"]*)"\]|\['([^']*)'\]""")
 
 
-def interpolate(template: str, namespace: Mapping[str, Any]) -> str:
-    """Replace ``{expr}`` fields whose expression names something in ``namespace``."""
+def interpolate(
+    template: str, namespace: Mapping[str, Any], *, budget: int = DEFAULT_BUDGET
+) -> str:
+    """Fill ``{name}``-style fields from ``namespace``; leave everything else as written."""
+    escaped = 0  # "{{" seen and not yet closed by "}}"
 
     def replace(match: re.Match[str]) -> str:
+        nonlocal escaped
         whole = match.group(0)
         if whole == "{{":
+            escaped += 1
             return "{"
         if whole == "}}":
+            if not escaped:
+                return whole
+            escaped -= 1
             return "}"
-        source = match.group(1).strip()
         try:
-            tree = ast.parse(source, mode="eval")
-        except SyntaxError:
-            return whole
-        names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-        if not names & namespace.keys():
-            return whole
-        try:
-            value = eval(compile(tree, "<prompt>", "eval"), dict(namespace))
+            value = _resolve(match.group("path"), namespace)
+            conv, spec = match.group("conv"), match.group("spec")
+            if conv is None and spec is None:
+                return to_prompt(value, budget)
+            if conv is not None:
+                value = repr(value) if conv == "r" else str(value)
+            return to_prompt(format(value, spec or ""), budget)
         except Exception:
             return whole
-        return str(value)
 
-    return _FIELD.sub(replace, template)
+    return _TOKEN.sub(replace, template)
+
+
+def _resolve(path: str, namespace: Mapping[str, Any]) -> Any:
+    """Follow ``name.attr[key]…`` with getattr and ``[]``; raise if any step fails."""
+    head = _HEAD.match(path)
+    assert head is not None  # _TOKEN only matches paths that start with a name
+    if head.group() not in namespace:
+        raise KeyError(head.group())
+    value = namespace[head.group()]
+    for step in _STEP.finditer(path, head.end()):
+        attr, index, double, single = step.groups()
+        if attr is not None:
+            if attr.startswith("_"):
+                raise AttributeError(attr)
+            value = getattr(value, attr)
+        elif index is not None:
+            value = value[int(index)]
+        else:
+            value = value[double if double is not None else single]
+    return value

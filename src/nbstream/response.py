@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from .errors import ResponseError
 from .providers.base import FinishReason
 
 _REPR_TEXT_LIMIT = 200
-_ENDINGS = {
+
+LABELS: dict[str, str] = {
+    "waiting": "waiting for the first token",
+    "retrying": "retrying",
+    "streaming": "streaming",
     "stop": "finished",
-    "length": "cut by --max-tokens",
+    "length": "cut by length",
     "cancelled": "stopped",
     "error": "failed",
 }
+"""The words for every state of a stream, live (first three) and at the end (the finish
+reasons). The live view, the saved output's footer, the terminal and ``Response.ending``
+all read them from here."""
 
 
 class Response(str):
@@ -22,7 +30,7 @@ class Response(str):
     the extra attributes are:
 
     ``finish_reason``
-        ``"stop"`` (the model finished), ``"length"`` (cut by ``--max-tokens``),
+        ``"stop"`` (the model finished), ``"length"`` (cut by the max_tokens option),
         ``"cancelled"`` (Stop button, interrupt or Ctrl-C) or ``"error"``.
     ``error``
         A one-line message when ``finish_reason == "error"``, else ``None``.
@@ -92,8 +100,15 @@ class Response(str):
 
     @property
     def ending(self) -> str:
-        """How it ended, in words: finished, cut by --max-tokens, stopped, failed."""
-        return _ENDINGS.get(self.finish_reason, self.finish_reason)
+        """How it ended, in words: finished, cut by length, stopped, failed."""
+        return LABELS.get(self.finish_reason, self.finish_reason)
+
+    def raise_for_error(self) -> Response:
+        """Raise :class:`~nbstream.errors.ResponseError` if the answer failed
+        (``finish_reason == "error"``); else return the response itself, for chaining."""
+        if self.finish_reason == "error":
+            raise ResponseError(f"{self.model or 'the model'} failed: {self.error}", self)
+        return self
 
     def summary(self) -> str:
         """One line on how it went: ``openai:gpt-4o-mini · finished · 42 tokens · 1.3 s``."""
@@ -133,11 +148,8 @@ class Response(str):
         parts.append(f"elapsed={self.elapsed:.2f}s")
         return f"Response({', '.join(parts)})"
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> tuple[Any, ...]:  # pickle, copy and deepcopy keep the metadata
         return (_rebuild, (self.text, self.metadata()))
-
-    def __getnewargs_ex__(self) -> tuple[tuple[str], dict[str, Any]]:  # copy.copy support
-        return (self.text,), self.metadata()
 
 
 def _rebuild(text: str, metadata: dict[str, Any]) -> Response:

@@ -1,55 +1,49 @@
 """The front-door logic shared by ``%%llm`` and :func:`nbstream.ask`.
 
-Resolves the model, builds the :class:`Request`, picks the sink, runs the
-:class:`~nbstream.engine.Stream` either awaited (in a kernel, so Stop works) or blocking
-(terminal IPython, scripts: Ctrl-C stops, the partial answer is kept).
+Merges the options (:func:`nbstream.settings.resolve`), resolves the model, builds the
+:class:`Request`, picks the sink, and runs the :class:`~nbstream.engine.Stream` either
+awaited (in a kernel, so Stop works) or blocking (terminal IPython, scripts, and cells
+wrapped by ``%%time`` / ``%%capture``: Ctrl-C or interrupt stops, the partial answer is
+kept).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import signal
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from .engine import NullSink, Sink, Stream
-from .kernel import in_kernel, widget_messages_pumped
+from .engine import NullSink, Sink, Stream, neutral
+from .kernel import get_shell, in_kernel, widget_messages_pumped
 from .providers import get_provider, parse_model_id
 from .providers.base import Request
 from .response import Response
-
-DISPLAY_MODES = ("auto", "widget", "text", "none")
-
-
-@dataclass
-class Options:
-    """Everything a user can set per call (``None`` = use the configured default)."""
-
-    model: str | None = None
-    system: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    timeout: float = 60.0
-    base_url: str | None = None
-    display: str = "auto"
-    throttle: float = 0.05
+from .settings import Settings, request_fields, resolve
 
 
-def resolve_model(explicit: str | None, configured: str | None) -> tuple[str, str | None]:
-    """Pick the model id, and say why when it was not asked for explicitly.
+def configured() -> dict[str, Any]:
+    """The ``%config LLMMagics.*`` values (``None`` = not configured), if nbstream is loaded."""
+    from . import magics
 
-    Precedence: ``-m`` / ``model=`` → ``%config LLMMagics.model`` → ``$NBSTREAM_MODEL`` →
-    ``openai`` if ``OPENAI_API_KEY`` is set → ``anthropic`` if ``ANTHROPIC_API_KEY`` is set →
-    the embedded ``local`` model.
+    instance = magics.instance()
+    if instance is None:
+        return {}
+    return instance.configured()
+
+
+def resolve_model(settings: Settings) -> tuple[str, str | None]:
+    """Pick the model id, and say why when it was not asked for.
+
+    An explicit model (call → ``%config`` → ``$NBSTREAM_MODEL``, merged by
+    :func:`~nbstream.settings.resolve`) wins; else ``openai`` if ``OPENAI_API_KEY`` is set,
+    ``anthropic`` if ``ANTHROPIC_API_KEY`` is set, else the embedded ``local`` model.
     """
-    if explicit:
-        return explicit, None
-    if configured:
-        return configured, None
-    env = os.environ.get("NBSTREAM_MODEL", "").strip()
-    if env:
-        return env, None
+    if settings.model:
+        return settings.model, None
     if os.environ.get("OPENAI_API_KEY"):
         return "openai", "default: OPENAI_API_KEY is set"
     if os.environ.get("ANTHROPIC_API_KEY"):
@@ -57,38 +51,48 @@ def resolve_model(explicit: str | None, configured: str | None) -> tuple[str, st
     return "local", "default: no model configured and no API key found"
 
 
-def make_stream(prompt: str, options: Options, configured_model: str | None = None) -> Stream:
-    """Build a ready-to-run stream. Raises ``ModelIdError`` for a bad model id."""
-    model_id, note = resolve_model(options.model, configured_model)
+def make_request(settings: Settings, prompt: str, model: str) -> Request:
+    """The provider request: the prompt, the model name and every ``request=True`` option."""
+    values: dict[str, Any] = {name: getattr(settings, name) for name in request_fields()}
+    if values.get("stop") is not None:
+        values["stop"] = tuple(values["stop"])
+    return Request(prompt=prompt, model=model, **values)
+
+
+def make_stream(
+    prompt: str,
+    call: Mapping[str, Any],
+    *,
+    describe_option: Callable[[str], str] = neutral,
+    awaited: bool = True,
+) -> Stream:
+    """Build a ready-to-run stream from the call's options (:data:`~nbstream.settings.UNSET`
+    = not given). Raises ``SettingsError`` or ``ModelIdError``; nothing is sent then."""
+    settings = resolve(call, configured())
+    model_id, note = resolve_model(settings)
     provider_name, name = parse_model_id(model_id)
-    request = Request(
-        prompt=prompt,
-        model=name,
-        system=options.system or None,
-        temperature=options.temperature,
-        max_tokens=options.max_tokens,
-        base_url=options.base_url or None,
-        timeout=options.timeout,
-    )
     return Stream(
         get_provider(provider_name),
-        request,
+        make_request(settings, prompt, name),
         model_id=f"{provider_name}:{name}" if name else provider_name,
-        sink=make_sink(options),
+        settings=settings,
+        sink=make_sink(settings, stoppable=awaited),
         note=note,
+        describe_option=describe_option,
     )
 
 
-def make_sink(options: Options) -> Sink:
-    mode = options.display
-    if mode not in DISPLAY_MODES:
-        raise ValueError(f"display must be one of {', '.join(DISPLAY_MODES)}, got {mode!r}")
+def make_sink(settings: Settings, *, stoppable: bool = True) -> Sink:
+    """The display for ``settings.display``; ``auto`` is the widget in a kernel with
+    ipywidgets + anywidget, else text. ``stoppable``: the Stop button can work (the cell
+    awaits the stream)."""
+    mode = settings.display
     if mode == "none":
         return NullSink()
     if mode == "widget" or (mode == "auto" and in_kernel() and _widgets_available()):
         from .widget import WidgetSink
 
-        return WidgetSink(interval=options.throttle)
+        return WidgetSink(interval=settings.throttle, stoppable=stoppable)
     from .terminal import TerminalSink
 
     return TerminalSink()
@@ -105,64 +109,81 @@ def _widgets_available() -> bool:
 
 async def run_awaited(stream: Stream) -> Response:
     """Run inside the caller's event loop (a kernel cell that awaits): Stop works."""
-    from .widget import WidgetSink
-
-    if isinstance(stream.sink, WidgetSink):
+    if stream.sink.pumps_widget_messages:
         async with widget_messages_pumped():
             return await stream.run()
     return await stream.run()
 
 
 def run_blocking(stream: Stream) -> Response:
-    """Run to the end from synchronous code. Ctrl-C (SIGINT) stops the stream cleanly."""
+    """Run to the end from synchronous code. Ctrl-C / kernel interrupt stops the stream
+    cleanly and the partial answer is returned (``stream.interrupted`` is then set)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return _run_own_loop(stream)
+        if threading.current_thread() is threading.main_thread() and not in_kernel():
+            return _run_own_loop(stream)
     return _run_in_thread(stream)  # a loop is running here (kernel): don't nest it
 
 
 def _run_own_loop(stream: Stream) -> Response:
     loop = asyncio.new_event_loop()
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGINT, lambda *_: stream.interrupt())
+    previous = signal.signal(signal.SIGINT, lambda *_: stream.interrupt())
     try:
         return loop.run_until_complete(stream.run())
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, previous)
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
 
 
 def _run_in_thread(stream: Stream) -> Response:
-    result: list[Response] = []
-    errors: list[BaseException] = []
+    """Run the stream on a worker thread's own loop while this thread waits; a
+    ``KeyboardInterrupt`` here (Ctrl-C, kernel interrupt) stops the stream, which then
+    returns its partial answer. The worker runs in a copy of this context, so a kernel's
+    per-cell state (the parent message that outputs belong to) follows it."""
+    outcome: list[Response | BaseException] = []
 
     def target() -> None:
         try:
-            result.append(asyncio.run(stream.run()))
+            outcome.append(asyncio.run(stream.run()))
         except BaseException as exc:  # re-raised in the caller's thread
-            errors.append(exc)
+            outcome.append(exc)
 
-    worker = threading.Thread(target=target, name="nbstream-stream", daemon=True)
+    context = contextvars.copy_context()
+    worker = threading.Thread(
+        target=context.run, args=(target,), name="nbstream-stream", daemon=True
+    )
     worker.start()
     while worker.is_alive():
         try:
             worker.join(0.05)
         except KeyboardInterrupt:
             stream.interrupt()
-    if errors:
-        raise errors[0]
-    return result[0]
+    if not outcome:  # cannot happen unless the thread was killed: say so, keep the text
+        raise RuntimeError("the nbstream worker thread ended without a result")
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def store(response: Response, out: str | None = None) -> None:
+    """Bind ``_llm`` (and ``out``) in the user's namespace, if there is a shell."""
+    shell = get_shell()
+    if shell is not None:
+        shell.user_ns["_llm"] = response
+        if out:
+            shell.user_ns[out] = response
 
 
 __all__ = [
-    "DISPLAY_MODES",
-    "Options",
+    "configured",
+    "make_request",
+    "make_sink",
     "make_stream",
     "resolve_model",
     "run_awaited",
     "run_blocking",
+    "store",
 ]

@@ -11,7 +11,10 @@ if TYPE_CHECKING:
 
 
 class TerminalSink:
-    """Prints each delta as it arrives; a last line says how it ended if not finished."""
+    """Prints each delta as it arrives; a last line says how it ended if not finished.
+    Retries are announced on their own line (before any text: nothing is retried after)."""
+
+    pumps_widget_messages = False
 
     def __init__(self, out: TextIO | None = None) -> None:
         self.out = out
@@ -26,6 +29,11 @@ class TerminalSink:
     def on_delta(self, stream: Stream, delta: str) -> None:
         self._out.write(delta)
         self._out.flush()
+
+    def on_status(self, stream: Stream) -> None:
+        if stream.state == "retrying" and stream.status_note:
+            self._out.write(f"[{stream.status_note}]\n")
+            self._out.flush()
 
     def on_end(self, stream: Stream, response: Response) -> None:
         out = self._out

@@ -1,26 +1,16 @@
 """The live view in a notebook: one small anywidget plus the static answer that replaces it.
 
-Traffic is bounded (see NOTES §4): the kernel renders Markdown incrementally
-(:mod:`nbstream.markdown`), sends each frozen block once, and sends the open tail as a
-diff against what the browser already has. Pushes are throttled by time (at most one per
-``interval`` seconds, the first token at once) and the final state is always sent.
+Traffic is bounded (``docs/design.md#the-iopub-rate-limit-and-throttling``): the kernel
+renders Markdown incrementally (:mod:`nbstream.markdown`), sends each frozen block once,
+and sends the open tail as a diff against what the browser already has. Pushes are
+throttled by time (at most one per ``interval`` seconds, the first token at once) and the
+final state is always sent.
 
-Messages, kernel → browser (``msg:custom``)::
-
-    {"type": "update", "keep": k, "add": html, "freeze": f, "chunks": n, "state": s}
-    {"type": "reset",  "frozen": html, "tail": html, "state": s, "chunks": n,
-     "elapsed": seconds, "streaming_for": seconds}
-
-An update means: ``buf = tail[:keep] + add; frozen += buf[:freeze]; tail = buf[freeze:]``
-(lengths in UTF-16 code units, as JavaScript counts). A block that froze after it was shown
-in the tail is therefore not sent again. ``freeze`` and ``state`` are omitted when nothing
-froze / the state did not change. The status line's clocks run in the browser.
-
-Browser → kernel: ``{"event": "stop"}`` (the Stop button) and ``{"event": "sync"}`` (a view
-that just rendered asks for everything so far).
-
-When the stream ends, the widget's display is replaced (``update_display``) by a static
-HTML + text bundle, so a saved notebook shows the answer without widget state.
+The protocol is declared once, here, as the TypedDicts below; ``static/view.js`` consumes
+them (its header repeats the shapes). Lengths are in UTF-16 code units, as JavaScript
+counts. When the stream ends, the widget's display is replaced (``update_display``) by a
+static HTML + text bundle, so a saved notebook shows the answer without widget state
+(``docs/design.md#what-a-saved-notebook-keeps``), and the widget and its layout are closed.
 """
 
 from __future__ import annotations
@@ -30,13 +20,16 @@ import html as htmlmod
 import json
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import anywidget
 import traitlets
+from typing_extensions import NotRequired
 
 from . import markdown
+from .response import LABELS
 
 if TYPE_CHECKING:
     from .engine import Stream
@@ -45,14 +38,79 @@ if TYPE_CHECKING:
 _STATIC = Path(__file__).parent / "static"
 
 
-class StreamView(anywidget.AnyWidget):
+# -- the protocol: kernel → browser (msg:custom) ------------------------------------------
+
+
+class UpdateMsg(TypedDict):
+    """``buf = tail[:keep] + add; frozen += buf[:freeze]; tail = buf[freeze:]``.
+
+    A block that froze after it was shown in the tail is therefore not sent again.
+    ``freeze`` is omitted when nothing froze; ``state``/``label`` when they did not change.
+    """
+
+    type: Literal["update"]
+    keep: int
+    add: str
+    chunks: int
+    freeze: NotRequired[int]
+    state: NotRequired[str]
+    label: NotRequired[str]
+
+
+class ResetMsg(TypedDict):
+    """Everything so far (the reply to ``sync``, or after the renderer reset). The clocks
+    (seconds since the start / since the first token) let the browser run the status line."""
+
+    type: Literal["reset"]
+    frozen: str
+    tail: str
+    state: str
+    label: str
+    chunks: int
+    elapsed: float
+    streaming_for: float
+
+
+class StatusMsg(TypedDict):
+    """The state changed without new text (e.g. ``retrying`` with its countdown label)."""
+
+    type: Literal["status"]
+    state: str
+    label: str
+
+
+ViewMsg = UpdateMsg | ResetMsg | StatusMsg
+
+
+class EventMsg(TypedDict):
+    """Browser → kernel: ``stop`` (the Stop button), ``sync`` (a view that just rendered
+    asks for everything so far)."""
+
+    event: Literal["stop", "sync"]
+
+
+def label(stream: Stream) -> str:
+    """The status words for the stream's state, from the one table in :mod:`.response`."""
+    return stream.status_note or LABELS.get(stream.state, stream.state)
+
+
+class StreamView(anywidget.AnyWidget):  # type: ignore[misc]
     """Status line, Stop button and the answer, live. Content travels in custom messages."""
 
-    _esm = traitlets.Unicode((_STATIC / "view.js").read_text(encoding="utf-8")).tag(sync=True)
-    _css = traitlets.Unicode((_STATIC / "view.css").read_text(encoding="utf-8")).tag(sync=True)
+    _esm = _STATIC / "view.js"
+    _css = _STATIC / "view.css"
     llm_model = traitlets.Unicode("").tag(sync=True)  # not `model_id`: Widget owns that name
     note = traitlets.Unicode("").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
+    stoppable = traitlets.Bool(True).tag(sync=True)
+
+    def __repr__(self) -> str:
+        # The text/plain fallback a front end without widgets (or a notebook saved
+        # mid-stream) keeps; the finished answer replaces it.
+        return (
+            f"[nbstream: answer from {self.llm_model} streaming in a live view; the text "
+            "replaces this line when it ends]"
+        )
 
 
 def timing(stream: Stream) -> dict[str, Any]:
@@ -62,6 +120,7 @@ def timing(stream: Stream) -> dict[str, Any]:
         streaming_for = time.monotonic() - stream.first_token_at
     return {
         "state": stream.state,
+        "label": label(stream),
         "chunks": stream.chunks,
         "elapsed": round(stream.elapsed, 2),
         "streaming_for": round(streaming_for, 2),
@@ -69,7 +128,7 @@ def timing(stream: Stream) -> dict[str, Any]:
 
 
 def utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def common_prefix_len(a: str, b: str) -> int:
@@ -84,14 +143,29 @@ def common_prefix_len(a: str, b: str) -> int:
 
 
 class WidgetSink:
-    """Streams into a :class:`StreamView`, then leaves a static answer in its place."""
+    """Streams into a :class:`StreamView`, then leaves a static answer in its place.
 
-    def __init__(self, interval: float = 0.05) -> None:
+    ``send`` receives every protocol message (default: the view's ``send``); tests and the
+    benchmark inject their own to observe pushes. ``stoppable=False`` hides the Stop button
+    (the cell does not await the stream, so a click could not be heard; interrupt works).
+    """
+
+    pumps_widget_messages = True
+
+    def __init__(
+        self,
+        interval: float = 0.05,
+        *,
+        stoppable: bool = True,
+        send: Callable[[ViewMsg], None] | None = None,
+    ) -> None:
         self.interval = interval
+        self.stoppable = stoppable
         self.view: StreamView | None = None
         self.display_id = f"nbstream-{uuid.uuid4().hex}"
         self.pushes = 0
         self.bytes_sent = 0
+        self._send_to = send
         self._md = markdown.IncrementalMarkdown()
         self._sent_tail = ""
         self._sent_state = "waiting"
@@ -99,13 +173,20 @@ class WidgetSink:
         self._timer: asyncio.TimerHandle | None = None
         self._stream: Stream | None = None
 
+    @property
+    def html(self) -> str:
+        """Everything rendered so far (what the browser shows)."""
+        return self._md.html
+
     # -- Sink protocol -------------------------------------------------------------------
 
     def on_start(self, stream: Stream) -> None:
         from IPython.display import display
 
         self._stream = stream
-        self.view = StreamView(llm_model=stream.model_id, note=stream.note or "")
+        self.view = StreamView(
+            llm_model=stream.model_id, note=stream.note or "", stoppable=self.stoppable
+        )
         self.view.on_msg(self._on_msg)
         display(self.view, display_id=self.display_id)
         # No push yet: the view asks for everything ("sync") when it renders, and the first
@@ -118,6 +199,11 @@ class WidgetSink:
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(wait, self._push_now)
 
+    def on_status(self, stream: Stream) -> None:
+        if stream.state in ("waiting", "retrying") and stream.state != self._sent_state:
+            self._sent_state = stream.state
+            self._emit({"type": "status", "state": stream.state, "label": label(stream)})
+
     def on_end(self, stream: Stream, response: Response) -> None:
         from IPython.display import update_display
 
@@ -128,6 +214,7 @@ class WidgetSink:
         self.bytes_sent += len(json.dumps(bundle).encode())
         update_display(bundle, raw=True, display_id=self.display_id)
         if self.view is not None:
+            self.view.layout.close()  # a DOMWidget's layout is a widget (and comm) of its own
             self.view.close()
 
     # -- internals -----------------------------------------------------------------------
@@ -164,15 +251,19 @@ class WidgetSink:
         if update.reset:
             self._sent_tail = update.tail
             self._sent_state = stream.state
-            self._emit(
-                {"type": "reset", "frozen": update.frozen, "tail": update.tail} | timing(stream)
-            )
+            reset: ResetMsg = {
+                "type": "reset",
+                "frozen": update.frozen,
+                "tail": update.tail,
+                **timing(stream),  # type: ignore[typeddict-item]
+            }
+            self._emit(reset)
             return
         # Newly frozen blocks were usually on screen already as (part of) the tail: diff
         # frozen+tail against the tail the browser has, then say how much of it froze.
         combined = update.frozen + update.tail
         keep = common_prefix_len(self._sent_tail, combined)
-        msg: dict[str, Any] = {
+        msg: UpdateMsg = {
             "type": "update",
             "keep": utf16_len(combined[:keep]),
             "add": combined[keep:],
@@ -182,16 +273,18 @@ class WidgetSink:
             msg["freeze"] = utf16_len(update.frozen)
         if stream.state != self._sent_state:
             msg["state"] = self._sent_state = stream.state
+            msg["label"] = label(stream)
         self._sent_tail = update.tail
         self._emit(msg)
 
-    def _emit(self, msg: dict[str, Any]) -> None:
+    def _emit(self, msg: ViewMsg) -> None:
         self._last_push = time.monotonic()
-        if self.view is None:
+        send = self._send_to or (self.view.send if self.view is not None else None)
+        if send is None:
             return
         self.pushes += 1
         self.bytes_sent += len(json.dumps(msg).encode())
-        self.view.send(msg)
+        send(msg)
 
 
 def _merge(first: markdown.Update, second: markdown.Update) -> markdown.Update:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib
 
+from ..errors import ModelIdError
 from .base import Final, Provider, ProviderError, Request
 
 __all__ = [
     "DEFAULT_MODELS",
     "Final",
+    "ModelIdError",
     "Provider",
     "ProviderError",
     "Request",
@@ -36,10 +38,6 @@ MODEL_ID_HELP = (
     "a model id is PROVIDER:NAME, e.g. openai:gpt-4o-mini, anthropic:claude-sonnet-4-5, "
     "ollama:llama3.2 or local; providers: "
 )
-
-
-class ModelIdError(ValueError):
-    """A malformed or unknown ``provider:model`` id."""
 
 
 def providers() -> list[str]:

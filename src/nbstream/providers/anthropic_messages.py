@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
-from .base import Final, ProviderError, Request
-from .common import (
-    dropped_message,
-    http_error_message,
-    missing_key_message,
-    one_line,
-    redact,
-    server_message,
-    transport_errors,
-)
+from .base import Final, ProviderError, Request, WireFinish
+from .common import Wire, mask_url, missing_key_message, sdk_error, sdk_exceptions, timeout_config
 
 DEFAULT_MAX_TOKENS = 4096
-_FINISH = {
+ANTHROPIC_URL = "https://api.anthropic.com"
+
+FINISH: dict[str, WireFinish] = {
     "end_turn": "stop",
     "stop_sequence": "stop",
     "tool_use": "stop",
@@ -26,6 +20,26 @@ _FINISH = {
     "pause_turn": "stop",
     "model_context_window_exceeded": "length",
 }
+"""Anthropic ``stop_reason`` → nbstream's (``refusal`` is an error, see below)."""
+
+
+def request_options(request: Request) -> dict[str, Any]:
+    """The Messages body options for ``request``."""
+    options: dict[str, Any] = {
+        "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+        "messages": [{"role": "user", "content": request.prompt}],
+        "stream": True,
+    }
+    if request.system:
+        options["system"] = request.system
+    if request.stop:
+        options["stop_sequences"] = list(request.stop)
+    # anthropic>=2 dropped the sampling keywords; the API still takes the fields.
+    sampling = {"temperature": request.temperature, "top_p": request.top_p}
+    extra = {k: v for k, v in sampling.items() if v is not None}
+    if extra:
+        options["extra_body"] = extra
+    return options
 
 
 async def stream(request: Request) -> AsyncIterator[str | Final]:
@@ -37,35 +51,27 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
     if not api_key and not auth_token:
         raise ProviderError(missing_key_message("ANTHROPIC_API_KEY", "Anthropic"))
     base_url = request.base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+    wire = Wire(
+        "Anthropic",
+        "ANTHROPIC_API_KEY" if api_key else "ANTHROPIC_AUTH_TOKEN",
+        mask_url(base_url or ANTHROPIC_URL),
+        (api_key, auth_token),
+    )
     client = anthropic.AsyncAnthropic(
         api_key=api_key,
         auth_token=None if api_key else auth_token,
         base_url=base_url,
-        timeout=max(30.0, request.timeout * 2),
+        timeout=timeout_config(anthropic, request.connect_timeout),
+        max_retries=0,  # the engine retries (before the first token only)
     )
-    options: dict = {}
-    if request.system:
-        options["system"] = request.system
-    if request.temperature is not None:
-        # anthropic>=2 dropped the sampling keywords; older models still accept the field.
-        options["extra_body"] = {"temperature": request.temperature}
-    options.update(request.extra)
-
     input_tokens = output_tokens = None
     stop_reason: str | None = None
     saw_stop = False
-    connected = False  # the response started: a connection error now means a dropped stream
     try:
         async with client:
-            events = await client.messages.create(
-                model=request.model,
-                max_tokens=request.max_tokens or DEFAULT_MAX_TOKENS,
-                messages=[{"role": "user", "content": request.prompt}],
-                stream=True,
-                **options,
-            )
+            events = await client.messages.create(model=request.model, **request_options(request))
             async with events:
-                connected = True
+                wire.connected = True
                 async for event in events:
                     kind = event.type
                     if kind == "content_block_delta":
@@ -78,39 +84,8 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
                         output_tokens = event.usage.output_tokens
                     elif kind == "message_stop":
                         saw_stop = True
-    except anthropic.APIStatusError as exc:
-        message = server_message(exc.body) or exc.message
-        raise ProviderError(
-            redact(
-                http_error_message(
-                    exc.status_code, message, label="Anthropic", env="ANTHROPIC_API_KEY"
-                ),
-                api_key,
-                auth_token,
-            )
-        ) from None
-    except anthropic.APITimeoutError:
-        raise ProviderError("Anthropic did not answer in time") from None
-    except anthropic.APIConnectionError as exc:
-        if connected:
-            raise ProviderError(
-                redact(dropped_message("Anthropic", exc.__cause__ or exc), api_key, auth_token)
-            ) from None
-        where = base_url or "https://api.anthropic.com"
-        cause = one_line(str(exc.__cause__ or exc), 120)
-        raise ProviderError(
-            redact(f"Could not reach Anthropic at {where}: {cause}", api_key, auth_token)
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise ProviderError(f"Anthropic sent a malformed event (not JSON): {exc.msg}") from None
-    except transport_errors() as exc:  # the SDK lets these out unwrapped mid-stream
-        raise ProviderError(
-            redact(dropped_message("Anthropic", exc), api_key, auth_token)
-        ) from None
-    except anthropic.AnthropicError as exc:
-        raise ProviderError(
-            redact(f"Anthropic: {one_line(str(exc))}", api_key, auth_token)
-        ) from None
+    except sdk_exceptions(anthropic) as exc:
+        raise sdk_error(exc, anthropic, wire) from None
 
     if not saw_stop:
         return  # no message_stop: the engine reports the truncation
@@ -119,4 +94,4 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
     usage = None
     if input_tokens is not None or output_tokens is not None:
         usage = {"input_tokens": input_tokens or 0, "output_tokens": output_tokens or 0}
-    yield Final(_FINISH.get(stop_reason or "end_turn", "stop"), usage)  # type: ignore[arg-type]
+    yield Final(FINISH.get(stop_reason or "end_turn", "stop"), usage)

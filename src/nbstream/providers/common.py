@@ -1,38 +1,70 @@
-"""Helpers shared by the HTTP providers: error wording and secret redaction."""
+"""What the HTTP providers share: one error mapping for both SDKs, wording, secret masking."""
 
 from __future__ import annotations
 
+import email.utils
+import json
 import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from ..errors import ProviderError
+
+KEY_VARIABLES = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
 
 _HINTS = {
-    400: "the server rejected the request; check the model name and options",
+    400: "the server rejected the request; check the model name and the options",
     401: "the API key was refused; check {env}",
     403: "the API key may not use this model; check {env} and the model name",
     404: "not found; check the model name and the base URL",
     408: "the server timed out; try again",
     413: "the prompt is too large; shorten it",
-    422: "the server rejected the options; check --temperature / --max-tokens",
+    422: "the server rejected the options (temperature, top_p, max_tokens, stop)",
     429: "rate limited or out of quota; wait a moment or check your plan",
+    529: "the provider is overloaded; try again in a moment",
 }
+RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+
+# -- secrets -------------------------------------------------------------------------------
+
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s:]+(:[^/@\s]*)?@")
+_MIN_PREFIX = 8  # a key's first characters often come back in error messages ("sk-proj-abc…")
 
 
 def redact(text: str, *secrets: str | None) -> str:
-    """Replace every secret (and the well-known key variables' values) in ``text``."""
-    candidates = [s for s in secrets if s]
-    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"):
-        value = os.environ.get(var)
-        if value:
-            candidates.append(value)
-    for secret in sorted(set(candidates), key=len, reverse=True):
-        if len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
+    """Mask secrets in ``text``: the given ones and the well-known key variables' values,
+    also when only their first characters appear (servers echo a truncated key), and
+    ``user:password@`` in URLs."""
+    candidates = {s for s in secrets if s}
+    candidates.update(v for v in (os.environ.get(k) for k in KEY_VARIABLES) if v)
+    for secret in sorted(candidates, key=len, reverse=True):
+        if len(secret) < 4:
+            continue
+        text = text.replace(secret, "***")
+        for length in range(len(secret) - 1, _MIN_PREFIX - 1, -1):
+            if secret[:length] in text:
+                text = text.replace(secret[:length], "***")
+                break
+    return mask_url(text)
+
+
+def mask_url(text: str) -> str:
+    """``http://user:pw@proxy:8080/v1`` → ``http://***@proxy:8080/v1`` (anywhere in text)."""
+    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", text)
 
 
 def one_line(text: str, limit: int = 300) -> str:
     """Collapse whitespace and cap the length, so a message fits one status line."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- wording -------------------------------------------------------------------------------
 
 
 def http_error_message(status: int, server_message: str, *, label: str, env: str) -> str:
@@ -65,10 +97,28 @@ def server_message(body: object) -> str | None:
     return None
 
 
-def dropped_message(label: str, exc: BaseException) -> str:
-    """An SDK let a transport error out mid-stream (anthropic does, unwrapped)."""
-    detail = f"{type(exc).__name__}: {one_line(str(exc), 120)}"
-    return f"the connection to {label} broke mid-stream ({detail})"
+def retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds from ``retry-after-ms`` / ``retry-after`` (seconds or an HTTP date)."""
+    if not headers:
+        return None
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 def transport_errors() -> tuple[type[BaseException], ...]:
@@ -81,3 +131,87 @@ def transport_errors() -> tuple[type[BaseException], ...]:
             continue
         errors.append(module.TransportError)
     return tuple(errors)
+
+
+@dataclass
+class Wire:
+    """Who we are talking to, for error messages: ``label`` ("OpenAI"), the key variable a
+    user should check, where the server is, and the secrets in play (to mask)."""
+
+    label: str
+    env: str
+    where: str
+    secrets: tuple[str | None, ...] = ()
+    connected: bool = False
+    """The response has started: a connection error now means a dropped stream."""
+
+    def error(self, message: str, **kwargs: Any) -> ProviderError:
+        return ProviderError(redact(message, *self.secrets), **kwargs)
+
+
+def sdk_error(exc: BaseException, sdk: ModuleType, wire: Wire) -> ProviderError:
+    """Map an exception raised while streaming through the ``openai`` or ``anthropic`` SDK
+    (they share their exception names) to a :class:`ProviderError`."""
+    label = wire.label
+    if isinstance(exc, sdk.APIStatusError):
+        status = int(exc.status_code)
+        message = server_message(exc.body) or str(getattr(exc, "message", "") or exc)
+        headers = getattr(getattr(exc, "response", None), "headers", None)
+        if wire.connected:  # an error event inside a 200 stream (e.g. Anthropic "overloaded")
+            return wire.error(
+                f"{label} reported an error mid-answer: {one_line(message, 200)} — "
+                "the partial answer is kept; try again",
+                status=None,
+            )
+        return wire.error(
+            http_error_message(status, message, label=label, env=wire.env),
+            status=status,
+            retry_after=retry_after(headers),
+            retryable=status in RETRYABLE_STATUS,
+        )
+    if isinstance(exc, sdk.APITimeoutError):
+        return wire.error(
+            f"could not connect to {label} at {wire.where} in time (connect timeout)",
+            retryable=True,
+            option="connect_timeout",
+        )
+    if isinstance(exc, sdk.APIConnectionError):
+        cause = exc.__cause__ or exc
+        if wire.connected:
+            return wire.error(dropped_message(label, cause))
+        return wire.error(
+            f"Could not reach {label} at {wire.where}: {one_line(str(cause), 120)} — "
+            "is the server running and the URL right?",
+            retryable=True,
+        )
+    if isinstance(exc, json.JSONDecodeError):
+        return wire.error(f"{label} sent a malformed event (not JSON): {exc.msg}")
+    if isinstance(exc, UnicodeDecodeError):
+        return wire.error(
+            f"{label} sent bytes that are not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "the server or a proxy in between is broken"
+        )
+    if isinstance(exc, transport_errors()):
+        if not wire.connected:
+            return wire.error(
+                f"Could not reach {label} at {wire.where}: {one_line(str(exc), 120)}",
+                retryable=True,
+            )
+        return wire.error(dropped_message(label, exc))
+    return wire.error(f"{label}: {type(exc).__name__}: {one_line(str(exc))}")
+
+
+def dropped_message(label: str, exc: BaseException) -> str:
+    """An SDK let a transport error out mid-stream (anthropic does, unwrapped)."""
+    detail = f"{type(exc).__name__}: {one_line(str(exc), 120)}"
+    return f"the connection to {label} broke mid-stream ({detail})"
+
+
+def sdk_exceptions(sdk: ModuleType) -> tuple[type[BaseException], ...]:
+    """What :func:`sdk_error` maps: the SDK's errors, malformed JSON, bad UTF-8, transport."""
+    return (sdk.APIError, json.JSONDecodeError, UnicodeDecodeError, *transport_errors())
+
+
+def timeout_config(sdk: ModuleType, connect: float) -> Any:
+    """The SDK's ``Timeout``: bounded connect, unbounded read (the engine watches tokens)."""
+    return sdk.Timeout(None, connect=connect)

@@ -12,7 +12,7 @@ How it runs:
   stays responsive; tokens reach the async side through ``loop.call_soon_threadsafe``.
 * One generation at a time per model (llama.cpp contexts are not thread-safe): the worker
   holds a lock while it generates; a second request waits for it (up to
-  ``request.timeout``).
+  :data:`BUSY_TIMEOUT`).
 * Cancellation sets a :class:`threading.Event` that the worker checks after every token;
   the async side never waits for the worker, so cancelling returns at once and the worker
   stops (and releases the lock) within one token.
@@ -50,6 +50,8 @@ REPEAT_PENALTY = 1.1
 STOP_SEQUENCES = ("\n**Q:", "\n**A:", "\n\n\n\n")
 REPEATED_LINES_LIMIT = 4
 """Stop when the model writes the same non-blank line this many times in a row."""
+BUSY_TIMEOUT = 30.0
+"""How long an answer waits for the model while another answer is being generated."""
 
 INSTALL_HINT = (
     "The local model needs the extra: pip install 'nbstream[local]' (then restart the kernel)"
@@ -187,6 +189,21 @@ def _quiet_stderr() -> Iterator[None]:
             os.close(saved)
 
 
+def completion_settings(request: Request) -> dict[str, Any]:
+    """llama.cpp ``create_completion`` keyword arguments for ``request``."""
+    settings: dict[str, Any] = {
+        "max_tokens": DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens,
+        "temperature": (
+            DEFAULT_TEMPERATURE if request.temperature is None else float(request.temperature)
+        ),
+        "repeat_penalty": REPEAT_PENALTY,
+        "stop": [*STOP_SEQUENCES, *(request.stop or ())],
+    }
+    if request.top_p is not None:
+        settings["top_p"] = float(request.top_p)
+    return settings
+
+
 def _check_model_name(name: str) -> None:
     if name.strip().lower() not in ("", MODEL_NAME):
         raise ProviderError(
@@ -200,17 +217,7 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
     _check_model_name(request.model)
     llm = await asyncio.to_thread(load_model)  # the first call loads (~0.5 s), later ones don't
 
-    settings = {
-        "max_tokens": DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens,
-        "temperature": (
-            DEFAULT_TEMPERATURE if request.temperature is None else float(request.temperature)
-        ),
-        "repeat_penalty": REPEAT_PENALTY,
-        "stop": list(STOP_SEQUENCES),
-    }
-    if settings["max_tokens"] < 1:
-        raise ProviderError("--max-tokens must be at least 1 for the local model.")
-
+    settings = completion_settings(request)
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
     stop = threading.Event()
@@ -224,7 +231,7 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
     worker = threading.Thread(
         target=_worker,
         args=(llm, build_prompt(request.prompt, request.system), settings, stop, emit),
-        kwargs={"busy_timeout": request.timeout},
+        kwargs={"busy_timeout": BUSY_TIMEOUT},
         name="nbstream-local-model",
         daemon=True,
     )

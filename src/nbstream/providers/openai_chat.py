@@ -6,23 +6,23 @@ Any OpenAI-compatible server (vLLM, llama.cpp server, LM Studio, Ollama) works t
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
-from .base import Final, ProviderError, Request
-from .common import (
-    dropped_message,
-    http_error_message,
-    missing_key_message,
-    one_line,
-    redact,
-    server_message,
-    transport_errors,
-)
+from .base import Final, ProviderError, Request, WireFinish
+from .common import Wire, mask_url, missing_key_message, sdk_error, sdk_exceptions, timeout_config
 
 OLLAMA_DEFAULT_URL = "http://localhost:11434/v1"
-_FINISH = {"stop": "stop", "length": "length", "tool_calls": "stop", "function_call": "stop"}
+OPENAI_URL = "https://api.openai.com/v1"
+
+FINISH: dict[str, WireFinish] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "stop",
+    "function_call": "stop",
+}
+"""OpenAI ``finish_reason`` → nbstream's (``content_filter`` is an error, see below)."""
 
 
 def _ollama_url() -> str:
@@ -42,48 +42,61 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
         if base_url is None:
             raise ProviderError(missing_key_message("OPENAI_API_KEY", "OpenAI"))
         api_key = "no-key"  # self-hosted OpenAI-compatible servers usually need none
-    async for item in _stream(request, base_url=base_url, api_key=api_key, label="OpenAI"):
+    wire = Wire("OpenAI", "OPENAI_API_KEY", mask_url(base_url or OPENAI_URL), (api_key,))
+    async for item in _stream(request, base_url=base_url, api_key=api_key, wire=wire):
         yield item
 
 
 async def stream_ollama(request: Request) -> AsyncIterator[str | Final]:
     """Stream ``ollama:MODEL`` from a local Ollama server (OpenAI-compatible, no key)."""
     base_url = request.base_url or _ollama_url()
-    async for item in _stream(request, base_url=base_url, api_key="ollama", label="Ollama"):
+    wire = Wire("Ollama", "OLLAMA_HOST", mask_url(base_url))
+    async for item in _stream(request, base_url=base_url, api_key="ollama", wire=wire):
         yield item
 
 
-async def _stream(
-    request: Request, *, base_url: str | None, api_key: str, label: str
-) -> AsyncIterator[str | Final]:
-    import openai
-
-    client = openai.AsyncOpenAI(
-        api_key=api_key, base_url=base_url, timeout=max(30.0, request.timeout * 2)
-    )
+def request_options(request: Request, *, official: bool) -> dict[str, Any]:
+    """The chat-completions body options for ``request`` (``official``: api.openai.com,
+    which wants ``max_completion_tokens``; compatible servers know ``max_tokens``)."""
     messages = []
     if request.system:
         messages.append({"role": "system", "content": request.system})
     messages.append({"role": "user", "content": request.prompt})
-    options: dict = {"stream_options": {"include_usage": True}}
+    options: dict[str, Any] = {
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     if request.temperature is not None:
         options["temperature"] = request.temperature
+    if request.top_p is not None:
+        options["top_p"] = request.top_p
     if request.max_tokens is not None:
-        # api.openai.com wants max_completion_tokens; compatible servers know max_tokens.
-        key = "max_tokens" if base_url else "max_completion_tokens"
-        options[key] = request.max_tokens
-    options.update(request.extra)
+        options["max_completion_tokens" if official else "max_tokens"] = request.max_tokens
+    if request.stop:
+        options["stop"] = list(request.stop)
+    return options
 
+
+async def _stream(
+    request: Request, *, base_url: str | None, api_key: str, wire: Wire
+) -> AsyncIterator[str | Final]:
+    import openai
+
+    client = openai.AsyncOpenAI(
+        api_key=api_key,
+        base_url=base_url,
+        timeout=timeout_config(openai, request.connect_timeout),
+        max_retries=0,  # the engine retries (before the first token only)
+    )
+    options = request_options(request, official=base_url is None)
     finish_reason: str | None = None
-    usage: dict | None = None
-    connected = False  # the response started: a connection error now means a dropped stream
+    usage: dict[str, int] | None = None
     try:
         async with client:
-            chunks = await client.chat.completions.create(
-                model=request.model, messages=messages, stream=True, **options
-            )
+            chunks = await client.chat.completions.create(model=request.model, **options)
             async with chunks:
-                connected = True
+                wire.connected = True
                 async for chunk in chunks:
                     if chunk.usage is not None:
                         usage = {
@@ -95,37 +108,11 @@ async def _stream(
                             yield choice.delta.content
                         if choice.finish_reason:
                             finish_reason = choice.finish_reason
-    except openai.APIStatusError as exc:
-        message = server_message(exc.body) or exc.message
-        raise ProviderError(
-            redact(
-                http_error_message(exc.status_code, message, label=label, env="OPENAI_API_KEY"),
-                api_key,
-            )
-        ) from None
-    except openai.APITimeoutError:
-        raise ProviderError(
-            f"{label} did not answer in time ({base_url or 'api.openai.com'})"
-        ) from None
-    except openai.APIConnectionError as exc:
-        if connected:
-            raise ProviderError(
-                redact(dropped_message(label, exc.__cause__ or exc), api_key)
-            ) from None
-        where = base_url or "https://api.openai.com/v1"
-        cause = one_line(str(exc.__cause__ or exc), 120)
-        raise ProviderError(
-            redact(f"Could not reach {label} at {where}: {cause} — is the server running?", api_key)
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise ProviderError(f"{label} sent a malformed event (not JSON): {exc.msg}") from None
-    except transport_errors() as exc:
-        raise ProviderError(redact(dropped_message(label, exc), api_key)) from None
-    except openai.OpenAIError as exc:
-        raise ProviderError(redact(f"{label}: {one_line(str(exc))}", api_key)) from None
+    except sdk_exceptions(openai) as exc:
+        raise sdk_error(exc, openai, wire) from None
 
     if finish_reason is None:
         return  # no terminal event: the engine reports the truncation
     if finish_reason == "content_filter":
-        raise ProviderError(f"{label} stopped the answer: content filter")
-    yield Final(_FINISH.get(finish_reason, "stop"), usage)  # type: ignore[arg-type]
+        raise ProviderError(f"{wire.label} stopped the answer: content filter")
+    yield Final(FINISH.get(finish_reason, "stop"), usage)

@@ -1,12 +1,11 @@
 // The live view of one streaming answer (an anywidget ESM module).
-// Content arrives as custom messages; see nbstream/widget.py for the protocol.
+// Content arrives as custom messages declared in nbstream/widget.py (UpdateMsg, ResetMsg,
+// StatusMsg); the status words come with them (one table: nbstream/response.py LABELS).
 // All HTML comes from the kernel's sanitizing Markdown renderer (raw HTML disabled).
-const LABELS = { waiting: "waiting for the first token", streaming: "streaming", done: "finished",
-  stopped: "stopped", error: "failed" };
 function fmtStatus(model, st, now) {
   const parts = [model.get("llm_model")];
   if (model.get("note")) parts.push(model.get("note"));
-  parts.push(LABELS[st.state] || st.state);
+  parts.push(st.label);
   if (st.state === "error" && model.get("error")) parts.push(model.get("error"));
   parts.push(st.chunks + (st.chunks === 1 ? " token" : " tokens"));
   parts.push(((now - st.t0) / 1000).toFixed(1) + " s");
@@ -17,13 +16,15 @@ function fmtStatus(model, st, now) {
   return parts.join(" · ");
 }
 // Model-level state, shared by every view of this widget. Messages:
-//   update: {keep, add, freeze?, chunks, state?}
+//   update: {keep, add, freeze?, chunks, state?, label?}
 //           buf = tail[:keep] + add; frozen += buf[:freeze]; tail = buf[freeze:]
-//   reset:  {frozen, tail, state, chunks, elapsed, streaming_for}  (reply to "sync")
+//   reset:  {frozen, tail, state, label, chunks, elapsed, streaming_for}  (reply to "sync")
+//   status: {state, label}  (e.g. retrying, with its countdown words)
+// Browser -> kernel: {event: "stop"} (the button), {event: "sync"} (a view rendered).
 // Timings are kept on the browser's clock: t0 = start, t1 = first token, tEnd = end.
 function initialize({ model }) {
-  model.__nb = { frozen: "", tail: "", state: "waiting", chunks: 0, t0: Date.now(), t1: null,
-    tEnd: null, views: new Set() };
+  model.__nb = { frozen: "", tail: "", state: "waiting", label: "waiting for the first token",
+    chunks: 0, t0: Date.now(), t1: null, tEnd: null, views: new Set() };
   model.on("msg:custom", (msg) => {
     const st = model.__nb;
     const now = Date.now();
@@ -32,7 +33,7 @@ function initialize({ model }) {
       st.frozen = msg.frozen; st.tail = msg.tail;
       st.t0 = now - msg.elapsed * 1000;
       st.t1 = msg.chunks > 0 ? now - msg.streaming_for * 1000 : null;
-      st.state = msg.state;
+      st.state = msg.state; st.label = msg.label;
       added = null;
     } else if (msg.type === "update") {
       const buf = st.tail.slice(0, msg.keep) + msg.add;
@@ -40,10 +41,15 @@ function initialize({ model }) {
       added = buf.slice(0, cut);
       st.frozen += added; st.tail = buf.slice(cut);
       if (st.t1 === null && msg.chunks > 0) st.t1 = now;
-      if (msg.state) st.state = msg.state;
+      if (msg.state) { st.state = msg.state; st.label = msg.label; }
+    } else if (msg.type === "status") {
+      st.state = msg.state; st.label = msg.label;
+      for (const v of st.views) v("");
+      return;
     } else return;
     st.chunks = msg.chunks;
-    if (st.tEnd === null && st.state !== "waiting" && st.state !== "streaming") st.tEnd = now;
+    const live = ["waiting", "retrying", "streaming"];
+    if (st.tEnd === null && !live.includes(st.state)) st.tEnd = now;
     for (const v of st.views) v(added);
   });
 }
@@ -57,6 +63,11 @@ function render({ model, el }) {
     '<span class="nbstream-status"></span></div>' +
     '<div class="nbstream-body jp-RenderedHTMLCommon"><div class="nbstream-frozen"></div><div class="nbstream-tail"></div></div>';
   const btn = el.querySelector(".nbstream-stop");
+  if (!model.get("stoppable")) {
+    btn.disabled = true; btn.textContent = "■ Stop: interrupt the kernel";
+    btn.title = "This cell does not await the stream (e.g. under %%time), so the button " +
+      "cannot be heard: interrupt the kernel to stop it (the partial answer is kept)";
+  }
   const status = el.querySelector(".nbstream-status");
   const frozen = el.querySelector(".nbstream-frozen");
   const tail = el.querySelector(".nbstream-tail");
