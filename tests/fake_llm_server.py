@@ -31,22 +31,59 @@ Script spec keys (all optional):
 - ``status`` (+ ``error_message``, ``status_times``): answer with that HTTP status and the
   provider's JSON error body, for the first ``status_times`` requests to that model, counted
   across both APIs (default: all).
+- ``statuses``: a list of HTTP statuses for consecutive requests to that model (counted across
+  both APIs, like ``status_times``), e.g. ``[429, 503, 200]``: request 1 gets a 429 error,
+  request 2 a 503, request 3 the normal answer. ``200`` means the normal answer, and so do all
+  requests past the end of the list. Not combinable with ``status``/``status_times``.
+- ``retry_after`` / ``retry_after_ms`` (with ``status`` or ``statuses``): send a
+  ``Retry-After`` / ``retry-after-ms`` header with every error response. The value (a string or a
+  number, e.g. ``"0.2"``, ``1``, or an HTTP date) is sent as given; OpenAI's and Anthropic's SDKs
+  read ``retry-after-ms`` first.
+- ``headers_delay``: seconds to wait after reading the request and before sending the status line
+  and headers (of any answer, error or not), watching for the client to go away like a stall;
+  for first-byte/read timeouts as opposed to a mid-stream stall.
 - ``stall_after``: after N tokens send nothing for ``stall_seconds`` (default 60) while
   watching for the client to go away; then the remaining tokens follow normally.
+- ``error_event_after``: after N tokens (N <= number of tokens) send the provider's mid-stream
+  error event and end the response (no terminal events, no ``[DONE]``; the body is ended
+  properly: ``"close"`` framing closes the connection, ``"chunked"`` sends the last chunk and
+  keeps the connection alive, as after a normal answer). Anthropic: ``event: error`` with
+  ``{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}``; OpenAI:
+  ``data: {"error": {"message": ..., "type": "server_error", "param": null, "code": null}}``.
+  ``error_type`` and ``error_message`` override the type and the message. The anthropic SDK
+  raises a plain ``APIStatusError`` (``status_code`` 200, ``body`` the event's JSON), the openai
+  SDK an ``APIError`` (no ``status_code``; ``body`` the ``error`` object).
+- ``invalid_utf8_after``: after N tokens send an otherwise well-formed token event whose text
+  is the bytes ``b"\\xff\\xfe"`` (not UTF-8); then ``invalid_utf8_then``: ``"finish"``
+  (default: the remaining tokens and the terminal events follow) or ``"close"`` (end the
+  response there, like ``error_event_after``). The bad event does not count in ``tokens_sent``.
+  Both SDKs let the ``UnicodeDecodeError`` of their SSE line decoder escape unwrapped.
+- ``empty``: true -> answer 200 with the streaming headers, then end the response without a
+  single event (what llama.cpp's server does with an over-long prompt).
+- ``preamble_only``: true -> send only the preamble events (OpenAI's role chunk; Anthropic's
+  message_start/content_block_start/ping), then end the response.
 - ``usage``: ``{"input_tokens": P, "output_tokens": C}`` (default: P = words in the prompt,
   C = number of tokens).
 - ``framing``: ``"close"`` (default; HTTP/1.1 ``connection: close``, the body ends when the
   socket closes) or ``"chunked"`` (``transfer-encoding: chunked``, connection kept alive; a
   ``drop_after`` then makes the SDKs raise an incomplete-body error instead of ending quietly).
 
+The stream keys (``delay``, ``*_after``, ``empty``, ``preamble_only``, ``framing``) apply to
+``"stream": true`` requests only. Tokens may hold lone UTF-16 surrogates
+(``["\\ud83d", "\\ude00"]``): all JSON is written with ``\\uXXXX`` escapes (``ensure_ascii``),
+so the SDKs' JSON parsers yield those lone surrogates, and :meth:`FakeLLMServer.script` sends
+them the same way.
+
 Every event is written with its own ``send`` (no buffering, TCP_NODELAY), so the SDKs see tokens
 one by one.
 
 Each log record has ``path``, ``model``, ``body`` (parsed JSON), ``headers`` (with
-``authorization`` and ``x-api-key`` redacted), ``stream``, ``status``, ``started``,
-``tokens_sent``, ``completed`` (terminal event written), ``client_disconnected`` and
-``disconnected_at``. A disconnect is noticed by a failed write, or by polling the socket for EOF
-every 10 ms while waiting between tokens or stalled.
+``authorization`` and ``x-api-key`` redacted), ``stream``, ``status``, ``attempt`` (1-based count
+of the requests for that model so far, across both APIs), ``received_at`` (``time.time()`` when
+the request line was read), ``started``, ``tokens_sent``, ``completed`` (terminal event
+written), ``client_disconnected`` and ``disconnected_at``. A disconnect is noticed by a failed
+write, or by polling the socket for EOF every 10 ms while waiting between tokens, stalled or
+delaying the headers.
 
 In tests use :class:`FakeLLMServer` (usually via the ``fake_llm`` fixture in
 ``fake_llm_fixture.py``)::
@@ -77,6 +114,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -101,7 +139,20 @@ SPEC_KEYS = {
     "stall_after",
     "stall_seconds",
     "usage",
+    "statuses",
+    "retry_after",
+    "retry_after_ms",
+    "headers_delay",
+    "error_event_after",
+    "error_type",
+    "invalid_utf8_after",
+    "invalid_utf8_then",
+    "empty",
+    "preamble_only",
 }
+INVALID_UTF8 = b"\xff\xfe"
+ANTHROPIC_STREAM_ERROR = ("overloaded_error", "Overloaded")
+OPENAI_STREAM_ERROR = ("server_error", "The server had an error while processing your request.")
 
 OPENAI_ERRORS = {
     400: ("invalid_request_error", None),
@@ -136,6 +187,7 @@ class _State:
         self.lock = threading.Lock()
         self.scripts: dict[str, dict[str, Any]] = {}
         self.status_served: dict[str, int] = {}
+        self.attempts: dict[str, int] = {}
         self.log: list[dict[str, Any]] = []
         self.counter = itertools.count(1)
 
@@ -160,7 +212,56 @@ def _validate_spec(spec: Any) -> dict[str, Any]:
         raise ValueError("framing must be 'close' or 'chunked'")
     if "token_size" in spec and int(spec["token_size"]) < 1:
         raise ValueError("token_size must be >= 1")
+    _validate_new_keys(spec)
     return spec
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _validate_new_keys(spec: dict[str, Any]) -> None:
+    if "statuses" in spec:
+        statuses = spec["statuses"]
+        if not (
+            isinstance(statuses, list)
+            and statuses
+            and all(
+                isinstance(s, int) and not isinstance(s, bool) and (s == 200 or 400 <= s <= 599)
+                for s in statuses
+            )
+        ):
+            raise ValueError("statuses must be a non-empty list of 200 or 400..599 ints")
+        if "status" in spec or "status_times" in spec:
+            raise ValueError("give either statuses or status/status_times, not both")
+    for key in ("retry_after", "retry_after_ms"):
+        if key not in spec:
+            continue
+        value = spec[key]
+        if not (_is_number(value) or isinstance(value, str)):
+            raise ValueError(f"{key} must be a string or a number")
+        if any(ord(ch) < 32 or ord(ch) > 126 for ch in str(value)):
+            raise ValueError(f"{key} must be printable ASCII")
+        if "status" not in spec and "statuses" not in spec:
+            raise ValueError(f"{key} needs status or statuses")
+    if "headers_delay" in spec and not (
+        _is_number(spec["headers_delay"]) and spec["headers_delay"] >= 0
+    ):
+        raise ValueError("headers_delay must be a number >= 0")
+    for key in ("error_event_after", "invalid_utf8_after"):
+        if key in spec and not (
+            isinstance(spec[key], int) and not isinstance(spec[key], bool) and spec[key] >= 0
+        ):
+            raise ValueError(f"{key} must be an int >= 0")
+    if "error_type" in spec and not isinstance(spec["error_type"], str):
+        raise ValueError("error_type must be a string")
+    if spec.get("invalid_utf8_then", "finish") not in ("finish", "close"):
+        raise ValueError("invalid_utf8_then must be 'finish' or 'close'")
+    for key in ("empty", "preamble_only"):
+        if key in spec and not isinstance(spec[key], bool):
+            raise ValueError(f"{key} must be true or false")
+    if spec.get("empty") and spec.get("preamble_only"):
+        raise ValueError("give either empty or preamble_only, not both")
 
 
 def _tokens_of(spec: dict[str, Any]) -> list[str]:
@@ -197,9 +298,15 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     server: _Server
+    received_at = 0.0
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def parse_request(self) -> bool:
+        # called right after the request line is read, before the headers
+        self.received_at = time.time()
+        return super().parse_request()
 
     # ---------------------------------------------------------------- plumbing
 
@@ -338,8 +445,14 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         with state.lock:
             spec = dict(state.scripts.get(model, {}))
+            attempt = state.attempts.get(model, 0) + 1
+            state.attempts[model] = attempt
             status = spec.get("status")
-            if status is not None:
+            if "statuses" in spec:
+                statuses = spec["statuses"]
+                status = statuses[attempt - 1] if attempt <= len(statuses) else 200
+                status = None if status == 200 else status
+            elif status is not None:
                 served = state.status_served.get(model, 0)
                 times = spec.get("status_times")
                 if times is not None and served >= int(times):
@@ -353,6 +466,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "headers": headers,
                 "stream": stream,
                 "status": int(status) if status is not None else 200,
+                "attempt": attempt,
+                "received_at": self.received_at,
                 "started": time.time(),
                 "tokens_sent": 0,
                 "completed": False,
@@ -361,8 +476,20 @@ class _Handler(BaseHTTPRequestHandler):
             }
             state.log.append(record)
 
+        try:
+            self._wait(float(spec.get("headers_delay", 0)), record)
+        except ClientGone:
+            return
         if status is not None:
-            self._error(provider, int(status), spec.get("error_message"), record)
+            extra = {
+                header: str(spec[key])
+                for key, header in (
+                    ("retry_after", "retry-after"),
+                    ("retry_after_ms", "retry-after-ms"),
+                )
+                if key in spec
+            }
+            self._error(provider, int(status), spec.get("error_message"), record, extra)
             return
         tokens = _tokens_of(spec)
         words = _prompt_words(body) if isinstance(body, dict) else 0
@@ -387,7 +514,14 @@ class _Handler(BaseHTTPRequestHandler):
         except ClientGone:
             self.close_connection = True
 
-    def _error(self, provider: str, status: int, message: Any, record: dict[str, Any]) -> None:
+    def _error(
+        self,
+        provider: str,
+        status: int,
+        message: Any,
+        record: dict[str, Any],
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
         message = str(message) if message is not None else f"fake error {status}"
         if provider == "openai":
             err_type, code = OPENAI_ERRORS.get(
@@ -406,7 +540,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "request_id": "req_fake",
             }
         try:
-            self._send_json(status, payload, _id_headers(provider))
+            self._send_json(status, payload, {**_id_headers(provider), **(extra_headers or {})})
         except OSError:
             self._mark_gone(record)
             self.close_connection = True
@@ -436,6 +570,8 @@ class _Handler(BaseHTTPRequestHandler):
             events = _AnthropicEvents(ctx)
         drop_after = spec.get("drop_after")
         malformed_after = spec.get("malformed_after")
+        invalid_utf8_after = spec.get("invalid_utf8_after")
+        error_event_after = spec.get("error_event_after")
         stall_after = spec.get("stall_after")
         delay = float(spec.get("delay", 0))
         chunked = spec.get("framing", "close") == "chunked"
@@ -444,6 +580,11 @@ class _Handler(BaseHTTPRequestHandler):
             if chunked:
                 data = b"%x\r\n%s\r\n" % (len(data), data)
             self._write(data, record)
+
+        def end_early() -> None:
+            """End the body properly, without the terminal events."""
+            if chunked:  # last chunk; the connection stays open for the next request
+                self._write(b"0\r\n\r\n", record)
 
         self.send_response(200)
         self.send_header("content-type", "text/event-stream; charset=utf-8")
@@ -455,7 +596,14 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in _id_headers(provider).items():
             self.send_header(key, value)
         self.end_headers()
+        if spec.get("empty"):
+            self.wfile.flush()
+            end_early()
+            return
         send(events.preamble())
+        if spec.get("preamble_only"):
+            end_early()
+            return
 
         self._wait(float(spec.get("first_delay", 0)), record)
         for i, token in enumerate([*ctx.tokens, None]):
@@ -464,8 +612,17 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if malformed_after is not None and i == int(malformed_after):
                 send(events.malformed())
+            if invalid_utf8_after is not None and i == int(invalid_utf8_after):
+                send(events.invalid_utf8())
+                if spec.get("invalid_utf8_then", "finish") == "close":
+                    end_early()
+                    return
             if stall_after is not None and i == int(stall_after):
                 self._wait(float(spec.get("stall_seconds", 60)), record)
+            if error_event_after is not None and i == int(error_event_after):
+                send(events.error(spec.get("error_type"), spec.get("error_message")))
+                end_early()
+                return
             if token is None:
                 break
             if i > 0:
@@ -504,6 +661,12 @@ def _sse(data: Any, event: str | None = None) -> bytes:
     return f"{head}data: {text}\n\n".encode()
 
 
+def _with_invalid_utf8(token_event: Callable[[str], bytes]) -> bytes:
+    marker = "INVALID-UTF8-MARKER"
+    data = token_event(marker)
+    return data.replace(marker.encode(), INVALID_UTF8)
+
+
 class _OpenAIEvents:
     def __init__(self, ctx: _Ctx, include_usage: bool) -> None:
         self.ctx = ctx
@@ -527,6 +690,19 @@ class _OpenAIEvents:
 
     def malformed(self) -> bytes:
         return b"data: {not json\n\n"
+
+    def invalid_utf8(self) -> bytes:
+        return _with_invalid_utf8(self.token)
+
+    def error(self, err_type: str | None, message: Any) -> bytes:
+        default_type, default_message = OPENAI_STREAM_ERROR
+        error = {
+            "message": default_message if message is None else str(message),
+            "type": err_type or default_type,
+            "param": None,
+            "code": None,
+        }
+        return _sse({"error": error})
 
     def terminal(self) -> bytes:
         out = _sse(self._chunk({}, self.ctx.finish))
@@ -574,6 +750,17 @@ class _AnthropicEvents:
 
     def malformed(self) -> bytes:
         return b"event: content_block_delta\ndata: {not json\n\n"
+
+    def invalid_utf8(self) -> bytes:
+        return _with_invalid_utf8(self.token)
+
+    def error(self, err_type: str | None, message: Any) -> bytes:
+        default_type, default_message = ANTHROPIC_STREAM_ERROR
+        error = {
+            "type": err_type or default_type,
+            "message": default_message if message is None else str(message),
+        }
+        return _sse({"type": "error", "error": error}, "error")
 
     def terminal(self) -> bytes:
         stop = "end_turn" if self.ctx.finish == "stop" else "max_tokens"

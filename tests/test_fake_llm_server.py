@@ -8,6 +8,8 @@ import json
 import os
 import socket
 import time
+import urllib.error
+import urllib.request
 from typing import Any
 
 import anthropic
@@ -479,3 +481,384 @@ def test_stop_leaves_no_process() -> None:
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)
     server.stop()  # idempotent
+
+
+# --------------------------------------------------------------------------- retries and timing
+
+
+def test_statuses_with_retry_after_openai(fake_llm: FakeLLMServer) -> None:
+    model = fake_llm.script(statuses=[429, 200], retry_after="0.2", tokens=["ok"])
+    with oai(fake_llm) as client:
+        with pytest.raises(openai.RateLimitError) as info:
+            client.chat.completions.create(model=model, messages=PROMPT, stream=True)
+        assert info.value.status_code == 429
+        assert info.value.response.headers["retry-after"] == "0.2"
+        assert "retry-after-ms" not in info.value.response.headers
+        assert info.value.body == {
+            "message": "fake error 429",
+            "type": "requests",
+            "param": None,
+            "code": "rate_limit_exceeded",
+        }
+        chunks = list(client.chat.completions.create(model=model, messages=PROMPT, stream=True))
+        assert oai_text(chunks) == "ok"
+        # past the end of the list: normal answers
+        chunks = list(client.chat.completions.create(model=model, messages=PROMPT, stream=True))
+        assert oai_text(chunks) == "ok"
+    log = fake_llm.log(model)
+    assert [(r["attempt"], r["status"], r["completed"]) for r in log] == [
+        (1, 429, True),
+        (2, 200, True),
+        (3, 200, True),
+    ]
+
+
+def test_statuses_counted_across_apis_with_anthropic_classes(fake_llm: FakeLLMServer) -> None:
+    model = fake_llm.script(
+        statuses=[529, 503, 429, 200], retry_after_ms=250, error_message="busy", tokens=["ok"]
+    )
+    with ant(fake_llm) as client:
+        with pytest.raises(anthropic.OverloadedError) as info:
+            client.messages.create(model=model, max_tokens=5, messages=PROMPT, stream=True)
+        assert info.value.status_code == 529
+        assert info.value.response.headers["retry-after-ms"] == "250"
+        assert info.value.body == {
+            "type": "error",
+            "error": {"type": "overloaded_error", "message": "busy"},
+            "request_id": "req_fake",
+        }
+        with pytest.raises(anthropic.ServiceUnavailableError) as info2:
+            client.messages.create(model=model, max_tokens=5, messages=PROMPT, stream=True)
+        assert isinstance(info2.value, anthropic.InternalServerError)
+        assert info2.value.status_code == 503
+    with oai(fake_llm) as client:
+        with pytest.raises(openai.RateLimitError):
+            client.chat.completions.create(model=model, messages=PROMPT, stream=True)
+        chunks = list(client.chat.completions.create(model=model, messages=PROMPT, stream=True))
+    assert oai_text(chunks) == "ok"
+    log = fake_llm.log(model)
+    assert [(r["attempt"], r["path"], r["status"]) for r in log] == [
+        (1, "/v1/messages", 529),
+        (2, "/v1/messages", 503),
+        (3, "/v1/chat/completions", 429),
+        (4, "/v1/chat/completions", 200),
+    ]
+    assert all(r["received_at"] <= r["started"] for r in log)
+    assert all(b["received_at"] > a["received_at"] for a, b in itertools.pairwise(log))
+
+
+@pytest.mark.parametrize("sdk", ["openai", "anthropic"])
+def test_sdk_retries_honour_retry_after(fake_llm: FakeLLMServer, sdk: str) -> None:
+    model = fake_llm.script(statuses=[429, 503, 200], retry_after="0.3", tokens=["ok"])
+    fast = fake_llm.script(statuses=[429, 200], retry_after="5", retry_after_ms=100)
+    for name in (model, fast):
+        if sdk == "openai":
+            with oai(fake_llm, max_retries=2) as client:
+                list(client.chat.completions.create(model=name, messages=PROMPT, stream=True))
+        else:
+            with ant(fake_llm, max_retries=2) as client:
+                list(client.messages.create(model=name, max_tokens=5, messages=PROMPT, stream=True))
+    log = fake_llm.log(model)
+    assert [(r["attempt"], r["status"]) for r in log] == [(1, 429), (2, 503), (3, 200)]
+    assert [r["headers"]["x-stainless-retry-count"] for r in log] == ["0", "1", "2"]
+    gaps = [b["received_at"] - a["received_at"] for a, b in itertools.pairwise(log)]
+    assert all(0.28 <= g < 1.5 for g in gaps), gaps  # exactly Retry-After, no jitter
+    log = fake_llm.log(fast)
+    # retry-after-ms wins over retry-after in both SDKs
+    assert log[1]["received_at"] - log[0]["received_at"] < 2, log
+
+
+def test_retry_after_sent_as_given(fake_llm: FakeLLMServer) -> None:
+    date = "Wed, 21 Oct 2037 07:28:00 GMT"
+    model = fake_llm.script(status=503, retry_after=date)
+    req = urllib.request.Request(
+        fake_llm.openai_base_url + "/chat/completions",
+        data=json.dumps({"model": model, "messages": PROMPT, "stream": True}).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(req, timeout=5)
+    assert info.value.code == 503
+    assert info.value.headers["Retry-After"] == date
+    info.value.close()
+
+
+def test_headers_delay_is_a_timeout_before_any_response(fake_llm: FakeLLMServer) -> None:
+    model = fake_llm.script(headers_delay=0.3, tokens=["a"])
+    with oai(fake_llm) as client:
+        began = time.monotonic()
+        stream = client.chat.completions.create(model=model, messages=PROMPT, stream=True)
+        assert time.monotonic() - began >= 0.25  # create() itself waits, unlike first_delay
+        assert oai_text(list(stream)) == "a"
+    first = fake_llm.script(first_delay=0.3, tokens=["a"])
+    with oai(fake_llm) as client:
+        began = time.monotonic()
+        stream = client.chat.completions.create(model=first, messages=PROMPT, stream=True)
+        assert time.monotonic() - began < 0.25
+        assert oai_text(list(stream)) == "a"
+
+    slow = fake_llm.script(headers_delay=30)
+    with (
+        oai(fake_llm, timeout=httpx2.Timeout(5, read=0.2)) as client,
+        pytest.raises(openai.APITimeoutError) as oai_info,
+    ):
+        client.chat.completions.create(model=slow, messages=PROMPT, stream=True)
+    assert isinstance(oai_info.value.__cause__, httpx2.ReadTimeout)
+    record = fake_llm.wait_for_disconnect(slow, timeout=1.0)
+    assert (record["tokens_sent"], record["completed"]) == (0, False)
+
+    slow = fake_llm.script(headers_delay=30)
+    with (
+        ant(fake_llm, timeout=httpx2.Timeout(5, read=0.2)) as client,
+        pytest.raises(anthropic.APITimeoutError) as ant_info,
+    ):
+        client.messages.create(model=slow, max_tokens=5, messages=PROMPT, stream=True)
+    assert isinstance(ant_info.value.__cause__, httpx2.ReadTimeout)
+    fake_llm.wait_for_disconnect(slow, timeout=1.0)
+
+
+def test_mid_stream_read_timeout_for_contrast(fake_llm: FakeLLMServer) -> None:
+    model = fake_llm.script(tokens=list("abc"), stall_after=1, stall_seconds=30)
+    with (
+        oai(fake_llm, timeout=httpx2.Timeout(5, read=0.2)) as client,
+        pytest.raises(openai.APITimeoutError),
+    ):
+        list(client.chat.completions.create(model=model, messages=PROMPT, stream=True))
+    # anthropic 2.x does not wrap a read timeout raised while iterating the stream
+    model = fake_llm.script(tokens=list("abc"), stall_after=1, stall_seconds=30)
+    with (
+        ant(fake_llm, timeout=httpx2.Timeout(5, read=0.2)) as client,
+        pytest.raises(httpx2.ReadTimeout),
+    ):
+        list(client.messages.create(model=model, max_tokens=5, messages=PROMPT, stream=True))
+
+
+# --------------------------------------------------------------------------- mid-stream faults
+
+
+@pytest.mark.parametrize("framing", ["close", "chunked"])
+def test_error_event_after_anthropic(fake_llm: FakeLLMServer, framing: str) -> None:
+    model = fake_llm.script(tokens=list("abcd"), error_event_after=2, framing=framing)
+    types: list[str] = []
+    with ant(fake_llm) as client, pytest.raises(anthropic.APIStatusError) as info:
+        for event in client.messages.create(
+            model=model, max_tokens=50, messages=PROMPT, stream=True
+        ):
+            types.append(event.type)
+    assert types == ["message_start", "content_block_start", *["content_block_delta"] * 2]
+    exc = info.value
+    # a plain APIStatusError: the class is chosen from the HTTP status, which was 200
+    assert type(exc) is anthropic.APIStatusError
+    assert exc.status_code == 200
+    body = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    assert exc.body == body
+    assert exc.message == str(body)
+    assert exc.type == "overloaded_error"
+    [record] = fake_llm.log(model)
+    assert (record["tokens_sent"], record["completed"]) == (2, False)
+
+    model = fake_llm.script(
+        tokens=list("abcd"), error_event_after=0, error_type="api_error", error_message="boom"
+    )
+    with (
+        ant(fake_llm) as client,
+        pytest.raises(anthropic.APIStatusError) as info,
+        client.messages.stream(model=model, max_tokens=50, messages=PROMPT) as stream,
+    ):
+        list(stream.text_stream)
+    assert type(info.value) is anthropic.APIStatusError and info.value.status_code == 200
+    assert info.value.body == {"type": "error", "error": {"type": "api_error", "message": "boom"}}
+
+
+@pytest.mark.parametrize("framing", ["close", "chunked"])
+def test_error_event_after_openai(fake_llm: FakeLLMServer, framing: str) -> None:
+    model = fake_llm.script(tokens=list("abcd"), error_event_after=2, framing=framing)
+    chunks: list[Any] = []
+    with oai(fake_llm) as client, pytest.raises(openai.APIError) as info:
+        for chunk in client.chat.completions.create(model=model, messages=PROMPT, stream=True):
+            chunks.append(chunk)
+    assert oai_text(chunks) == "ab" and len(chunks) == 3
+    exc = info.value
+    # not an APIStatusError: no status_code, no response
+    assert type(exc) is openai.APIError
+    assert not hasattr(exc, "status_code")
+    message = "The server had an error while processing your request."
+    assert exc.message == str(exc) == message
+    assert exc.body == {"message": message, "type": "server_error", "param": None, "code": None}
+    assert (exc.type, exc.code, exc.param) == ("server_error", None, None)
+    [record] = fake_llm.log(model)
+    assert (record["tokens_sent"], record["completed"]) == (2, False)
+
+    model = fake_llm.script(error_event_after=1, error_type="overloaded", error_message="x")
+    with oai(fake_llm) as client, pytest.raises(openai.APIError) as info:
+        list(client.chat.completions.create(model=model, messages=PROMPT, stream=True))
+    assert (info.value.message, info.value.type) == ("x", "overloaded")
+
+
+def test_error_event_after_async(fake_llm: FakeLLMServer) -> None:
+    m1 = fake_llm.script(tokens=list("abc"), error_event_after=1)
+    m2 = fake_llm.script(tokens=list("abc"), error_event_after=1)
+
+    async def run() -> tuple[BaseException, BaseException]:
+        async with aoai(fake_llm) as oclient, aant(fake_llm) as aclient:
+            stream = await oclient.chat.completions.create(model=m1, messages=PROMPT, stream=True)
+            with pytest.raises(openai.APIError) as oinfo:
+                async for _ in stream:
+                    pass
+            events = await aclient.messages.create(
+                model=m2, max_tokens=5, messages=PROMPT, stream=True
+            )
+            with pytest.raises(anthropic.APIStatusError) as ainfo:
+                async for _ in events:
+                    pass
+        return oinfo.value, ainfo.value
+
+    oexc, aexc = asyncio.run(run())
+    assert type(oexc) is openai.APIError and oexc.type == "server_error"
+    assert type(aexc) is anthropic.APIStatusError and aexc.status_code == 200
+
+
+@pytest.mark.parametrize(("then", "completed"), [("finish", True), ("close", False)])
+def test_invalid_utf8_after(fake_llm: FakeLLMServer, then: str, completed: bool) -> None:
+    model = fake_llm.script(tokens=list("abcd"), invalid_utf8_after=2, invalid_utf8_then=then)
+    chunks: list[Any] = []
+    # neither SDK wraps it: the SSE decoder's bytes.decode("utf-8") error escapes as is
+    with oai(fake_llm) as client, pytest.raises(UnicodeDecodeError) as oinfo:
+        for chunk in client.chat.completions.create(model=model, messages=PROMPT, stream=True):
+            chunks.append(chunk)
+    assert oai_text(chunks) == "ab"
+    assert oinfo.value.object[oinfo.value.start : oinfo.value.end] == b"\xff"
+    assert oinfo.value.object.startswith(b'data: {"id":"chatcmpl-fake"')
+
+    model2 = fake_llm.script(tokens=list("abcd"), invalid_utf8_after=2, invalid_utf8_then=then)
+    types: list[str] = []
+    with ant(fake_llm) as client, pytest.raises(UnicodeDecodeError) as ainfo:
+        for event in client.messages.create(
+            model=model2, max_tokens=5, messages=PROMPT, stream=True
+        ):
+            types.append(event.type)
+    assert types == ["message_start", "content_block_start", *["content_block_delta"] * 2]
+    assert ainfo.value.object.startswith(b'data: {"type":"content_block_delta"')
+    for name in (model, model2):
+        [record] = fake_llm.log(name)
+        assert (record["tokens_sent"], record["completed"]) == (4 if completed else 2, completed)
+
+    # on the wire: one well-formed event carrying the bad bytes, then the rest (or nothing)
+    req = urllib.request.Request(
+        fake_llm.openai_base_url + "/chat/completions",
+        data=json.dumps({"model": model, "messages": PROMPT, "stream": True}).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        events = resp.read().split(b"\n\n")
+    bad = [e for e in events if b"\xff\xfe" in e]
+    assert len(bad) == 1 and bad[0].startswith(b"data: {") and bad[0].endswith(b"}")
+    json.loads(bad[0][len(b"data: ") :].decode("latin-1"))
+    assert (events[-2] == b"data: [DONE]") is completed
+
+
+@pytest.mark.parametrize("framing", ["close", "chunked"])
+def test_empty_stream_ends_quietly(fake_llm: FakeLLMServer, framing: str) -> None:
+    model = fake_llm.script(empty=True, framing=framing)
+    with oai(fake_llm) as client:
+        assert list(client.chat.completions.create(model=model, messages=PROMPT, stream=True)) == []
+    with ant(fake_llm) as client:
+        events = client.messages.create(model=model, max_tokens=5, messages=PROMPT, stream=True)
+        assert list(events) == []
+        with client.messages.stream(model=model, max_tokens=5, messages=PROMPT) as stream:
+            assert list(stream.text_stream) == []
+            # the helper has no message snapshot at all
+            with pytest.raises(AssertionError):
+                stream.get_final_message()
+    log = fake_llm.log(model)
+    assert [(r["status"], r["tokens_sent"], r["completed"]) for r in log] == [(200, 0, False)] * 3
+
+
+@pytest.mark.parametrize("framing", ["close", "chunked"])
+def test_preamble_only_ends_quietly(fake_llm: FakeLLMServer, framing: str) -> None:
+    model = fake_llm.script(preamble_only=True, framing=framing)
+    with oai(fake_llm) as client:
+        chunks = list(client.chat.completions.create(model=model, messages=PROMPT, stream=True))
+    assert len(chunks) == 1
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[0].choices[0].delta.content == ""
+    assert oai_finish(chunks) is None
+    with ant(fake_llm) as client:
+        events = list(
+            client.messages.create(model=model, max_tokens=5, messages=PROMPT, stream=True)
+        )
+        assert [e.type for e in events] == ["message_start", "content_block_start"]  # ping skipped
+        with client.messages.stream(model=model, max_tokens=5, messages=PROMPT) as stream:
+            assert list(stream.text_stream) == []
+            final = stream.get_final_message()
+    assert final.stop_reason is None
+    assert final.content[0].type == "text" and final.content[0].text == ""
+    log = fake_llm.log(model)
+    assert [(r["tokens_sent"], r["completed"]) for r in log] == [(0, False)] * 3
+
+
+def test_lone_surrogate_tokens_survive(fake_llm: FakeLLMServer) -> None:
+    tokens = ["\ud83d", "\ude00", "ok"]
+    model = fake_llm.script(tokens=tokens)  # the /_script round trip keeps them
+    with oai(fake_llm) as client:
+        chunks = list(client.chat.completions.create(model=model, messages=PROMPT, stream=True))
+        whole = client.chat.completions.create(model=model, messages=PROMPT)
+    deltas = [c.choices[0].delta.content for c in chunks[1:-1]]
+    assert deltas == tokens  # each delta is a str holding one lone surrogate
+    joined = oai_text(chunks)
+    assert joined == "\ud83d\ude00ok" != "😀ok"  # concatenation does not pair them ...
+    assert joined.encode("utf-16", "surrogatepass").decode("utf-16") == "😀ok"  # ... this does
+    with pytest.raises(UnicodeEncodeError):
+        joined.encode("utf-8")
+    assert whole.choices[0].message.content == "😀ok"  # one JSON string: the escapes pair up
+
+    with ant(fake_llm) as client:
+        events = list(
+            client.messages.create(model=model, max_tokens=5, messages=PROMPT, stream=True)
+        )
+        with client.messages.stream(model=model, max_tokens=5, messages=PROMPT) as stream:
+            text = list(stream.text_stream)
+            final = stream.get_final_message()
+    assert [e.delta.text for e in events if e.type == "content_block_delta"] == tokens
+    assert text == tokens
+    assert final.content[0].type == "text" and final.content[0].text == "\ud83d\ude00ok"
+
+    # on the wire: ASCII JSON escapes
+    req = urllib.request.Request(
+        fake_llm.openai_base_url + "/chat/completions",
+        data=json.dumps({"model": model, "messages": PROMPT, "stream": True}).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        raw = resp.read()
+    assert b'"content":"\\ud83d"' in raw and b'"content":"\\ude00"' in raw
+    lone = fake_llm.script(text="a\udc80b", token_size=2)
+    with oai(fake_llm) as client:
+        chunks = list(client.chat.completions.create(model=lone, messages=PROMPT, stream=True))
+    assert [c.choices[0].delta.content for c in chunks[1:-1]] == ["a\udc80", "b"]
+
+
+def test_script_rejects_bad_new_keys(fake_llm: FakeLLMServer) -> None:
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"statuses": []}, "statuses"),
+        ({"statuses": [429, 302]}, "statuses"),
+        ({"statuses": ["429"]}, "statuses"),
+        ({"statuses": [429], "status": 500}, "not both"),
+        ({"retry_after": "1"}, "needs status"),
+        ({"status": 429, "retry_after": "1\r\nx-evil: 1"}, "printable"),
+        ({"status": 429, "retry_after_ms": [1]}, "string or a number"),
+        ({"headers_delay": -1}, "headers_delay"),
+        ({"error_event_after": -1}, "error_event_after"),
+        ({"invalid_utf8_after": 1.5}, "invalid_utf8_after"),
+        ({"invalid_utf8_then": "maybe"}, "invalid_utf8_then"),
+        ({"error_type": 3}, "error_type"),
+        ({"empty": "yes"}, "empty"),
+        ({"empty": True, "preamble_only": True}, "not both"),
+    ]
+    for spec, match in bad:
+        with pytest.raises(ValueError, match=match):
+            fake_llm.script(**spec)
+    fake_llm.script(status=429, retry_after=1, retry_after_ms=0.5, headers_delay=0)

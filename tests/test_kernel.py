@@ -40,11 +40,14 @@ def test_answer_streams_into_the_widget_and_is_saved_as_static_output(llm_kernel
     shown = [m["content"]["data"] for m in execution.messages if m["msg_type"] == "display_data"]
     assert shown[0]["application/vnd.jupyter.widget-view+json"]["model_id"] == comm_id
     msgs = updates(kernel, comm_id)
-    # grew progressively: many pushes, spread over the stream, throttled (~20/s at most)
+    # grew progressively: many pushes, in order, ending with everything
     chunks = [m["chunks"] for m in msgs]
     assert len(msgs) >= 8 and chunks == sorted(chunks) and chunks[-1] == 60
-    span = msgs[-1]["_t"] - msgs[0]["_t"]
-    assert span > 0.8 and len(msgs) <= 20 * span + 5, (len(msgs), span)
+    # throttled, judged on the kernel's own clock (arrival times bunch up on a busy
+    # machine): at most one push per 0.05 s of the stream's elapsed time, plus the first
+    # token's and the final push
+    elapsed = float(kernel.run_ok("print(ans.elapsed)").stdout())
+    assert len(msgs) <= elapsed / 0.05 + 2, (len(msgs), elapsed)
     # the saved output: the widget's display was replaced by static HTML + plain text
     outputs = kernel.outputs(execution)
     data = [o["data"] for o in outputs if o["output_type"] == "display_data"]
@@ -163,3 +166,86 @@ def test_usage_error_makes_no_request(llm_kernel, fake_llm):
     assert "UsageError: unrecognized arguments: --frobnicate" in execution.stderr()
     assert "Traceback" not in execution.stderr()
     assert fake_llm.log(model) == []
+
+
+INTERRUPT_STATES = {
+    "waiting for the first token": {"tokens": ["a"], "first_delay": 60},
+    "stalled mid-answer": {"tokens": ["a", "b", "c"], "stall_after": 1, "stall_seconds": 60},
+    "waiting to retry": {"status": 429, "retry_after": "30", "error_message": "slow down"},
+}
+
+
+@pytest.mark.parametrize("front", ["%%llm", "ask"])
+@pytest.mark.parametrize("state", list(INTERRUPT_STATES))
+def test_interrupt_ends_the_cell_in_every_state(llm_kernel, fake_llm, state, front):
+    """Users press ■ exactly when the server hangs: the interrupt must not wait for a token."""
+    kernel = llm_kernel
+    model = fake_llm.script(**INTERRUPT_STATES[state])
+    if front == "%%llm":
+        code = f"%%llm -m openai:{model} -o ans\nhello"
+    else:
+        code = f"import nbstream\nans = await nbstream.ask('hello', model='openai:{model}')"
+    execution = kernel.submit(code)
+    kernel.wait_until(lambda: fake_llm.log(model) != [], 30, "the request")
+    time.sleep(0.6)  # the kernel is now waiting (for a token, or before the retry)
+    interrupted = time.monotonic()
+    kernel.interrupt()
+    kernel.wait(execution, 20)
+    latency = execution.reply["_t"] - interrupted
+    print(f"\n{front}, {state}: interrupt → execute_reply {latency * 1000:.0f} ms")
+    assert execution.status == "error" and execution.error()["ename"] == "KeyboardInterrupt"
+    assert latency < 5  # measured 0.1-0.3 s; before the engine's tick: never (20 s+)
+    if state != "waiting to retry":
+        record = fake_llm.wait_for_disconnect(model, timeout=5)
+        assert not record["completed"]
+    else:
+        assert len(fake_llm.log(model)) == 1  # the retry was not sent after the interrupt
+    out = kernel.run_ok("print(_llm.finish_reason)").stdout().strip()
+    assert out == "cancelled"
+
+
+CENSUS = """
+import asyncio, gc, os, threading
+import comm
+gc.collect()
+from ipywidgets.widgets.widget import _instances
+print(threading.active_count(), len(os.listdir('/proc/self/fd')), len(asyncio.all_tasks()),
+      len(_instances), len(comm.get_comm_manager().comms))
+"""
+
+
+def census(kernel) -> dict[str, int]:
+    values = kernel.run_ok(CENSUS).stdout().split()
+    return dict(zip(["threads", "fds", "tasks", "widgets", "comms"], map(int, values), strict=True))
+
+
+def test_many_runs_leave_nothing_behind(llm_kernel, fake_llm):
+    """200 finished runs and 50 stopped ones: threads, file descriptors, asyncio tasks,
+    widgets and comms are back at their baseline (figures printed)."""
+    kernel = llm_kernel
+    if "6.29" in kernel.python:  # one kernel is enough for a load test
+        pytest.skip("run on the main kernel only")
+    warm = fake_llm.script(tokens=["warm"])
+    kernel.run_ok(f"%%llm -m openai:{warm}\nwarm up")  # imports, first client, first view
+    before = census(kernel)
+    finished = fake_llm.script(tokens=["a ", "b ", "c"])
+    started = time.monotonic()
+    for _ in range(200):
+        kernel.run_ok(f"%%llm -m openai:{finished} -o ans\nhello", 30)
+    runs_took = time.monotonic() - started
+    stopped = fake_llm.script(tokens=[f"w{i} " for i in range(500)], delay=0.01)
+    for _ in range(50):
+        opened = len(kernel.comm_opens())
+        execution = kernel.submit(f"%%llm -m openai:{stopped} -o ans\nhello")
+        kernel.wait_until(lambda n=opened: len(kernel.comm_opens()) > n, 30, "the view")
+        comm_id = kernel.comm_opens()[-1]["content"]["comm_id"]
+        kernel.wait_until(lambda c=comm_id: updates(kernel, c) != [], 30, "a token")
+        kernel.send_custom(comm_id, {"event": "stop"})
+        kernel.wait(execution, 30)
+        assert execution.status == "ok"
+    after = census(kernel)
+    print(f"\n200 runs in {runs_took:.1f} s, then 50 stopped; before {before}, after {after}")
+    assert kernel.run_ok("print(ans.finish_reason)").stdout().strip() == "cancelled"
+    assert after["widgets"] == before["widgets"] and after["comms"] == before["comms"]
+    assert after["tasks"] <= before["tasks"] and after["threads"] <= before["threads"] + 1
+    assert after["fds"] <= before["fds"] + 2

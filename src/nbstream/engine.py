@@ -270,7 +270,7 @@ class Stream:
         return backoff * random.uniform(0.5, 1.0)  # jitter: clients do not retry in step
 
     async def _wait_for_retry(self, exc: ProviderError, wait: float) -> None:
-        cause = f"HTTP {exc.status}" if exc.status else "connection failed"
+        cause = f"HTTP {exc.status}" if exc.status else "failed"
         retry = f"{self.attempts}/{self.settings.retries}"
         self.status_note = f"{cause} — retrying in {wait:.0f} s ({retry})"
         if wait < 1:

@@ -141,27 +141,32 @@ def _run_in_thread(stream: Stream) -> Response:
     """Run the stream on a worker thread's own loop while this thread waits; a
     ``KeyboardInterrupt`` here (Ctrl-C, kernel interrupt) stops the stream, which then
     returns its partial answer. The worker runs in a copy of this context, so a kernel's
-    per-cell state (the parent message that outputs belong to) follows it."""
+    per-cell state (the parent message that outputs belong to) follows it.
+
+    The wait is on an Event, not ``Thread.join``: a KeyboardInterrupt inside ``join`` can
+    leave ``is_alive()`` False while the thread still runs (CPython's bpo-45274 handling),
+    which lost the answer."""
     outcome: list[Response | BaseException] = []
+    done = threading.Event()
 
     def target() -> None:
         try:
             outcome.append(asyncio.run(stream.run()))
         except BaseException as exc:  # re-raised in the caller's thread
             outcome.append(exc)
+        finally:
+            done.set()
 
     context = contextvars.copy_context()
     worker = threading.Thread(
         target=context.run, args=(target,), name="nbstream-stream", daemon=True
     )
     worker.start()
-    while worker.is_alive():
+    while not done.is_set():
         try:
-            worker.join(0.05)
+            done.wait(0.05)
         except KeyboardInterrupt:
             stream.interrupt()
-    if not outcome:  # cannot happen unless the thread was killed: say so, keep the text
-        raise RuntimeError("the nbstream worker thread ended without a result")
     result = outcome[0]
     if isinstance(result, BaseException):
         raise result

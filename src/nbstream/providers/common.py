@@ -158,11 +158,7 @@ def sdk_error(exc: BaseException, sdk: ModuleType, wire: Wire) -> ProviderError:
         message = server_message(exc.body) or str(getattr(exc, "message", "") or exc)
         headers = getattr(getattr(exc, "response", None), "headers", None)
         if wire.connected:  # an error event inside a 200 stream (e.g. Anthropic "overloaded")
-            return wire.error(
-                f"{label} reported an error mid-answer: {one_line(message, 200)} — "
-                "the partial answer is kept; try again",
-                status=None,
-            )
+            return midstream_error(wire, message)
         return wire.error(
             http_error_message(status, message, label=label, env=wire.env),
             status=status,
@@ -184,6 +180,8 @@ def sdk_error(exc: BaseException, sdk: ModuleType, wire: Wire) -> ProviderError:
             "is the server running and the URL right?",
             retryable=True,
         )
+    if isinstance(exc, sdk.APIError):  # e.g. an OpenAI-style {"error": …} chunk mid-stream
+        return midstream_error(wire, server_message(exc.body) or str(exc))
     if isinstance(exc, json.JSONDecodeError):
         return wire.error(f"{label} sent a malformed event (not JSON): {exc.msg}")
     if isinstance(exc, UnicodeDecodeError):
@@ -199,6 +197,16 @@ def sdk_error(exc: BaseException, sdk: ModuleType, wire: Wire) -> ProviderError:
             )
         return wire.error(dropped_message(label, exc))
     return wire.error(f"{label}: {type(exc).__name__}: {one_line(str(exc))}")
+
+
+def midstream_error(wire: Wire, message: str) -> ProviderError:
+    """The server reported an error inside a stream it had started (HTTP 200). Retryable:
+    the engine retries it only if no text has arrived yet."""
+    return wire.error(
+        f"{wire.label} reported an error mid-answer: {one_line(message, 200)} — "
+        "what arrived before it is kept; try again",
+        retryable=True,
+    )
 
 
 def dropped_message(label: str, exc: BaseException) -> str:

@@ -1,0 +1,254 @@
+"""The fault suite: what each failure looks like to the user, for both wire formats.
+
+Every case goes through the public API (``nbstream.ask_sync``), the real SDKs and real
+HTTP on 127.0.0.1 against the scriptable server, and asserts the text kept, the finish
+reason, the message, and (where nbstream gives up) that the connection was closed.
+The README's table "fault → what you see → what the variable holds" is this file.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+import nbstream
+from nbstream.engine import EMPTY, TRUNCATED
+
+OPENAI_KEY = "sk-proj-faultsuite-SECRET-0123456789"
+ANTHROPIC_KEY = "sk-ant-faultsuite-SECRET-0123456789"
+PROVIDERS = ["openai", "anthropic"]
+
+
+@pytest.fixture(autouse=True)
+def _keys(monkeypatch, fake_llm):
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_llm.openai_base_url)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_llm.anthropic_base_url)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    for name in ("NBSTREAM_MODEL", "NBSTREAM_RETRIES", "NBSTREAM_IDLE_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def ask(provider: str, model: str, **options):
+    return nbstream.ask_sync("Say hello", model=f"{provider}:{model}", display="none", **options)
+
+
+TOKENS = ["Hello", " there", ", ", "friend", "."]
+
+
+# -- retries -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_429_with_retry_after_is_retried_after_that_long(fake_llm, provider):
+    model = fake_llm.script(statuses=[429], retry_after="0.4", tokens=TOKENS)
+    r = ask(provider, model)
+    assert r == "Hello there, friend." and r.finish_reason == "stop"
+    first, second = fake_llm.log(model)
+    assert [first["attempt"], second["attempt"]] == [1, 2]
+    assert second["received_at"] - first["received_at"] >= 0.4
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_5xx_then_success_is_retried_with_backoff(fake_llm, provider):
+    model = fake_llm.script(statuses=[503, 500], tokens=TOKENS)
+    r = ask(provider, model, retry_max_wait=0.2)
+    assert r.finish_reason == "stop" and len(fake_llm.log(model)) == 3
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_retries_run_out_and_the_error_names_the_real_cause(fake_llm, provider):
+    model = fake_llm.script(status=503, error_message="try later")
+    r = ask(provider, model, retries=2, retry_max_wait=0.1)
+    assert r == "" and r.finish_reason == "error"
+    assert r.error.startswith("HTTP 503 from ") and "try later" in r.error
+    assert r.error.endswith("(after 2 retries)") and "idle" not in r.error
+    assert len(fake_llm.log(model)) == 3
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_retry_after_beyond_the_cap_is_an_error_not_a_silent_wait(fake_llm, provider):
+    model = fake_llm.script(status=429, retry_after="3600", error_message="quota")
+    r = ask(provider, model, retry_max_wait=5)
+    assert r.finish_reason == "error" and len(fake_llm.log(model)) == 1
+    assert "HTTP 429" in r.error and "asked to retry after 3600 s" in r.error
+    assert "retry_max_wait=…" in r.error  # ask() names the keyword
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_401_is_not_retried(fake_llm, provider):
+    model = fake_llm.script(status=401, error_message="bad key")
+    r = ask(provider, model)
+    assert r.finish_reason == "error" and len(fake_llm.log(model)) == 1
+
+
+# -- broken streams ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_error_event_mid_stream_keeps_the_text_and_says_what_the_server_said(fake_llm, provider):
+    model = fake_llm.script(
+        tokens=TOKENS,
+        error_event_after=2,
+        error_type="overloaded_error",
+        error_message="Overloaded",
+    )
+    r = ask(provider, model)
+    assert r == "Hello there" and r.finish_reason == "error"
+    assert r.error.startswith(
+        "Anthropic reported an error mid-answer: Overloaded"
+        if provider == "anthropic"
+        else "OpenAI reported an error mid-answer"
+    )
+    assert "HTTP 200" not in r.error
+    assert len(fake_llm.log(model)) == 1  # text had arrived: never retried
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_invalid_utf8_keeps_the_text_and_says_so(fake_llm, provider):
+    model = fake_llm.script(tokens=TOKENS, invalid_utf8_after=3)
+    r = ask(provider, model)
+    assert r == "Hello there, " and r.finish_reason == "error"
+    assert "bytes that are not UTF-8" in r.error and "UnicodeDecodeError" not in r.error
+
+
+@pytest.mark.parametrize("kind", ["empty", "preamble_only"])
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_stream_that_ends_before_anything_is_told_apart_from_a_drop(fake_llm, provider, kind):
+    model = fake_llm.script(tokens=TOKENS, **{kind: True})
+    r = ask(provider, model, retries=0)
+    assert r == "" and r.finish_reason == "error" and r.error == EMPTY
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_drop_mid_answer_is_a_truncation(fake_llm, provider):
+    model = fake_llm.script(tokens=TOKENS, drop_after=2)
+    r = ask(provider, model)
+    assert r == "Hello there" and r.finish_reason == "error" and r.error == TRUNCATED
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_surrogate_pair_split_across_deltas_is_joined(fake_llm, provider):
+    model = fake_llm.script(tokens=["smile ", "\ud83d", "\ude00", " and \udc00 lone"])
+    r = ask(provider, model)
+    assert r.finish_reason == "stop" and r == "smile \U0001f600 and \ufffd lone"
+    r.encode("utf-8")  # the answer can be saved, sent, printed
+
+
+# -- timeouts ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_first_token_timeout_names_itself_and_closes_the_connection(fake_llm, provider):
+    model = fake_llm.script(tokens=TOKENS, headers_delay=30)
+    r = ask(provider, model, first_token_timeout=0.5, retries=0)
+    assert r == "" and r.finish_reason == "error"
+    assert "(first-token timeout)" in r.error and "first_token_timeout=…" in r.error
+    assert fake_llm.wait_for_disconnect(model, timeout=5)["client_disconnected"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_idle_timeout_names_itself_keeps_the_text_and_closes(fake_llm, provider):
+    model = fake_llm.script(tokens=TOKENS, stall_after=2, stall_seconds=30)
+    r = ask(provider, model, idle_timeout=0.5)
+    assert r == "Hello there" and r.finish_reason == "error"
+    assert "(idle timeout)" in r.error and "idle_timeout=…" in r.error
+    record = fake_llm.wait_for_disconnect(model, timeout=5)
+    assert record["tokens_sent"] == 2 and not record["completed"]
+
+
+@pytest.fixture
+def black_hole() -> Iterator[str]:
+    """A 127.0.0.1 port that accepts no connection: its listen backlog is full, so a
+    client's SYN is dropped and ``connect()`` hangs (what an unreachable host does)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    fillers = []
+    port = server.getsockname()[1]
+    for _ in range(4):  # fill the accept queue without accepting
+        client = socket.socket()
+        client.setblocking(False)
+        client.connect_ex(("127.0.0.1", port))
+        fillers.append(client)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for client in fillers:
+            client.close()
+        server.close()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_connect_timeout_names_itself(black_hole, provider, monkeypatch):
+    url = black_hole + ("/v1" if provider == "openai" else "")
+    monkeypatch.setenv("OPENAI_BASE_URL" if provider == "openai" else "ANTHROPIC_BASE_URL", url)
+    r = ask(provider, "m", connect_timeout=0.3, retries=0)
+    assert r.finish_reason == "error"
+    assert "(connect timeout)" in r.error and "connect_timeout=…" in r.error
+
+
+# -- wording and secrets -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_truncated_key_echoed_by_the_server_is_masked(fake_llm, provider):
+    key = OPENAI_KEY if provider == "openai" else ANTHROPIC_KEY
+    model = fake_llm.script(status=401, error_message=f"Incorrect API key provided: {key[:15]}…")
+    r = ask(provider, model)
+    assert key[:15] not in r.error and key[:8] not in r.error and "***" in r.error
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_credentials_in_a_base_url_never_show(provider, monkeypatch):
+    url = "http://alice:s3cr3t-pw@127.0.0.1:9" + ("/v1" if provider == "openai" else "")
+    r = ask(provider, "m", base_url=url, retries=0)
+    assert r.finish_reason == "error" and "s3cr3t-pw" not in r.error and "alice" not in r.error
+    assert "http://***@127.0.0.1:9" in r.error and "is the server running" in r.error
+
+
+def test_credentials_in_a_base_url_never_show_in_llm_config(monkeypatch, capsys):
+    from IPython.testing.globalipapp import start_ipython
+
+    monkeypatch.setenv("NBSTREAM_BASE_URL", "http://bob:hunter2@proxy.local:8080/v1")
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://carol:pa55@gw.local/v1")
+    shell = start_ipython()
+    shell.run_line_magic("load_ext", "nbstream")
+    try:
+        shell.run_line_magic("llm", "config")
+    finally:
+        shell.run_line_magic("unload_ext", "nbstream")
+    out = capsys.readouterr().out
+    assert "hunter2" not in out and "pa55" not in out and "bob" not in out
+    assert "http://***@proxy.local:8080/v1" in out and "https://***@gw.local/v1" in out
+
+
+def test_401_with_only_an_auth_token_names_that_variable(fake_llm, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "tok-faultsuite-SECRET-987654321")
+    model = fake_llm.script(status=401, error_message="invalid bearer token")
+    r = ask("anthropic", model)
+    assert "check ANTHROPIC_AUTH_TOKEN" in r.error and "ANTHROPIC_API_KEY" not in r.error
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_connection_refused_has_a_hint_for_both_providers(provider, monkeypatch):
+    url = "http://127.0.0.1:9" + ("/v1" if provider == "openai" else "")
+    monkeypatch.setenv("OPENAI_BASE_URL" if provider == "openai" else "ANTHROPIC_BASE_URL", url)
+    r = ask(provider, "m", retries=0)
+    label = "OpenAI" if provider == "openai" else "Anthropic"
+    assert r.error.startswith(f"Could not reach {label} at {url}")
+    assert "is the server running and the URL right?" in r.error
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_top_p_and_stop_reach_the_wire(fake_llm, provider):
+    model = fake_llm.script(tokens=TOKENS)
+    r = ask(provider, model, top_p=0.5, stop=["END", "STOP"], temperature=0.3)
+    assert r.finish_reason == "stop"
+    body = fake_llm.log(model)[-1]["body"]
+    assert body["top_p"] == 0.5 and body["temperature"] == 0.3
+    assert body["stop" if provider == "openai" else "stop_sequences"] == ["END", "STOP"]
