@@ -52,3 +52,15 @@ def _kernel_label(python: str) -> str:
         check=False,
     )
     return f"ipykernel-{out.stdout.strip() or 'unknown'}"
+
+
+@pytest.fixture
+def ip() -> Iterator[object]:
+    """The test process's IPython shell (one per process) with nbstream loaded."""
+    from IPython import get_ipython
+    from IPython.testing.globalipapp import start_ipython
+
+    shell = start_ipython() or get_ipython()
+    shell.run_line_magic("load_ext", "nbstream")
+    yield shell
+    shell.run_line_magic("unload_ext", "nbstream")

@@ -223,7 +223,7 @@ def failing_then(statuses, tokens=("ok",), retry_after=None, calls=None):
 def test_retryable_errors_before_the_first_token_are_retried_with_backoff():
     provider, attempts = failing_then([429, 503])
     sink = RecordingSink()
-    _, r = run(provider, sink=sink, retries=3)
+    _, r = run(provider, sink=sink, http_retries=3)
     assert r == "ok" and r.finish_reason == "stop" and len(attempts) == 3
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert 0.25 <= gaps[0] <= 1.5 and 0.5 <= gaps[1] <= 2.5, gaps  # 0.5 s, 1 s, jittered
@@ -244,7 +244,7 @@ def test_retry_after_is_honoured_and_capped():
 
 def test_the_last_error_names_the_real_cause_and_the_retries():
     provider, attempts = failing_then([500, 500, 500])
-    _, r = run(provider, retries=2, retry_max_wait=0.1)
+    _, r = run(provider, http_retries=2, retry_max_wait=0.1)
     assert len(attempts) == 3 and r.finish_reason == "error"
     assert r.error == "HTTP 500 from X: busy (after 2 retries)"
 
@@ -281,7 +281,7 @@ def test_stop_cancels_a_retry_wait_at_once():
 @pytest.mark.parametrize("retryable", [False, True])
 def test_a_retry_wait_is_not_idle_time(retryable):
     provider, attempts = failing_then([429], retry_after=0.5)
-    _, r = run(provider, idle_timeout=0.2, first_token_timeout=0.3, retries=int(retryable))
+    _, r = run(provider, idle_timeout=0.2, first_token_timeout=0.3, http_retries=int(retryable))
     if retryable:
         assert r == "ok" and len(attempts) == 2
     else:

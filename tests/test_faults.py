@@ -28,7 +28,7 @@ def _keys(monkeypatch, fake_llm):
     monkeypatch.setenv("OPENAI_BASE_URL", fake_llm.openai_base_url)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_llm.anthropic_base_url)
     monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
-    for name in ("NBSTREAM_MODEL", "NBSTREAM_RETRIES", "NBSTREAM_IDLE_TIMEOUT"):
+    for name in ("NBSTREAM_MODEL", "NBSTREAM_HTTP_RETRIES", "NBSTREAM_IDLE_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -62,7 +62,7 @@ def test_5xx_then_success_is_retried_with_backoff(fake_llm, provider):
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_retries_run_out_and_the_error_names_the_real_cause(fake_llm, provider):
     model = fake_llm.script(status=503, error_message="try later")
-    r = ask(provider, model, retries=2, retry_max_wait=0.1)
+    r = ask(provider, model, http_retries=2, retry_max_wait=0.1)
     assert r == "" and r.finish_reason == "error"
     assert r.error.startswith("HTTP 503 from ") and "try later" in r.error
     assert r.error.endswith("(after 2 retries)") and "idle" not in r.error
@@ -119,7 +119,7 @@ def test_invalid_utf8_keeps_the_text_and_says_so(fake_llm, provider):
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_a_stream_that_ends_before_anything_is_told_apart_from_a_drop(fake_llm, provider, kind):
     model = fake_llm.script(tokens=TOKENS, **{kind: True})
-    r = ask(provider, model, retries=0)
+    r = ask(provider, model, http_retries=0)
     assert r == "" and r.finish_reason == "error" and r.error == EMPTY
 
 
@@ -144,7 +144,7 @@ def test_a_surrogate_pair_split_across_deltas_is_joined(fake_llm, provider):
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_first_token_timeout_names_itself_and_closes_the_connection(fake_llm, provider):
     model = fake_llm.script(tokens=TOKENS, headers_delay=30)
-    r = ask(provider, model, first_token_timeout=0.5, retries=0)
+    r = ask(provider, model, first_token_timeout=0.5, http_retries=0)
     assert r == "" and r.finish_reason == "error"
     assert "(first-token timeout)" in r.error and "first_token_timeout=…" in r.error
     assert fake_llm.wait_for_disconnect(model, timeout=5)["client_disconnected"]
@@ -186,7 +186,7 @@ def black_hole() -> Iterator[str]:
 def test_connect_timeout_names_itself(black_hole, provider, monkeypatch):
     url = black_hole + ("/v1" if provider == "openai" else "")
     monkeypatch.setenv("OPENAI_BASE_URL" if provider == "openai" else "ANTHROPIC_BASE_URL", url)
-    r = ask(provider, "m", connect_timeout=0.3, retries=0)
+    r = ask(provider, "m", connect_timeout=0.3, http_retries=0)
     assert r.finish_reason == "error"
     assert "(connect timeout)" in r.error and "connect_timeout=…" in r.error
 
@@ -205,22 +205,15 @@ def test_a_truncated_key_echoed_by_the_server_is_masked(fake_llm, provider):
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_credentials_in_a_base_url_never_show(provider, monkeypatch):
     url = "http://alice:s3cr3t-pw@127.0.0.1:9" + ("/v1" if provider == "openai" else "")
-    r = ask(provider, "m", base_url=url, retries=0)
+    r = ask(provider, "m", base_url=url, http_retries=0)
     assert r.finish_reason == "error" and "s3cr3t-pw" not in r.error and "alice" not in r.error
     assert "http://***@127.0.0.1:9" in r.error and "is the server running" in r.error
 
 
-def test_credentials_in_a_base_url_never_show_in_llm_config(monkeypatch, capsys):
-    from IPython.testing.globalipapp import start_ipython
-
+def test_credentials_in_a_base_url_never_show_in_llm_config(ip, monkeypatch, capsys):
     monkeypatch.setenv("NBSTREAM_BASE_URL", "http://bob:hunter2@proxy.local:8080/v1")
     monkeypatch.setenv("OPENAI_BASE_URL", "https://carol:pa55@gw.local/v1")
-    shell = start_ipython()
-    shell.run_line_magic("load_ext", "nbstream")
-    try:
-        shell.run_line_magic("llm", "config")
-    finally:
-        shell.run_line_magic("unload_ext", "nbstream")
+    ip.run_line_magic("llm", "config")
     out = capsys.readouterr().out
     assert "hunter2" not in out and "pa55" not in out and "bob" not in out
     assert "http://***@proxy.local:8080/v1" in out and "https://***@gw.local/v1" in out
@@ -238,7 +231,7 @@ def test_401_with_only_an_auth_token_names_that_variable(fake_llm, monkeypatch):
 def test_connection_refused_has_a_hint_for_both_providers(provider, monkeypatch):
     url = "http://127.0.0.1:9" + ("/v1" if provider == "openai" else "")
     monkeypatch.setenv("OPENAI_BASE_URL" if provider == "openai" else "ANTHROPIC_BASE_URL", url)
-    r = ask(provider, "m", retries=0)
+    r = ask(provider, "m", http_retries=0)
     label = "OpenAI" if provider == "openai" else "Anthropic"
     assert r.error.startswith(f"Could not reach {label} at {url}")
     assert "is the server running and the URL right?" in r.error

@@ -7,20 +7,11 @@ import sys
 
 import pytest
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import start_ipython
 
 from nbstream import magics, transform
 from nbstream.providers import ModelIdError, parse_model_id
 from nbstream.run import resolve_model
 from nbstream.settings import resolve
-
-
-@pytest.fixture(scope="module")
-def ip():
-    shell = start_ipython()
-    shell.run_line_magic("load_ext", "nbstream")
-    yield shell
-    shell.run_line_magic("unload_ext", "nbstream")
 
 
 @pytest.mark.parametrize(
@@ -44,7 +35,7 @@ def ip():
         ("--top-p 0", "--top-p: input should be greater than 0"),
         ("--max-tokens -3", "--max-tokens: input should be greater than 0"),
         ("--max-tokens 2.5", "--max-tokens: input should be a valid integer"),
-        ("--retries 99", "--retries: input should be less than or equal to 10"),
+        ("--http-retries 99", "--http-retries: input should be less than or equal to 10"),
         ("--display fancy", "--display: input should be 'auto', 'widget', 'text' or 'none'"),
         ("--base-url localhost:8000", "--base-url: must start with http:// or https://"),
         ("--stop ''", "--stop: a stop sequence cannot be empty"),

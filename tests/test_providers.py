@@ -106,7 +106,7 @@ def test_http_401_says_what_to_fix_and_hides_the_key(fake_llm, provider, env):
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_http_500_is_retried_by_nbstream_then_reported(fake_llm, provider):
     model = fake_llm.script(status=500, error_message="upstream exploded")
-    _, r = stream(provider, model, settings={"retries": 2, "retry_max_wait": 0.1})
+    _, r = stream(provider, model, settings={"http_retries": 2, "retry_max_wait": 0.1})
     assert r.finish_reason == "error" and "HTTP 500" in r.error and "upstream exploded" in r.error
     assert r.error.endswith("(after 2 retries)")
     assert len(fake_llm.log(model)) == 3  # nbstream's retries; the SDK's own are off
@@ -184,7 +184,7 @@ def test_ollama_uses_ollama_host(fake_llm, monkeypatch):
 
 def test_unreachable_server_is_a_readable_error(monkeypatch):
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-    _, r = stream("openai", "gpt-x", settings={"retries": 1, "retry_max_wait": 0.1})
+    _, r = stream("openai", "gpt-x", settings={"http_retries": 1, "retry_max_wait": 0.1})
     assert r.finish_reason == "error"
     assert r.error.startswith("Could not reach OpenAI at http://127.0.0.1:9/v1")
     assert "is the server running" in r.error and r.error.endswith("(after 1 retry)")

@@ -13,7 +13,7 @@ WRAPPERS = ["%%time", "%%capture captured", "%%timeit -n1 -r1"]
 
 
 def test_rewrite_keeps_the_option_line_and_body_verbatim():
-    lines = ["%%llm -s \"Be brief.\" -o x\n", "Say {hi} and '''quote'''\n"]
+    lines = ['%%llm -s "Be brief." -o x\n', "Say {hi} and '''quote'''\n"]
     (rewritten,) = transform.rewrite_llm_cell(lines)
     assert rewritten.startswith(f"await {transform.RUNNER}(")
     namespace: dict = {}

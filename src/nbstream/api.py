@@ -50,7 +50,7 @@ class Options(TypedDict, total=False):
     connect_timeout: float
     first_token_timeout: float
     idle_timeout: float
-    retries: int
+    http_retries: int
     retry_max_wait: float
     display: DisplayMode
     throttle: float

@@ -254,7 +254,7 @@ class Stream:
 
     def _retry_wait(self, exc: ProviderError) -> float | None:
         """Seconds to wait before retrying ``exc``, or ``None``: do not retry."""
-        retries = self.settings.retries
+        retries = self.settings.http_retries
         if not exc.retryable or self.first_token_at is not None or self.attempts > retries:
             return None
         cap = self.settings.retry_max_wait
@@ -271,7 +271,7 @@ class Stream:
 
     async def _wait_for_retry(self, exc: ProviderError, wait: float) -> None:
         cause = f"HTTP {exc.status}" if exc.status else "failed"
-        retry = f"{self.attempts}/{self.settings.retries}"
+        retry = f"{self.attempts}/{self.settings.http_retries}"
         self.status_note = f"{cause} — retrying in {wait:.0f} s ({retry})"
         if wait < 1:
             self.status_note = f"{cause} — retrying ({retry})"

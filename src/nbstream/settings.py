@@ -178,9 +178,9 @@ class Settings(BaseModel):
         allow_inf_nan=False,
         help="Give up after this long without a token once the answer has started.",
     )
-    retries: int = option(
+    http_retries: int = option(
         3,
-        "--retries",
+        "--http-retries",
         metavar="N",
         ge=0,
         le=10,
