@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# Every answer is recorded in a history file (nbstream.store): never the developer's own.
+# Kernels and notebooks started by the tests inherit this.
+os.environ["NBSTREAM_HISTORY"] = str(
+    Path(tempfile.mkdtemp(prefix="nbstream-test-history-")) / "history.sqlite"
+)
 
 from fake_llm_fixture import fake_llm  # noqa: F401
 from fake_llm_server import FakeLLMServer

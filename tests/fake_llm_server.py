@@ -62,8 +62,10 @@ Script spec keys (all optional):
   single event (what llama.cpp's server does with an over-long prompt).
 - ``preamble_only``: true -> send only the preamble events (OpenAI's role chunk; Anthropic's
   message_start/content_block_start/ping), then end the response.
-- ``usage``: ``{"input_tokens": P, "output_tokens": C}`` (default: P = words in the prompt,
-  C = number of tokens).
+- ``usage``: ``{"input_tokens": P, "output_tokens": C, "cached_input_tokens": K}`` (default:
+  P = words in the prompt, C = number of tokens, K = 0). K is sent the way each API reports
+  prompt-cache reads: OpenAI ``usage.prompt_tokens_details.cached_tokens`` (part of P),
+  Anthropic ``cache_read_input_tokens`` in ``message_start`` (apart: ``input_tokens`` = P - K).
 - ``framing``: ``"close"`` (default; HTTP/1.1 ``connection: close``, the body ends when the
   socket closes) or ``"chunked"`` (``transfer-encoding: chunked``, connection kept alive; a
   ``drop_after`` then makes the SDKs raise an incomplete-body error instead of ending quietly).
@@ -498,6 +500,7 @@ class _Handler(BaseHTTPRequestHandler):
         completion_tokens = int(usage.get("output_tokens", len(tokens)))
         finish = spec.get("finish_reason", "stop")
         ctx = _Ctx(model or "fake-default", tokens, prompt_tokens, completion_tokens, finish)
+        ctx.cached_tokens = int(usage.get("cached_input_tokens", 0))
         try:
             if not stream:
                 self._wait(float(spec.get("first_delay", 0)), record)
@@ -647,6 +650,7 @@ class _Ctx:
         self.completion_tokens = completion
         self.finish = finish
         self.text = "".join(tokens)
+        self.cached_tokens = 0
 
 
 def _id_headers(provider: str) -> dict[str, str]:
@@ -711,6 +715,8 @@ class _OpenAIEvents:
             chunk = self._chunk({}, None)
             chunk["choices"] = []
             chunk["usage"] = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+            if self.ctx.cached_tokens:
+                chunk["usage"]["prompt_tokens_details"] = {"cached_tokens": self.ctx.cached_tokens}
             out += _sse(chunk)
         return out + b"data: [DONE]\n\n"
 
@@ -728,8 +734,13 @@ class _AnthropicEvents:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": self.ctx.prompt_tokens, "output_tokens": 1},
+            "usage": {
+                "input_tokens": self.ctx.prompt_tokens - self.ctx.cached_tokens,
+                "output_tokens": 1,
+            },
         }
+        if self.ctx.cached_tokens:
+            message["usage"]["cache_read_input_tokens"] = self.ctx.cached_tokens
         return (
             _sse({"type": "message_start", "message": message}, "message_start")
             + _sse(

@@ -146,10 +146,24 @@ class KernelSession:
 
     # -- running code ------------------------------------------------------------------------
 
-    def submit(self, code: str) -> Execution:
-        """Send an execute_request and return at once (the kernel queues it)."""
+    def submit(self, code: str, metadata: dict[str, Any] | None = None) -> Execution:
+        """Send an execute_request and return at once (the kernel queues it). ``metadata``:
+        the request's metadata, as JupyterLab sends it (e.g. ``{"cellId": …}``)."""
         with self._lock:
-            msg_id = self.kc.execute(code, store_history=True)
+            if metadata is None:
+                msg_id = self.kc.execute(code, store_history=True)
+            else:
+                content = {
+                    "code": code,
+                    "silent": False,
+                    "store_history": True,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                    "stop_on_error": True,
+                }
+                msg = self.kc.session.msg("execute_request", content, metadata=metadata)
+                self.kc.shell_channel.send(msg)
+                msg_id = msg["header"]["msg_id"]
             execution = Execution(msg_id)
             self._executions[msg_id] = execution
         return execution

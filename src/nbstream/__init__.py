@@ -37,6 +37,7 @@ __all__ = [
     "__version__",
     "ask",
     "ask_sync",
+    "history",
     "load_ipython_extension",
     "register_provider",
     "unload_ipython_extension",
@@ -56,10 +57,14 @@ def unload_ipython_extension(shell: Any) -> None:
 
 
 def __getattr__(name: str) -> Any:  # lazy: keep `import nbstream` and %load_ext fast
-    if name in ("ask", "ask_sync"):
+    if name in ("ask", "ask_sync", "history"):
         from . import api
 
         return getattr(api, name)
+    if name == "pricing":  # nbstream.pricing.set_price(...) without importing it first
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
     if name == "register_provider":
         from .providers import register_provider
 

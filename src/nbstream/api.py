@@ -9,6 +9,7 @@ checks that they match the declarations). A keyword not given falls back to
 
 from __future__ import annotations
 
+import os
 from typing import Any, TypedDict
 
 from typing_extensions import Unpack
@@ -18,7 +19,7 @@ from .errors import SettingsError
 from .kernel import in_kernel
 from .response import Response
 from .run import make_stream, run_awaited, run_blocking, store
-from .settings import DisplayMode
+from .settings import CacheMode, DisplayMode
 
 
 def describe_option(name: str) -> str:
@@ -54,6 +55,12 @@ class Options(TypedDict, total=False):
     retry_max_wait: float
     display: DisplayMode
     throttle: float
+    show_prompt: bool
+    context_budget: int
+    cache: CacheMode
+    cache_dir: str | os.PathLike[str]
+    history: str | os.PathLike[str] | None
+    prices: str | os.PathLike[str] | None
 
 
 async def ask(prompt: str, **options: Unpack[Options]) -> Response:
@@ -90,4 +97,17 @@ def ask_sync(prompt: str, **options: Unpack[Options]) -> Response:
     return response
 
 
-__all__ = ["Options", "ask", "ask_sync", "describe_option"]
+def history(n: int | None = 20, search: str | None = None) -> Any:
+    """The ``n`` most recent recorded answers, oldest first (``n=None``: all), optionally only
+    those whose prompt, system prompt, answer, error or model contain ``search``.
+
+    A pandas DataFrame indexed by id when pandas is installed, else a list of dicts; the
+    columns are described in :mod:`nbstream.store` (prompt, model, options, text,
+    finish_reason, usage, cost, cached, timings, notebook, cell_id, …). Reads the file of the
+    ``history`` option (``%config LLMMagics.history``, ``$NBSTREAM_HISTORY``)."""
+    from .store import history as read_history
+
+    return read_history(n, search)
+
+
+__all__ = ["Options", "ask", "ask_sync", "describe_option", "history"]

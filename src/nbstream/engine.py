@@ -27,11 +27,12 @@ import contextlib
 import random
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Protocol
 
 from .errors import ProviderError
-from .providers.base import Final, Provider, Request
+from .providers.base import Final, FinishReason, Provider, Request
 from .providers.common import one_line, redact
 from .response import Response
 from .settings import Settings
@@ -107,6 +108,7 @@ class Stream:
         sink: Sink | None = None,
         note: str | None = None,
         describe_option: Callable[[str], str] = neutral,
+        on_response: Callable[[Stream, Response], object] | None = None,
     ) -> None:
         self.provider = provider
         self.request = request
@@ -114,6 +116,7 @@ class Stream:
         self.settings = settings or Settings()
         self.note = note
         self.describe_option = describe_option
+        self.on_response = on_response
         self.sink: Sink = sink or NullSink()
         self.parts: list[str] = []
         self.chunks = 0
@@ -189,6 +192,17 @@ class Stream:
         response = self._response()
         self.state = response.finish_reason
         self.status_note = ""
+        if self.on_response is not None:
+            # The front door's bookkeeping (cost, history): before the sink shows the end,
+            # also after an interrupt. It must not cost the user the answer.
+            try:
+                self.on_response(self, response)
+            except Exception as exc:
+                warnings.warn(
+                    f"nbstream: recording the answer failed: {type(exc).__name__}: {exc}",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         self.sink.on_end(self, response)
         return response
 
@@ -266,7 +280,7 @@ class Stream:
                 )
                 return None
             return exc.retry_after
-        backoff = min(cap, 0.5 * 2 ** (self.attempts - 1))
+        backoff = min(cap, 0.5 * 2.0 ** (self.attempts - 1))
         return backoff * random.uniform(0.5, 1.0)  # jitter: clients do not retry in step
 
     async def _wait_for_retry(self, exc: ProviderError, wait: float) -> None:
@@ -318,6 +332,7 @@ class Stream:
     def _response(self) -> Response:
         usage = None
         error = None
+        finish: FinishReason
         reason = self._cancel_reason
         if self._final is not None:
             finish = self._final.finish_reason

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,11 +32,11 @@ def in_kernel(shell: Any | None = None) -> bool:
 
 def ipykernel_version() -> tuple[int, ...]:
     try:
-        import ipykernel
-    except ImportError:
+        version = importlib.metadata.version("ipykernel")
+    except importlib.metadata.PackageNotFoundError:
         return ()
     parts = []
-    for piece in ipykernel.__version__.split(".")[:3]:
+    for piece in version.split(".")[:3]:
         digits = "".join(c for c in piece if c.isdigit())
         parts.append(int(digits or 0))
     return tuple(parts)

@@ -21,6 +21,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 
 from . import settings, transform
+from .cells import to_cell
 from .engine import Stream
 from .errors import ModelIdError, SettingsError
 from .kernel import in_kernel, ipykernel_version, needs_pump
@@ -91,6 +92,12 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
         action="store_true",
         help="Send the cell as written: no {variable} interpolation.",
     )
+    @magic_arguments.argument(
+        "--to-cell",
+        action="store_true",
+        help="When the answer ends, put its Python code into a new cell below "
+        "(also: %%llm to-cell, for the last answer).",
+    )
     @no_var_expand
     @line_cell_magic
     def llm(self, line: str, cell: str | None = None) -> None:
@@ -117,20 +124,22 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
         a flag wins over %config, which wins over the environment.
 
         Line magic: ``%llm`` or ``%llm help`` shows this help, ``%llm config`` the
-        effective settings.
+        effective settings, ``%llm to-cell`` puts the last answer's Python code into a new
+        cell below, ``%llm history [N] [--search TEXT]`` lists recorded answers,
+        ``%llm cost`` this session's tokens and cost by model.
         """
         if cell is None:
             self._line_magic(line)
             return
-        stream, out = self._prepare(line, cell, awaited=False)
+        stream, args = self._prepare(line, cell, awaited=False)
         response = run_blocking(stream)
-        self._finish(stream, response, out)
+        self._finish(stream, response, args)
 
     async def run_cell(self, line: str, cell: str) -> None:
         """The awaited twin of the cell magic (what the rewritten cell calls)."""
-        stream, out = self._prepare(line, cell, awaited=True)
+        stream, args = self._prepare(line, cell, awaited=True)
         response = await run_awaited(stream)
-        self._finish(stream, response, out)
+        self._finish(stream, response, args)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -145,16 +154,20 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
             ) from None
         return self.llm.parser.parse_args(argv)
 
-    def _prepare(self, line: str, cell: str, *, awaited: bool) -> tuple[Stream, str | None]:
+    def _prepare(self, line: str, cell: str, *, awaited: bool) -> tuple[Stream, Any]:
         args = self.parse_line(line)
-        out = args.out
-        if out is not None:
-            check_variable_name(out)
-        prompt = cell.strip()
-        if not prompt:
+        if args.out is not None:
+            check_variable_name(args.out)
+        template = cell.strip()
+        if not template:
             raise UsageError("the prompt is empty: write it in the cell below the %%llm line")
-        if not args.raw:
-            prompt = interpolate(prompt, self.shell.user_ns)
+        namespace = self.shell.user_ns
+
+        def prompt(options: settings.Settings) -> str:
+            if args.raw:
+                return template
+            return interpolate(template, namespace, budget=options.context_budget)
+
         call = {name: getattr(args, name) for name in settings.NAMES}
         call = {k: (settings.UNSET if v is None else v) for k, v in call.items()}
         try:
@@ -163,12 +176,14 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
             raise UsageError(exc.describe(settings.flag_of)) from None
         except ModelIdError as exc:
             raise UsageError(str(exc)) from None
-        return stream, out
+        return stream, args
 
-    def _finish(self, stream: Stream, response: Response, out: str | None) -> None:
-        store(response, out)
+    def _finish(self, stream: Stream, response: Response, args: Any) -> None:
+        store(response, args.out)
         if stream.interrupted and in_kernel(self.shell):
             raise KeyboardInterrupt
+        if args.to_cell:
+            print(to_cell(self.shell, response))
 
     def _line_magic(self, line: str) -> None:
         word = line.strip()
@@ -178,9 +193,26 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
         if word == "config":
             print(self.config_report())
             return
+        if word == "to-cell":
+            print(to_cell(self.shell, self.shell.user_ns.get("_llm")))
+            return
+        command, _, rest = word.partition(" ")
+        if command == "history":
+            from .store import history_command
+
+            try:
+                print(history_command(rest))
+            except (ValueError, SettingsError) as exc:
+                raise UsageError(str(exc)) from None
+            return
+        if word == "cost":
+            from .pricing import cost_report
+
+            print(cost_report())
+            return
         raise UsageError(
-            f"unknown %llm command {word!r}: use %llm help, %llm config, or %%llm as a cell "
-            "magic with the prompt in the cell"
+            f"unknown %llm command {word!r}: use %llm help, %llm config, %llm to-cell, "
+            "%llm history, %llm cost, or %%llm as a cell magic with the prompt in the cell"
         )
 
     def config_report(self) -> str:
@@ -211,6 +243,10 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
             else:
                 source = "default"
             shown = "(none)" if value is None else str(value)
+            if option == "history" and value is None:
+                from .store import default_path
+
+                shown = str(default_path())
             rows.append((option, f"{mask_url(shown)}  ({source})"))
         for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"):
             rows.append((var, "set" if os.environ.get(var) else "not set"))

@@ -44,6 +44,11 @@ class Response(str):
         The prompt that was sent (after ``{var}`` interpolation).
     ``chunks``
         How many text deltas arrived (a rough token count when ``usage`` is missing).
+    ``cost``
+        USD, from :mod:`nbstream.pricing`: ``None`` when unknown (no price for the model,
+        or stopped before the provider reported usage), 0.0 for a local model or a replay.
+    ``cached``
+        True when the answer was replayed from the replay cache (nothing was sent).
 
     Operations that produce a new string (``upper()``, ``+``, slicing) return plain ``str``.
     """
@@ -56,6 +61,8 @@ class Response(str):
     elapsed: float
     prompt: str
     chunks: int
+    cost: float | None
+    cached: bool
 
     def __new__(
         cls,
@@ -69,6 +76,8 @@ class Response(str):
         elapsed: float = 0.0,
         prompt: str = "",
         chunks: int = 0,
+        cost: float | None = None,
+        cached: bool = False,
     ) -> Response:
         self = super().__new__(cls, text)
         self.finish_reason = finish_reason
@@ -79,6 +88,8 @@ class Response(str):
         self.elapsed = elapsed
         self.prompt = prompt
         self.chunks = chunks
+        self.cost = cost
+        self.cached = cached
         return self
 
     @property
@@ -103,6 +114,20 @@ class Response(str):
         """How it ended, in words: finished, cut by length, stopped, failed."""
         return LABELS.get(self.finish_reason, self.finish_reason)
 
+    @property
+    def code_blocks(self) -> list[tuple[str, str]]:
+        """The fenced code blocks of the answer, as ``(language, code)`` pairs (language
+        ``""`` when the fence has none)."""
+        from .markdown import code_blocks
+
+        return code_blocks(self.text)
+
+    def python_code(self) -> str:
+        """The answer's Python code blocks, joined: what ``--to-cell`` puts in a cell."""
+        from .cells import python_code
+
+        return python_code(self.text)
+
     def raise_for_error(self) -> Response:
         """Raise :class:`~nbstream.errors.ResponseError` if the answer failed
         (``finish_reason == "error"``); else return the response itself, for chaining."""
@@ -111,11 +136,19 @@ class Response(str):
         return self
 
     def summary(self) -> str:
-        """One line on how it went: ``openai:gpt-4o-mini · finished · 42 tokens · 1.3 s``."""
-        parts = [self.model, self.ending, f"{self.output_tokens} tokens", f"{self.elapsed:.1f} s"]
+        """One line on how it went:
+        ``openai:gpt-4o-mini · finished · 42 tokens · 1.3 s · 35.2 tok/s · $0.0012``."""
+        parts = [self.model, self.ending]
+        if self.cached:
+            parts.append("cached")
+        parts += [f"{self.output_tokens} tokens", f"{self.elapsed:.1f} s"]
         streaming = self.elapsed - (self.ttft or 0.0)
-        if self.ttft is not None and streaming > 0 and self.chunks > 1:
+        if self.ttft is not None and streaming > 0 and self.chunks > 1 and not self.cached:
             parts.append(f"{self.chunks / streaming:.1f} tok/s")
+        if self.cost is not None:
+            from .pricing import format_cost
+
+            parts.append(format_cost(self.cost))
         text = " · ".join(p for p in parts if p)
         if self.error:
             text += f" — {self.error}"
@@ -132,6 +165,8 @@ class Response(str):
             "elapsed": self.elapsed,
             "prompt": self.prompt,
             "chunks": self.chunks,
+            "cost": self.cost,
+            "cached": self.cached,
         }
 
     def __repr__(self) -> str:
@@ -145,6 +180,10 @@ class Response(str):
         parts.append(f"chars={len(text)}")
         if self.usage:
             parts.append(f"usage={self.usage!r}")
+        if self.cost is not None:
+            parts.append(f"cost={self.cost:.6g}")
+        if self.cached:
+            parts.append("cached=True")
         parts.append(f"elapsed={self.elapsed:.2f}s")
         return f"Response({', '.join(parts)})"
 

@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import cache
+from . import store as records
 from .engine import NullSink, Sink, Stream, neutral
 from .kernel import get_shell, in_kernel, widget_messages_pumped
 from .providers import get_provider, parse_model_id
@@ -60,42 +62,104 @@ def make_request(settings: Settings, prompt: str, model: str) -> Request:
 
 
 def make_stream(
-    prompt: str,
+    prompt: str | Callable[[Settings], str],
     call: Mapping[str, Any],
     *,
     describe_option: Callable[[str], str] = neutral,
     awaited: bool = True,
 ) -> Stream:
     """Build a ready-to-run stream from the call's options (:data:`~nbstream.settings.UNSET`
-    = not given). Raises ``SettingsError`` or ``ModelIdError``; nothing is sent then."""
+    = not given). ``prompt`` may be a function of the merged settings (e.g. interpolation
+    within ``context_budget``). Raises ``SettingsError`` or ``ModelIdError``; nothing is
+    sent then."""
     settings = resolve(call, configured())
     model_id, note = resolve_model(settings)
     provider_name, name = parse_model_id(model_id)
+    text = prompt(settings) if callable(prompt) else prompt
+    request = make_request(settings, text, name)
+    full_id = f"{provider_name}:{name}" if name else provider_name
+    provider, lookup = cache.wrap(
+        get_provider(provider_name), provider_name, full_id, request, settings
+    )
+    if lookup.hit:
+        note = f"cached · {note}" if note else "cached"
     return Stream(
-        get_provider(provider_name),
-        make_request(settings, prompt, name),
-        model_id=f"{provider_name}:{name}" if name else provider_name,
+        provider,
+        request,
+        model_id=full_id,
         settings=settings,
         sink=make_sink(settings, stoppable=awaited),
         note=note,
         describe_option=describe_option,
+        on_response=Bookkeeping(lookup, records.front_end_context()),
     )
 
 
+class Bookkeeping:
+    """What happens to every answer before it is shown as ended (the engine's
+    ``on_response``, which also runs after an interrupt): its cost, the session's total,
+    and a row in the history (queued: the stream never waits for the disk)."""
+
+    def __init__(self, lookup: cache.Lookup, context: dict[str, str | None]) -> None:
+        self.lookup = lookup
+        self.context = context
+
+    def __call__(self, stream: Stream, response: Response) -> None:
+        from . import pricing
+
+        settings = stream.settings
+        response.cached = self.lookup.hit
+        try:
+            if self.lookup.replay_miss:
+                response.cost = 0.0  # nothing was sent
+            else:
+                response.cost = pricing.cost(
+                    response.model,
+                    response.usage,
+                    cached=response.cached,
+                    prices_file=settings.prices,
+                )
+        finally:  # a prices file gone bad must not lose the answer's record
+            pricing.add_to_session(response)
+            path = records.history_path(settings.history)
+            if path is not None:
+                row = records.record_of(
+                    stream, response, request_key=self.lookup.key, context=self.context
+                )
+                records.record(path, row)
+
+
+WIDGET_FALLBACK_AFTER = 3.0
+"""``display="auto"``: seconds into a stream without any view rendering the widget before
+the answer streams as live HTML instead (the front end does not show widgets)."""
+
+
 def make_sink(settings: Settings, *, stoppable: bool = True) -> Sink:
-    """The display for ``settings.display``; ``auto`` is the widget in a kernel with
-    ipywidgets + anywidget, else text. ``stoppable``: the Stop button can work (the cell
-    awaits the stream)."""
+    """The display for ``settings.display``. ``auto``: in a kernel, the widget when
+    ipywidgets + anywidget are installed (falling back to live HTML if no view renders),
+    else live HTML; text outside a kernel. ``stoppable``: the Stop button can work (the
+    cell awaits the stream)."""
     mode = settings.display
     if mode == "none":
         return NullSink()
-    if mode == "widget" or (mode == "auto" and in_kernel() and _widgets_available()):
+    if mode == "auto":
+        mode = ("widget" if _widgets_available() else "html") if in_kernel() else "text"
+    if mode == "widget":
         from .widget import WidgetSink
 
-        return WidgetSink(interval=settings.throttle, stoppable=stoppable)
+        return WidgetSink(
+            interval=settings.throttle,
+            stoppable=stoppable,
+            show_prompt=settings.show_prompt,
+            fallback_after=WIDGET_FALLBACK_AFTER if settings.display == "auto" else None,
+        )
+    if mode == "html":
+        from .live_html import HtmlSink
+
+        return HtmlSink(show_prompt=settings.show_prompt)
     from .terminal import TerminalSink
 
-    return TerminalSink()
+    return TerminalSink(show_prompt=settings.show_prompt)
 
 
 def _widgets_available() -> bool:

@@ -22,6 +22,7 @@ provider.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -33,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import Problem, SettingsError
 
 __all__ = [
+    "CACHE_MODES",
     "DISPLAY_MODES",
     "UNSET",
     "Problem",
@@ -71,8 +73,14 @@ class Unset:
 UNSET: Any = Unset()
 """Default of every keyword argument of ``ask``: fall back to ``%config``, env, default."""
 
-DisplayMode = Literal["auto", "widget", "text", "none"]
+DisplayMode = Literal["auto", "widget", "html", "text", "none"]
 DISPLAY_MODES: tuple[str, ...] = get_args(DisplayMode)
+
+CacheMode = Literal["off", "auto", "read", "write", "replay"]
+CACHE_MODES: tuple[str, ...] = get_args(CacheMode)
+
+HISTORY_OFF = "off"
+"""The value of the ``history`` option that records nothing."""
 
 
 def option(
@@ -200,7 +208,8 @@ class Settings(BaseModel):
         "auto",
         "--display",
         metavar="MODE",
-        help="auto (widget in notebooks, text elsewhere), widget, text or none.",
+        help="auto (a live widget in notebooks, live HTML where widgets do not show, text "
+        "elsewhere), widget, html (no widgets: throttled HTML updates), text or none.",
     )
     throttle: float = option(
         0.05,
@@ -211,11 +220,84 @@ class Settings(BaseModel):
         allow_inf_nan=False,
         help="Seconds between display updates (the notebook server drops messages above ~1000/s).",
     )
+    show_prompt: bool = option(
+        False,
+        "--show-prompt",
+        help="Show the prompt exactly as sent (after filling in {variables}) in a collapsed "
+        "section above the answer, live and in the saved output.",
+    )
+    context_budget: int = option(
+        4000,
+        "--context-budget",
+        metavar="CHARS",
+        ge=200,
+        le=1_000_000,
+        help="Characters one {variable} may take in the prompt: DataFrames, arrays, long "
+        "texts are summarised to fit, and the prompt says what was left out.",
+    )
+    cache: CacheMode = option(
+        "off",
+        "--cache",
+        metavar="MODE",
+        help="Replay cache of answers (files under cache_dir, one JSON per request; commit "
+        "them for reproducible notebooks): off; auto (reuse a recorded answer, else ask the "
+        "model and record it); read (reuse, never record); write (always ask, record); "
+        "replay (recorded answers only: a miss is an error and nothing is sent).",
+    )
+    cache_dir: str = option(
+        ".nbstream-cache",
+        "--cache-dir",
+        metavar="DIR",
+        help="Folder of the replay cache; relative paths are relative to the working "
+        "directory (for a notebook kernel: the notebook's folder).",
+    )
+    history: str | None = option(
+        None,
+        "--history",
+        metavar="PATH",
+        help="SQLite file where every answer is recorded (%llm history, nbstream.history()), "
+        "or off. Unset: history.sqlite in the user data directory.",
+    )
+    prices: str | None = option(
+        None,
+        "--prices",
+        metavar="PATH",
+        help="TOML or JSON file of your own prices, USD per million tokens: "
+        '{"openai:my-model": {"input": 1.0, "output": 2.0, "cached_input": 0.5}}; '
+        "they take precedence over nbstream's table.",
+    )
 
-    @field_validator("model", "system", "base_url", mode="before")
+    @field_validator("model", "system", "base_url", "history", "prices", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("cache_dir", mode="before")
+    @classmethod
+    def _path_is_a_string(cls, value: Any) -> Any:
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("the cache folder cannot be empty")
+        return value
+
+    @field_validator("history")
+    @classmethod
+    def _history_off(cls, value: str | None) -> str | None:
+        if value is not None and value.strip().lower() in ("off", "false", "no", "0", "none"):
+            return HISTORY_OFF
+        return value
+
+    @field_validator("prices")
+    @classmethod
+    def _prices_file_is_readable(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .pricing import load_prices  # raises ValueError naming what is wrong
+
+            load_prices(value)
+        return value
 
     @field_validator("base_url")
     @classmethod
@@ -250,7 +332,7 @@ def _extra(name: str) -> dict[str, Any]:
 
 def flag_of(name: str) -> str:
     """The ``%%llm`` flag of an option, e.g. ``--max-tokens`` (the longest spelling)."""
-    flags = _extra(name)["flags"]
+    flags: list[str] = _extra(name)["flags"]
     longs = [f for f in flags if f.startswith("--")]
     return longs[0] if longs else flags[0]
 
@@ -275,7 +357,7 @@ def _is_list(name: str) -> bool:
 # -- errors ---------------------------------------------------------------------------
 
 
-def _message(error: dict[str, Any]) -> str:
+def _message(error: Mapping[str, Any]) -> str:
     message = str(error.get("msg", "invalid value"))
     message = message.removeprefix("Value error, ")
     return message[:1].lower() + message[1:]
@@ -375,6 +457,8 @@ def config_traits() -> dict[str, Any]:
         trait: traitlets.TraitType[Any, Any]
         if get_origin(kind) is Literal:
             trait = traitlets.Enum(get_args(kind), None, allow_none=True, help=help_text)
+        elif kind is bool:
+            trait = traitlets.Bool(None, allow_none=True, help=help_text)
         elif kind is float:
             trait = traitlets.Float(None, allow_none=True, help=help_text)
         elif kind is int:
@@ -401,6 +485,9 @@ def add_magic_arguments(func: Callable[..., Any]) -> Callable[..., Any]:
             help_text += f" Default: {field.default}."
         if _is_list(name):
             kwargs["action"] = "append"
+        if _base_type(field.annotation) is bool:  # --show-prompt / --no-show-prompt
+            kwargs["action"] = argparse.BooleanOptionalAction
+            del kwargs["metavar"]
         kwargs["help"] = help_text.replace("%", "%%")
         func = magic_arguments.argument(*extra["flags"], **kwargs)(func)
     return func

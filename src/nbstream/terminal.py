@@ -16,15 +16,17 @@ class TerminalSink:
 
     pumps_widget_messages = False
 
-    def __init__(self, out: TextIO | None = None) -> None:
+    def __init__(self, out: TextIO | None = None, *, show_prompt: bool = False) -> None:
         self.out = out
+        self.show_prompt = show_prompt
 
     @property
     def _out(self) -> TextIO:
         return self.out or sys.stdout
 
     def on_start(self, stream: Stream) -> None:
-        pass
+        if self.show_prompt:
+            self._out.write(f"[prompt]\n{stream.request.prompt}\n[answer]\n")
 
     def on_delta(self, stream: Stream, delta: str) -> None:
         self._out.write(delta)

@@ -15,9 +15,9 @@ static HTML + text bundle, so a saved notebook shows the answer without widget s
 
 from __future__ import annotations
 
-import asyncio
 import html as htmlmod
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -29,6 +29,7 @@ import traitlets
 from typing_extensions import NotRequired
 
 from . import markdown
+from .live_html import HTML_INTERVAL, Throttle, live_bundle, status_words
 from .response import LABELS
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ def label(stream: Stream) -> str:
     return stream.status_note or LABELS.get(stream.state, stream.state)
 
 
-class StreamView(anywidget.AnyWidget):  # type: ignore[misc]
+class StreamView(anywidget.AnyWidget):
     """Status line, Stop button and the answer, live. Content travels in custom messages."""
 
     _esm = _STATIC / "view.js"
@@ -103,6 +104,7 @@ class StreamView(anywidget.AnyWidget):  # type: ignore[misc]
     note = traitlets.Unicode("").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
     stoppable = traitlets.Bool(True).tag(sync=True)
+    prompt = traitlets.Unicode("").tag(sync=True)  # shown (collapsed) with --show-prompt
 
     def __repr__(self) -> str:
         # The text/plain fallback a front end without widgets (or a notebook saved
@@ -148,6 +150,9 @@ class WidgetSink:
     ``send`` receives every protocol message (default: the view's ``send``); tests and the
     benchmark inject their own to observe pushes. ``stoppable=False`` hides the Stop button
     (the cell does not await the stream, so a click could not be heard; interrupt works).
+    ``fallback_after``: if no view has rendered (asked to ``sync``) that many seconds into
+    the stream, the front end does not show widgets: stream as live HTML instead
+    (:mod:`nbstream.live_html`); ``None`` never falls back.
     """
 
     pumps_widget_messages = True
@@ -157,20 +162,25 @@ class WidgetSink:
         interval: float = 0.05,
         *,
         stoppable: bool = True,
+        show_prompt: bool = False,
+        fallback_after: float | None = None,
         send: Callable[[ViewMsg], None] | None = None,
     ) -> None:
         self.interval = interval
         self.stoppable = stoppable
+        self.show_prompt = show_prompt
+        self.fallback_after = fallback_after
         self.view: StreamView | None = None
         self.display_id = f"nbstream-{uuid.uuid4().hex}"
         self.pushes = 0
         self.bytes_sent = 0
+        self.synced = False
+        self.html_fallback = False
         self._send_to = send
         self._md = markdown.IncrementalMarkdown()
         self._sent_tail = ""
         self._sent_state = "waiting"
-        self._last_push = -1.0e9
-        self._timer: asyncio.TimerHandle | None = None
+        self._throttle = Throttle(interval, self._push_now)
         self._stream: Stream | None = None
 
     @property
@@ -185,7 +195,10 @@ class WidgetSink:
 
         self._stream = stream
         self.view = StreamView(
-            llm_model=stream.model_id, note=stream.note or "", stoppable=self.stoppable
+            llm_model=stream.model_id,
+            note=stream.note or "",
+            stoppable=self.stoppable,
+            prompt=stream.request.prompt if self.show_prompt else "",
         )
         self.view.on_msg(self._on_msg)
         display(self.view, display_id=self.display_id)
@@ -193,11 +206,10 @@ class WidgetSink:
         # token must not wait for a throttle window opened by an empty push.
 
     def on_delta(self, stream: Stream, delta: str) -> None:
-        wait = self.interval - (time.monotonic() - self._last_push)
-        if wait <= 0 or stream.chunks == 1:  # the first token is shown at once
-            self._push_now()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(wait, self._push_now)
+        if self._should_fall_back(stream):
+            self.html_fallback = True
+            self._throttle.interval = max(self.interval, HTML_INTERVAL)
+        self._throttle.request(now=stream.chunks == 1)  # the first token is shown at once
 
     def on_status(self, stream: Stream) -> None:
         if stream.state in ("waiting", "retrying") and stream.state != self._sent_state:
@@ -207,12 +219,17 @@ class WidgetSink:
     def on_end(self, stream: Stream, response: Response) -> None:
         from IPython.display import update_display
 
+        from .store import provenance
+
         if self.view is not None and response.error:
             self.view.error = response.error
         self._push_now(final=True)  # the final state always arrives
-        bundle = static_bundle(response, html=self._md.html)  # == a one-shot render
+        bundle = static_bundle(
+            response, html=self._md.html, prompt=stream.request.prompt if self.show_prompt else None
+        )  # == a one-shot render
         self.bytes_sent += len(json.dumps(bundle).encode())
-        update_display(bundle, raw=True, display_id=self.display_id)
+        metadata = {"nbstream": provenance(stream, response)}  # kept in the saved notebook
+        update_display(bundle, metadata=metadata, raw=True, display_id=self.display_id)
         if self.view is not None:
             self.view.layout.close()  # a DOMWidget's layout is a widget (and comm) of its own
             self.view.close()
@@ -228,16 +245,29 @@ class WidgetSink:
         if event == "stop":
             stream.stop()
         elif event == "sync":
+            self.synced = True
             stream.call_in_loop(self._send_reset)
 
+    def _should_fall_back(self, stream: Stream) -> bool:
+        return (
+            self.fallback_after is not None
+            and not self.synced
+            and not self.html_fallback
+            and stream.elapsed >= self.fallback_after
+        )
+
     def _push_now(self, final: bool = False) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
+        self._throttle.cancel()
         assert self._stream is not None
         update = self._md.update(self._stream.text)
         if final:
             update = _merge(update, self._md.finish())
+        if self.html_fallback and not final:
+            from IPython.display import update_display
+
+            bundle = live_bundle(self._md.html, status_words(self._stream))
+            update_display(bundle, raw=True, display_id=self.display_id)
+            return
         self._send(update)
 
     def _send_reset(self) -> None:
@@ -278,7 +308,6 @@ class WidgetSink:
         self._emit(msg)
 
     def _emit(self, msg: ViewMsg) -> None:
-        self._last_push = time.monotonic()
         send = self._send_to or (self.view.send if self.view is not None else None)
         if send is None:
             return
@@ -309,17 +338,43 @@ def plain_text(response: Response) -> str:
     return f"{text}\n\n[nbstream: {ending}]" if text else f"[nbstream: {ending}]"
 
 
-def static_bundle(response: Response, html: str | None = None) -> dict[str, str]:
+def static_bundle(
+    response: Response, html: str | None = None, prompt: str | None = None
+) -> dict[str, str]:
     """The HTML + text bundle that replaces the live view when the stream ends
-    (``html``: the answer already rendered, to spare a second render)."""
+    (``html``: the answer already rendered, to spare a second render; ``prompt``: shown in
+    a collapsed section, for ``--show-prompt``). The HTML carries its own small stylesheet
+    (theme variables, scrolling tables, code colours when there is code), so the saved
+    answer looks the same in JupyterLab, Notebook 7 and nbconvert's HTML."""
     body = markdown.render(response.text) if html is None else html
-    color = "#c00" if response.finish_reason == "error" else "#777"
     footer = (
-        f'<div class="nbstream-footer" data-finish-reason="{response.finish_reason}" '
-        f'style="color:{color};font-size:0.85em;margin-top:0.4em">'
+        f'<div class="nbstream-footer" data-finish-reason="{response.finish_reason}">'
         f"{htmlmod.escape(response.summary())}</div>"
     )
+    details = ""
+    if prompt:
+        details = (
+            '<details class="nbstream-prompt"><summary>prompt</summary>'
+            f"<pre>{htmlmod.escape(prompt)}</pre></details>"
+        )
+    style = _static_css(with_code='class="highlight"' in body)
     return {
-        "text/html": f'<div class="nbstream-answer">{body}</div>{footer}',
+        "text/html": f'<style>{style}</style>{details}<div class="nbstream-answer">{body}</div>'
+        f"{footer}",
         "text/plain": plain_text(response),
     }
+
+
+def _static_css(with_code: bool) -> str:
+    css = _STYLE
+    if with_code:
+        from .highlight import stylesheet
+
+        css += stylesheet()
+    return css
+
+
+_STYLE = " ".join(
+    re.sub(r"/\*.*?\*/", "", (_STATIC / "view.css").read_text(encoding="utf-8"), flags=re.S).split()
+)
+"""view.css without comments or line breaks: the saved answer's own stylesheet."""

@@ -70,7 +70,8 @@ def get_provider(provider: str) -> Provider:
     if provider in _REGISTERED:
         return _REGISTERED[provider]
     module_name, _, attr = _BUILTIN[provider].partition(":")
-    return getattr(importlib.import_module(module_name), attr)
+    stream: Provider = getattr(importlib.import_module(module_name), attr)
+    return stream
 
 
 def register_provider(name: str, stream: Provider) -> None:

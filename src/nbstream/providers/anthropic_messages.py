@@ -65,6 +65,7 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
         max_retries=0,  # the engine retries (before the first token only)
     )
     input_tokens = output_tokens = None
+    cache_read = cache_write = 0
     stop_reason: str | None = None
     saw_stop = False
     try:
@@ -79,9 +80,13 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
                             yield event.delta.text
                     elif kind == "message_start":
                         input_tokens = event.message.usage.input_tokens
+                        cache_read, cache_write = _cache_tokens(event.message.usage)
                     elif kind == "message_delta":
                         stop_reason = event.delta.stop_reason or stop_reason
                         output_tokens = event.usage.output_tokens
+                        if getattr(event.usage, "input_tokens", None) is not None:
+                            input_tokens = event.usage.input_tokens  # the final count
+                            cache_read, cache_write = _cache_tokens(event.usage)
                     elif kind == "message_stop":
                         saw_stop = True
     except sdk_exceptions(anthropic) as exc:
@@ -93,5 +98,16 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
         raise ProviderError("Anthropic stopped the answer: the model refused")
     usage = None
     if input_tokens is not None or output_tokens is not None:
-        usage = {"input_tokens": input_tokens or 0, "output_tokens": output_tokens or 0}
+        # input_tokens counts every prompt token, cached ones included (as OpenAI does)
+        total_in = (input_tokens or 0) + cache_read + cache_write
+        usage = {"input_tokens": total_in, "output_tokens": output_tokens or 0}
+        if cache_read:
+            usage["cached_input_tokens"] = cache_read
     yield Final(FINISH.get(stop_reason or "end_turn", "stop"), usage)
+
+
+def _cache_tokens(usage: Any) -> tuple[int, int]:
+    """Prompt-cache reads and writes, which Anthropic counts apart from ``input_tokens``."""
+    read = getattr(usage, "cache_read_input_tokens", None) or 0
+    write = getattr(usage, "cache_creation_input_tokens", None) or 0
+    return int(read), int(write)

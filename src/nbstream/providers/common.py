@@ -90,10 +90,10 @@ def server_message(body: object) -> str | None:
     """The human message inside an OpenAI- or Anthropic-style JSON error body."""
     if isinstance(body, dict):
         error = body.get("error", body)
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return error["message"]
-        if isinstance(body.get("message"), str):
-            return body["message"]
+        for holder in (error, body):
+            message = holder.get("message") if isinstance(holder, dict) else None
+            if isinstance(message, str):
+                return message
     return None
 
 

@@ -103,6 +103,10 @@ async def _stream(
                             "input_tokens": chunk.usage.prompt_tokens,
                             "output_tokens": chunk.usage.completion_tokens,
                         }
+                        details = getattr(chunk.usage, "prompt_tokens_details", None)
+                        cached = getattr(details, "cached_tokens", None)
+                        if cached:  # part of prompt_tokens, billed at the cached price
+                            usage["cached_input_tokens"] = cached
                     for choice in chunk.choices:
                         if choice.delta is not None and choice.delta.content:
                             yield choice.delta.content

@@ -1,7 +1,8 @@
 // The live view of one streaming answer (an anywidget ESM module).
 // Content arrives as custom messages declared in nbstream/widget.py (UpdateMsg, ResetMsg,
 // StatusMsg); the status words come with them (one table: nbstream/response.py LABELS).
-// All HTML comes from the kernel's sanitizing Markdown renderer (raw HTML disabled).
+// All HTML comes from the kernel's sanitizing Markdown renderer (raw HTML disabled); the
+// only text this file puts into the page itself goes through textContent.
 function fmtStatus(model, st, now) {
   const parts = [model.get("llm_model")];
   if (model.get("note")) parts.push(model.get("note"));
@@ -22,6 +23,7 @@ function fmtStatus(model, st, now) {
 //   status: {state, label}  (e.g. retrying, with its countdown words)
 // Browser -> kernel: {event: "stop"} (the button), {event: "sync"} (a view rendered).
 // Timings are kept on the browser's clock: t0 = start, t1 = first token, tEnd = end.
+const LIVE = ["waiting", "retrying", "streaming"];
 function initialize({ model }) {
   model.__nb = { frozen: "", tail: "", state: "waiting", label: "waiting for the first token",
     chunks: 0, t0: Date.now(), t1: null, tEnd: null, views: new Set() };
@@ -44,14 +46,35 @@ function initialize({ model }) {
       if (msg.state) { st.state = msg.state; st.label = msg.label; }
     } else if (msg.type === "status") {
       st.state = msg.state; st.label = msg.label;
-      for (const v of st.views) v("");
-      return;
+      added = "";
     } else return;
-    st.chunks = msg.chunks;
-    const live = ["waiting", "retrying", "streaming"];
-    if (st.tEnd === null && !live.includes(st.state)) st.tEnd = now;
+    if (msg.chunks !== undefined) st.chunks = msg.chunks;
+    if (st.tEnd === null && !LIVE.includes(st.state)) st.tEnd = now;
     for (const v of st.views) v(added);
   });
+}
+// A "Copy" button on each code block: copies the text of its <code> (the exact code).
+function addCopyButtons(root) {
+  for (const block of root.querySelectorAll(".nbstream-code:not([data-copy])")) {
+    block.dataset.copy = "1";
+    const btn = document.createElement("button");
+    btn.type = "button"; btn.className = "nbstream-copy"; btn.textContent = "Copy";
+    btn.title = "Copy this code";
+    block.prepend(btn);
+  }
+}
+async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch (err) {  // no clipboard API (insecure context) or no permission: the old way
+    const area = document.createElement("textarea");
+    area.value = text; area.style.position = "fixed"; area.style.opacity = "0";
+    document.body.appendChild(area); area.select();
+    const ok = document.execCommand("copy");
+    area.remove();
+    return ok;
+  }
 }
 function render({ model, el }) {
   if (!model.__nb) initialize({ model });
@@ -61,12 +84,19 @@ function render({ model, el }) {
     '<div class="nbstream-bar">' +
     '<button class="nbstream-stop" type="button" title="Stop the stream (the partial answer is kept)">&#9632; Stop</button>' +
     '<span class="nbstream-status"></span></div>' +
+    '<details class="nbstream-prompt" hidden><summary>prompt</summary><pre></pre></details>' +
     '<div class="nbstream-body jp-RenderedHTMLCommon"><div class="nbstream-frozen"></div><div class="nbstream-tail"></div></div>';
   const btn = el.querySelector(".nbstream-stop");
   if (!model.get("stoppable")) {
     btn.disabled = true; btn.textContent = "■ Stop: interrupt the kernel";
     btn.title = "This cell does not await the stream (e.g. under %%time), so the button " +
       "cannot be heard: interrupt the kernel to stop it (the partial answer is kept)";
+  }
+  const prompt = model.get("prompt");
+  if (prompt) {
+    const details = el.querySelector(".nbstream-prompt");
+    details.querySelector("pre").textContent = prompt;
+    details.hidden = false;
   }
   const status = el.querySelector(".nbstream-status");
   const frozen = el.querySelector(".nbstream-frozen");
@@ -81,6 +111,7 @@ function render({ model, el }) {
     }
     shownFrozen = st.frozen.length;
     tail.innerHTML = st.tail;
+    addCopyButtons(el);
     tick();
   };
   const tick = () => {
@@ -91,6 +122,14 @@ function render({ model, el }) {
   btn.addEventListener("click", () => {
     btn.disabled = true; btn.textContent = "Stopping…";
     model.send({ event: "stop" });
+  });
+  el.addEventListener("click", async (event) => {
+    const copy = event.target.closest && event.target.closest(".nbstream-copy");
+    if (!copy) return;
+    const code = copy.parentElement.querySelector("code");
+    const ok = await copyText(code ? code.textContent : "");
+    copy.textContent = ok ? "Copied" : "Copy failed";
+    setTimeout(() => { copy.textContent = "Copy"; }, 1500);
   });
   st.views.add(paint);
   paint(null);

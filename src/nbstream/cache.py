@@ -1,0 +1,296 @@
+"""The replay cache: answers recorded as files, replayed without asking the model again.
+
+A data scientist's notebook re-runs from the top many times; with ``cache="auto"`` the same
+question is asked (and paid for) once, and committing the cache folder makes the notebook's
+answers reproducible for everyone (``cache="replay"`` in CI: nothing is sent, a missing answer
+is an error).
+
+**The key** is the sha256 of a canonical JSON (sorted keys, ASCII) of the provider and every
+field of the :class:`~nbstream.providers.base.Request` — prompt, model, system, temperature,
+top_p, max_tokens, stop, and whatever fields ``Request`` gains later (conversation
+``messages``, a ``schema``) — except :data:`NOT_IN_KEY` (how and where the request is sent:
+timeouts, the server URL, which may carry credentials). Fields that are ``None`` or empty are
+left out, so adding an optional field to ``Request`` keeps existing keys valid.
+
+**The modes** (the ``cache`` option):
+
+``off`` (default)
+    Neither read nor write. Re-running a cell usually means "answer again", and writing
+    files next to a notebook should be asked for.
+``auto``
+    Reuse a recorded answer; on a miss ask the model and record the answer.
+``read``
+    Reuse a recorded answer; on a miss ask the model, record nothing.
+``write``
+    Always ask the model; record (overwrite) the answer.
+``replay``
+    Recorded answers only: a miss is an error and nothing is sent. Record with
+    ``cache="write"`` (or ``"auto"``) first.
+
+Only answers that completed on the wire (the provider's :class:`Final` arrived: ``stop`` or
+``length``) are recorded; stopped or failed answers never are.
+
+**The files**: one pretty-printed JSON file per request, ``<cache_dir>/<first 16 hex digits of
+the key>.json``, holding the key and the key material (for reviewers, and to detect a
+collision of the short name), the deltas as they arrived, the finish reason, usage, model,
+creation time and nbstream version. No credentials: the key material leaves out the URL and
+no API key is ever part of a request.
+
+**Replaying** streams the recorded deltas at a brisk fixed pace (2 ms apart, 1 s at most in
+all), so the live view and the sinks behave as for a real answer; the response is marked
+``cached`` and costs nothing.
+
+The cache is a provider wrapper (:func:`wrap`): the engine and the sinks need no special case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import ProviderError
+from .providers.base import Final, Provider, Request
+from .settings import Settings
+
+NOT_IN_KEY = frozenset({"base_url", "connect_timeout"})
+"""Request fields that say how the request travels, not what is asked: never in the key."""
+
+FORMAT = 1
+"""Version of the key material and file layout."""
+
+NAME_LENGTH = 16
+"""Hex digits of the key in a cache file's name."""
+
+PACE = 0.002
+"""Seconds between replayed deltas..."""
+MAX_REPLAY = 1.0
+"""...and at most this long for the whole answer."""
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly form of a request field (tuples → lists, dataclasses → dicts,
+    pydantic models or classes → their JSON schema, anything else → repr)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
+    schema = getattr(value, "model_json_schema", None)
+    if callable(schema):
+        with contextlib.suppress(Exception):
+            return _plain(schema())
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)
+
+
+def key_material(provider: str, request: Request) -> dict[str, Any]:
+    """What identifies a request: the provider and every request field but :data:`NOT_IN_KEY`
+    (``None`` and empty values left out)."""
+    material: dict[str, Any] = {"format": FORMAT, "provider": provider}
+    for field in dataclasses.fields(request):
+        if field.name in NOT_IN_KEY:
+            continue
+        value = _plain(getattr(request, field.name))
+        if value is None or value == [] or value == {}:
+            continue
+        material[field.name] = value
+    return material
+
+
+def request_key(provider: str, request: Request) -> str:
+    """The sha256 (hex) of the canonical JSON of :func:`key_material`."""
+    canonical = json.dumps(
+        key_material(provider, request), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    )
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def cache_path(cache_dir: str | os.PathLike[str], key: str) -> Path:
+    return Path(cache_dir).expanduser() / f"{key[:NAME_LENGTH]}.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One recorded answer."""
+
+    key: str
+    deltas: list[str]
+    finish_reason: str
+    usage: dict[str, int] | None
+    model: str
+
+
+def read(cache_dir: str | os.PathLike[str], key: str) -> Entry | None:
+    """The recorded answer for ``key``, or ``None`` (no file, another key with the same short
+    name, or a file that is not a recorded answer)."""
+    path = cache_path(cache_dir, key)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("key") != key:
+        return None
+    deltas = data.get("deltas")
+    finish = data.get("finish_reason")
+    if not isinstance(deltas, list) or not all(isinstance(d, str) for d in deltas):
+        return None
+    if finish not in ("stop", "length"):
+        return None
+    usage = data.get("usage")
+    return Entry(key, deltas, finish, usage if isinstance(usage, dict) else None, data["model"])
+
+
+def write(
+    cache_dir: str | os.PathLike[str],
+    key: str,
+    material: dict[str, Any],
+    model: str,
+    deltas: list[str],
+    final: Final,
+) -> Path:
+    """Record an answer (atomically: a reader never sees half a file)."""
+    from . import __version__
+
+    path = cache_path(cache_dir, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "key": key,
+        "request": material,
+        "model": model,
+        "deltas": deltas,
+        "finish_reason": final.finish_reason,
+        "usage": final.usage,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "nbstream": __version__,
+    }
+    try:
+        text = json.dumps(data, indent=1, ensure_ascii=False)
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: escape everything instead
+        text = json.dumps(data, indent=1, ensure_ascii=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+# -- the provider wrapper ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Lookup:
+    """What the cache decided for one request."""
+
+    key: str
+    hit: bool = False
+    replay_miss: bool = False
+    """``cache="replay"`` and nothing recorded: the request is not sent."""
+    path: Path | None = None
+
+
+def replayer(entry: Entry) -> Provider:
+    """A provider that streams ``entry`` again at a brisk fixed pace."""
+
+    async def replay(request: Request) -> AsyncIterator[str | Final]:
+        n = len(entry.deltas)
+        step = min(PACE, MAX_REPLAY / n) if n else 0.0
+        start = time.monotonic()
+        for i, delta in enumerate(entry.deltas):
+            ahead = start + i * step - time.monotonic()
+            await asyncio.sleep(ahead if ahead > 0.001 else 0)
+            yield delta
+        yield Final(entry.finish_reason, entry.usage)  # type: ignore[arg-type]
+
+    return replay
+
+
+def recorder(
+    provider: Provider, cache_dir: str, key: str, material: dict[str, Any], model: str
+) -> Provider:
+    """``provider``, recording what came through when it completed with a :class:`Final`."""
+
+    async def record(request: Request) -> AsyncIterator[str | Final]:
+        deltas: list[str] = []
+        stream = provider(request)
+        try:
+            async for item in stream:
+                if isinstance(item, Final):
+                    # before yielding: the engine stops iterating at the Final
+                    with contextlib.suppress(OSError):
+                        write(cache_dir, key, material, model, deltas, item)
+                    yield item
+                    return
+                deltas.append(item)
+                yield item
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    return record
+
+
+def refuser(lookup: Lookup, cache_dir: str) -> Provider:
+    """``cache="replay"`` without a recorded answer: fail, sending nothing."""
+
+    async def refuse(request: Request) -> AsyncIterator[str | Final]:
+        raise ProviderError(
+            f"no recorded answer for this request in {cache_dir} (key {lookup.key[:NAME_LENGTH]})"
+            " and the cache is in replay mode, so nothing was sent; record it by running once "
+            'with cache="write" (or "auto")',
+            option="cache",
+        )
+        yield ""  # pragma: no cover - makes this an async generator
+
+    return refuse
+
+
+def wrap(
+    provider: Provider, provider_name: str, model_id: str, request: Request, settings: Settings
+) -> tuple[Provider, Lookup]:
+    """Apply ``settings.cache`` to ``provider`` for ``request``."""
+    key = request_key(provider_name, request)
+    lookup = Lookup(key)
+    mode = settings.cache
+    if mode == "off":
+        return provider, lookup
+    cache_dir = settings.cache_dir
+    lookup.path = cache_path(cache_dir, key)
+    if mode in ("auto", "read", "replay"):
+        entry = read(cache_dir, key)
+        if entry is not None:
+            lookup.hit = True
+            return replayer(entry), lookup
+    if mode == "replay":
+        lookup.replay_miss = True
+        return refuser(lookup, cache_dir), lookup
+    if mode in ("auto", "write"):
+        material = key_material(provider_name, request)
+        return recorder(provider, cache_dir, key, material, model_id), lookup
+    return provider, lookup  # read, miss
+
+
+__all__ = [
+    "NOT_IN_KEY",
+    "Entry",
+    "Lookup",
+    "cache_path",
+    "key_material",
+    "read",
+    "request_key",
+    "wrap",
+    "write",
+]

@@ -1,0 +1,126 @@
+"""Live answers without widgets: throttled ``update_display`` of sanitized HTML.
+
+For front ends that show outputs but not widgets (ipywidgets or anywidget missing in the
+kernel, custom widgets disabled as in Colab, Quarto- or Positron-style renderers) and for
+``display="html"``. The same incremental, sanitizing renderer as the widget feeds it; each
+update re-sends the whole HTML, so it is throttled harder (a few updates per second). There
+is no Stop button here; interrupt still stops. At the end the same static answer as the
+widget's replaces the live output (``docs/design.md#what-a-saved-notebook-keeps``).
+
+:class:`Throttle` (one push now, or one timer for later) is shared with the widget sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html as htmlmod
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from . import markdown
+
+if TYPE_CHECKING:
+    from .engine import Stream
+    from .response import Response
+
+HTML_INTERVAL = 0.25
+"""Seconds between live HTML updates (each carries the whole answer so far)."""
+
+
+class Throttle:
+    """Calls ``push`` at most once per ``interval`` seconds: at once when the window is
+    open, else once when it opens (one timer, never a backlog)."""
+
+    def __init__(self, interval: float, push: Callable[[], None]) -> None:
+        self.interval = interval
+        self._push = push
+        self._last = -1.0e9
+        self._timer: asyncio.TimerHandle | None = None
+
+    def request(self, now: bool = False) -> None:
+        wait = self.interval - (time.monotonic() - self._last)
+        if now or wait <= 0:
+            self.fire()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(wait, self.fire)
+
+    def fire(self) -> None:
+        self.cancel()
+        self._last = time.monotonic()
+        self._push()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+
+
+def live_bundle(html: str, status: str) -> dict[str, str]:
+    """What a live HTML update shows: the answer so far and a status line."""
+    line = f'<div class="nbstream-footer">{htmlmod.escape(status)}</div>'
+    return {
+        "text/html": f'<div class="nbstream-answer">{html}</div>{line}',
+        "text/plain": f"[nbstream: {status}]",
+    }
+
+
+def status_words(stream: Stream) -> str:
+    """``openai:gpt-4o-mini · streaming · 42 tokens · 1.3 s``."""
+    from .widget import label
+
+    parts = [stream.model_id, label(stream), f"{stream.chunks} tokens", f"{stream.elapsed:.1f} s"]
+    return " · ".join(parts)
+
+
+class HtmlSink:
+    """Streams an answer as throttled HTML display updates (see the module docstring)."""
+
+    pumps_widget_messages = False
+
+    def __init__(self, interval: float = HTML_INTERVAL, *, show_prompt: bool = False) -> None:
+        self.show_prompt = show_prompt
+        self.display_id = f"nbstream-{uuid.uuid4().hex}"
+        self.updates = 0
+        self._md = markdown.IncrementalMarkdown()
+        self._stream: Stream | None = None
+        self._throttle = Throttle(max(interval, 0.0), self._push)
+
+    def on_start(self, stream: Stream) -> None:
+        from IPython.display import display
+
+        self._stream = stream
+        display(live_bundle("", status_words(stream)), raw=True, display_id=self.display_id)
+
+    def on_delta(self, stream: Stream, delta: str) -> None:
+        self._throttle.request(now=stream.chunks == 1)
+
+    def on_status(self, stream: Stream) -> None:
+        if stream.state in ("waiting", "retrying"):  # "streaming" comes with its first token
+            self._throttle.request()
+
+    def on_end(self, stream: Stream, response: Response) -> None:
+        from IPython.display import update_display
+
+        from .widget import static_bundle
+
+        self._throttle.cancel()
+        self._md.update(stream.text)
+        self._md.finish()
+        from .store import provenance
+
+        prompt = stream.request.prompt if self.show_prompt else None
+        bundle = static_bundle(response, html=self._md.html, prompt=prompt)
+        metadata = {"nbstream": provenance(stream, response)}  # kept in the saved notebook
+        update_display(bundle, metadata=metadata, raw=True, display_id=self.display_id)
+
+    def _push(self) -> None:
+        from IPython.display import update_display
+
+        stream = self._stream
+        assert stream is not None
+        self._md.update(stream.text)
+        self.updates += 1
+        bundle = live_bundle(self._md.html, status_words(stream))
+        update_display(bundle, raw=True, display_id=self.display_id)

@@ -1,0 +1,534 @@
+"""The history: every answer, recorded in a SQLite file, and the provenance a saved output keeps.
+
+Where: the ``history`` option — a file path, or ``off`` (``NBSTREAM_HISTORY=off``). Unset, it
+is ``history.sqlite`` in the user data directory (``platformdirs.user_data_path("nbstream")``,
+e.g. ``~/.local/share/nbstream`` on Linux).
+
+What: one row per answer, whatever its ending (finished, cut, stopped, interrupted, failed,
+replayed from the cache): the prompt as sent (after ``{variable}`` interpolation), system
+prompt, model, the options that differ from their defaults (no secrets: no option holds a key,
+and URL credentials are masked), text, finish reason, error, usage, cost, timings, the notebook
+and cell when the front end says (JupyterLab sends the cell id), and the request key of the
+replay cache (:mod:`nbstream.cache`: equal keys = the same question).
+
+How: rows go through a queue to one writer thread per file, so a stream never waits for the
+disk; the queue is drained at exit (``atexit``), and the engine hands the row over even when
+the kernel is interrupted. Several kernels may write one file: WAL journal, a busy timeout,
+one short transaction per batch.
+
+Read it with ``%llm history [N] [--search TEXT]`` or :func:`history` (a pandas DataFrame when
+pandas is installed, else a list of dicts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import hashlib
+import importlib
+import json
+import os
+import queue
+import shlex
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .settings import HISTORY_OFF, Settings
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from .engine import Stream
+    from .response import Response
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT = 30.0
+"""Seconds a writer or reader waits for another process's lock."""
+SESSION = uuid.uuid4().hex[:12]
+"""This process's id in the ``session`` column."""
+
+COLUMNS: dict[str, str] = {
+    "id": "INTEGER PRIMARY KEY AUTOINCREMENT",
+    "created": "TEXT NOT NULL",  # ISO 8601, UTC, when the stream started
+    "model": "TEXT",
+    "prompt": "TEXT",
+    "system": "TEXT",
+    "options": "TEXT",  # JSON: options that differ from their defaults
+    "text": "TEXT",
+    "finish_reason": "TEXT",
+    "error": "TEXT",
+    "input_tokens": "INTEGER",
+    "output_tokens": "INTEGER",
+    "cached_input_tokens": "INTEGER",
+    "usage": "TEXT",  # JSON, as the provider reported it
+    "cost": "REAL",  # USD; NULL = unknown
+    "cached": "INTEGER NOT NULL DEFAULT 0",  # replayed from the replay cache
+    "ttft": "REAL",
+    "elapsed": "REAL",
+    "chunks": "INTEGER",
+    "notebook": "TEXT",
+    "cell_id": "TEXT",
+    "request_key": "TEXT",  # the replay cache's key: same key, same question
+    "prompt_sha256": "TEXT",
+    "nbstream_version": "TEXT",
+    "session": "TEXT",
+    "pid": "INTEGER",
+}
+JSON_COLUMNS = ("options", "usage")
+
+
+def default_path() -> Path:
+    """``history.sqlite`` in the user data directory."""
+    import platformdirs
+
+    return platformdirs.user_data_path("nbstream", appauthor=False) / "history.sqlite"
+
+
+def history_path(setting: str | None) -> Path | None:
+    """The file for a ``history`` option value; ``None`` when it is off."""
+    if setting == HISTORY_OFF:
+        return None
+    if setting is None:
+        return default_path()
+    return Path(setting).expanduser()
+
+
+# -- the record --------------------------------------------------------------------------------
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def options_of(settings: Settings) -> dict[str, Any]:
+    """The options that differ from their defaults, without secrets, for the record (the
+    model and the system prompt have their own fields; the history file is where it is)."""
+    from .providers.common import mask_url
+
+    changed: dict[str, Any] = {}
+    for name, field in Settings.model_fields.items():
+        if name in ("model", "system", "history"):
+            continue
+        value = getattr(settings, name)
+        if value == field.default:
+            continue
+        if isinstance(value, str):
+            value = mask_url(value)
+        changed[name] = value
+    return changed
+
+
+def front_end_context() -> dict[str, str | None]:
+    """The notebook and the cell this call comes from, when the front end says: the cell id
+    JupyterLab sends in the execute request's metadata, and the notebook's path from
+    ``$JPY_SESSION_NAME`` or the ``__session__`` variable. Call it from the cell's thread."""
+    from .kernel import get_shell
+
+    shell = get_shell()
+    cell_id = None
+    kernel = getattr(shell, "kernel", None)
+    if kernel is not None:
+        parent: Any = None
+        try:
+            parent = kernel.get_parent("shell")  # ipykernel 6.29 and 7 take the channel
+        except TypeError:
+            parent = kernel.get_parent()
+        except Exception:
+            parent = None
+        metadata = (parent or {}).get("metadata") or {}
+        value = metadata.get("cellId") if isinstance(metadata, dict) else None
+        cell_id = value if isinstance(value, str) and value else None
+    notebook = os.environ.get("JPY_SESSION_NAME") or None
+    if notebook is None and shell is not None:
+        value = getattr(shell, "user_ns", {}).get("__session__")
+        notebook = value if isinstance(value, str) and value else None
+    return {"notebook": notebook, "cell_id": cell_id}
+
+
+def created_at(response: Response) -> str:
+    """When the stream started, ISO 8601 UTC."""
+    started = time.time() - (response.elapsed or 0.0)
+    return datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def record_of(
+    stream: Stream,
+    response: Response,
+    *,
+    request_key: str | None = None,
+    context: dict[str, str | None] | None = None,
+) -> dict[str, Any]:
+    """The history row for one answer."""
+    from . import __version__
+
+    usage = response.usage or {}
+    context = context or {}
+    return {
+        "created": created_at(response),
+        "model": response.model,
+        "prompt": response.prompt,
+        "system": stream.request.system,
+        "options": options_of(stream.settings),
+        "text": response.text,
+        "finish_reason": response.finish_reason,
+        "error": response.error,
+        "input_tokens": usage.get("input_tokens"),
+        "output_tokens": usage.get("output_tokens"),
+        "cached_input_tokens": usage.get("cached_input_tokens"),
+        "usage": response.usage,
+        "cost": response.cost,
+        "cached": bool(response.cached),
+        "ttft": response.ttft,
+        "elapsed": response.elapsed,
+        "chunks": response.chunks,
+        "notebook": context.get("notebook"),
+        "cell_id": context.get("cell_id"),
+        "request_key": request_key,
+        "prompt_sha256": sha256(response.prompt),
+        "nbstream_version": __version__,
+        "session": SESSION,
+        "pid": os.getpid(),
+    }
+
+
+NOT_PROVENANCE = frozenset({"connect_timeout"})
+
+
+def provenance(stream: Stream, response: Response) -> dict[str, Any]:
+    """What a saved output keeps about its answer (``metadata["nbstream"]`` of the final
+    display): model, options (no secrets), finish reason, usage, cost, the prompt's sha256,
+    the replay cache's request key, nbstream version, when, and whether it was replayed."""
+    from . import __version__
+    from .cache import request_key
+    from .providers.common import mask_url
+    from .settings import request_fields
+
+    provider = response.model.partition(":")[0]
+    options: dict[str, Any] = {}
+    for name in request_fields():  # what shapes the answer; not local paths or timeouts
+        value = getattr(stream.settings, name)
+        if name in NOT_PROVENANCE or value is None:
+            continue
+        options[name] = mask_url(value) if isinstance(value, str) else value
+    return {
+        "model": response.model,
+        "options": options,
+        "finish_reason": response.finish_reason,
+        "error": response.error,
+        "usage": response.usage,
+        "cost": response.cost,
+        "cached": bool(response.cached),
+        "prompt_sha256": sha256(response.prompt),
+        "request_key": request_key(provider, stream.request),
+        "nbstream_version": __version__,
+        "timestamp": created_at(response),
+    }
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (and if needed create) a history file: WAL, busy timeout, the table."""
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+    with contextlib.suppress(sqlite3.OperationalError):  # e.g. a read-only file
+        conn.execute("PRAGMA journal_mode = WAL")
+    columns = ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
+    with conn:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS answers ({columns})")
+        conn.execute("CREATE INDEX IF NOT EXISTS answers_created ON answers (created)")
+        if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return conn
+
+
+def _row_values(row: dict[str, Any]) -> tuple[Any, ...]:
+    values = []
+    for name in COLUMNS:
+        if name == "id":
+            continue
+        value = row.get(name)
+        if name in JSON_COLUMNS and value is not None:
+            value = json.dumps(value, ensure_ascii=False, default=str)
+        elif name == "cached":
+            value = int(bool(value))
+        if isinstance(value, str):
+            value = value.encode("utf-8", "replace").decode("utf-8")  # lone surrogates
+        values.append(value)
+    return tuple(values)
+
+
+_INSERT = (
+    f"INSERT INTO answers ({', '.join(n for n in COLUMNS if n != 'id')}) "
+    f"VALUES ({', '.join('?' for n in COLUMNS if n != 'id')})"
+)
+
+
+def insert(conn: sqlite3.Connection, rows: Iterable[dict[str, Any]]) -> None:
+    with conn:
+        conn.executemany(_INSERT, [_row_values(r) for r in rows])
+
+
+class Writer:
+    """One thread that writes the rows queued for one file, in batches."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.thread = threading.Thread(
+            target=self._run, name=f"nbstream-history-{path.name}", daemon=True
+        )
+        self.thread.start()
+
+    def put(self, row: dict[str, Any]) -> None:
+        self.queue.put(row)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued row is written (or given up); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self.queue.all_tasks_done:
+            while self.queue.unfinished_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.thread.is_alive():
+                    return False
+                self.queue.all_tasks_done.wait(min(left, 0.1))
+        return True
+
+    def _run(self) -> None:
+        conn = None
+        while True:
+            batch = [self.queue.get()]
+            with contextlib.suppress(queue.Empty):
+                while len(batch) < 500:
+                    batch.append(self.queue.get_nowait())
+            try:
+                for attempt in range(3):
+                    try:
+                        if conn is None:
+                            conn = connect(self.path)
+                        insert(conn, batch)
+                        break
+                    except Exception:
+                        if conn is not None:
+                            with contextlib.suppress(Exception):
+                                conn.close()
+                        conn = None
+                        if attempt == 2:
+                            raise
+                        time.sleep(0.2 * (attempt + 1))
+            except Exception as exc:
+                warnings.warn(
+                    f"nbstream could not record {len(batch)} answer(s) in the history "
+                    f"{self.path}: {type(exc).__name__}: {exc}",
+                    RuntimeWarning,
+                    stacklevel=1,
+                )
+            finally:
+                for _ in batch:
+                    self.queue.task_done()
+
+
+_writers: dict[Path, Writer] = {}
+_writers_lock = threading.Lock()
+_atexit_registered = False
+
+
+def writer(path: Path) -> Writer:
+    global _atexit_registered
+    with _writers_lock:
+        found = _writers.get(path)
+        if found is None or not found.thread.is_alive():
+            found = _writers[path] = Writer(path)
+        if not _atexit_registered:
+            atexit.register(flush_all)
+            _atexit_registered = True
+        return found
+
+
+def record(path: Path, row: dict[str, Any]) -> None:
+    """Queue ``row`` for ``path`` (returns at once)."""
+    writer(path).put(row)
+
+
+def flush(path: Path | None = None, timeout: float = 10.0) -> bool:
+    """Wait until what was queued (for ``path``, or for every file) is written."""
+    with _writers_lock:
+        writers = [w for p, w in _writers.items() if path is None or p == path]
+    return all(w.flush(timeout) for w in writers)
+
+
+def flush_all() -> None:
+    flush(timeout=10.0)
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+def read(path: Path, n: int | None = 20, search: str | None = None) -> list[dict[str, Any]]:
+    """The ``n`` most recent rows (all when ``n`` is None), oldest first; ``search``: only rows
+    whose prompt, system prompt, answer, error or model contain it (case-insensitive)."""
+    import sqlite3
+
+    flush(path)
+    if not path.exists():
+        return []
+    uri = path.resolve().as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT)
+    conn.row_factory = sqlite3.Row
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        where, params = "", []
+        if search:
+            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern += "%"
+            fields = ("prompt", "system", "text", "error", "model")
+            where = "WHERE " + " OR ".join(f"{f} LIKE ? ESCAPE '\\'" for f in fields)
+            params = [pattern] * len(fields)
+        limit = "" if n is None else f"LIMIT {int(n)}"
+        try:
+            rows = conn.execute(
+                f"SELECT * FROM answers {where} ORDER BY id DESC {limit}", params
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
+    finally:
+        conn.close()
+    out = []
+    for row in reversed(rows):
+        item = dict(row)
+        for name in JSON_COLUMNS:
+            if item.get(name) is not None:
+                with contextlib.suppress(ValueError):
+                    item[name] = json.loads(item[name])
+        item["cached"] = bool(item.get("cached"))
+        out.append(item)
+    return out
+
+
+def history(
+    n: int | None = 20, search: str | None = None, *, path: str | os.PathLike[str] | None = None
+) -> Any:
+    """The ``n`` most recent answers (oldest first; ``n=None``: all), optionally only those
+    containing ``search``; a pandas DataFrame (indexed by id) when pandas is installed, else
+    a list of dicts. ``path``: another history file than the ``history`` option's."""
+    file = Path(path).expanduser() if path is not None else _configured_path()
+    if file is None:
+        raise ValueError(
+            "the history is off (history option / $NBSTREAM_HISTORY is 'off'); pass path= to "
+            "read a history file"
+        )
+    rows = read(file, n, search)
+    try:
+        pd: Any = importlib.import_module("pandas")  # optional
+    except ImportError:
+        return rows
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    try:
+        frame["created"] = pd.to_datetime(frame["created"], utc=True, format="ISO8601")
+    except (ValueError, TypeError):  # pandas < 2
+        frame["created"] = pd.to_datetime(frame["created"], utc=True)
+    return frame.set_index("id")
+
+
+def _configured_path() -> Path | None:
+    from .run import configured
+    from .settings import resolve
+
+    return history_path(resolve({}, configured()).history)
+
+
+# -- %llm history --------------------------------------------------------------------------------
+
+
+def _short(text: str | None, width: int) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A compact table: id, when (local time), model, ending, tokens, cost, prompt → answer."""
+    from .pricing import format_cost
+
+    header = ("id", "when", "model", "ending", "tokens in/out", "cost", "prompt → answer")
+    lines = []
+    for r in rows:
+        when = datetime.fromisoformat(r["created"]).astimezone().strftime("%Y-%m-%d %H:%M")
+        ending = r["finish_reason"] + (" (cached)" if r["cached"] else "")
+        tokens = "-"
+        if r.get("input_tokens") is not None or r.get("output_tokens") is not None:
+            tokens = f"{r.get('input_tokens') or 0}/{r.get('output_tokens') or 0}"
+        answer = r["text"] or (f"[{r['error']}]" if r.get("error") else "")
+        lines.append(
+            (
+                str(r["id"]),
+                when,
+                r["model"] or "",
+                ending,
+                tokens,
+                format_cost(r["cost"]),
+                f"{_short(r['prompt'], 40)} → {_short(answer, 40)}",
+            )
+        )
+    widths = [max(len(x[i]) for x in [header, *lines]) for i in range(len(header) - 1)]
+    out = []
+    for row in [header, *lines]:
+        middle = [c.ljust(w) for c, w in zip(row[1:-1], widths[1:], strict=True)]
+        cells = [row[0].rjust(widths[0]), *middle]
+        out.append("  ".join([*cells, row[-1]]))
+    return "\n".join(out)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # raise, don't print usage and exit
+        raise ValueError(message)
+
+
+def history_command(line: str) -> str:
+    """``%llm history [N] [--search TEXT]``: the report, as text."""
+    parser = _Parser(prog="%llm history", add_help=False)
+    parser.add_argument("n", nargs="?", type=int, default=20)
+    parser.add_argument("--search", "-s", default=None)
+    parser.add_argument("--all", action="store_true")
+    try:
+        args = parser.parse_args(shlex.split(line))
+    except ValueError as exc:
+        raise ValueError(f"%llm history [N] [--search TEXT] [--all]: {exc}") from None
+    file = _configured_path()
+    if file is None:
+        return "the history is off (history option / $NBSTREAM_HISTORY is 'off')"
+    rows = read(file, None if args.all else args.n, args.search)
+    if not rows:
+        found = f" matching {args.search!r}" if args.search else ""
+        return f"no answers{found} in {file}"
+    return format_table(rows) + f"\n({len(rows)} answer(s) from {file})"
+
+
+__all__ = [
+    "COLUMNS",
+    "connect",
+    "default_path",
+    "flush",
+    "front_end_context",
+    "history",
+    "history_command",
+    "history_path",
+    "insert",
+    "options_of",
+    "provenance",
+    "read",
+    "record",
+    "record_of",
+]

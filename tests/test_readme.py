@@ -1,0 +1,27 @@
+"""The README states what the code declares: its options table is generated from
+:mod:`nbstream.settings` (``scripts/options_table.py``) and checked here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_readme_options_table_matches_the_declarations():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "options_table.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_readme_cites_the_projects_own_design_notes():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "NOTES §" not in text and "docs/design.md" in text
+    for path in (ROOT / "src").rglob("*.py"):
+        assert "NOTES §" not in path.read_text(encoding="utf-8"), path
