@@ -43,10 +43,12 @@ python3 -m venv .venv-binder
 env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY \
     .venv-binder/bin/python scripts/run_notebook.py notebooks/01-quickstart.ipynb | tail -n 3
 
-# 5. Lint.
+# 5. Lint and types.
 step "ruff"
 .venv/bin/ruff check src tests bench scripts
 .venv/bin/ruff format --check src tests bench scripts
+step "mypy --strict src/nbstream"
+.venv/bin/mypy
 
 # 6. The suite: unit, providers (real SDKs over HTTP), kernel (7.4 + 6.29), terminal (pty),
 #    local model and every notebook with nbval; then the real JupyterLab in Chromium, in its
@@ -56,13 +58,20 @@ unset OPENAI_API_KEY ANTHROPIC_API_KEY NBSTREAM_MODEL  # the suite must not depe
 run_pytest() {  # exit 5 ("no tests selected", e.g. with -k) is fine for one of the two runs
     .venv/bin/python -m pytest -p no:cacheprovider "$@" || { rc=$?; [ "$rc" = 5 ] || return "$rc"; }
 }
-step "pytest: unit, providers, kernels, terminal, local model, notebooks"
-run_pytest tests notebooks --nbval --ignore=tests/browser "$@"
+step "pytest: unit, providers, kernels, terminal, local model"
+run_pytest tests --ignore=tests/browser "$@"
+step "pytest: every notebook with nbval, answers replayed from notebooks/.nbstream-cache"
+# Deterministic outputs, nothing sent: a cell whose answer is not recorded fails instead of
+# asking a model (record with: python scripts/build_notebooks.py).
+mkdir -p test-artifacts
+NBSTREAM_CACHE=replay NBSTREAM_HISTORY="$PWD/test-artifacts/notebooks-history.sqlite" \
+    run_pytest notebooks --nbval "$@"
 step "pytest: JupyterLab in headless Chromium"
 run_pytest tests/browser "$@"
 
-# 7. The benchmark, quick mode: proves it runs; it asserts no timings.
-step "benchmark (quick)"
+# 7. The benchmarks, quick mode: proves they run; they assert no timings.
+step "benchmarks (quick)"
 .venv/bin/python bench/bench_stream.py --quick --out test-artifacts/bench-quick.md
+.venv/bin/python bench/bench_render.py --quick
 
 step "done"

@@ -39,7 +39,7 @@ from markdown_it.common.utils import escapeHtml
 from pygments.formatters import HtmlFormatter
 from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_by_name
-from pygments.token import Text, _TokenType
+from pygments.token import Text, _TokenType, is_token_subtype
 from pygments.util import ClassNotFound
 
 __all__ = [
@@ -155,10 +155,14 @@ class StreamingHighlighter:
 
     def render(self, complete: str, partial: str) -> str:
         """Span HTML of all the code: ``complete`` new lines (ending in "\\n") + ``partial``."""
+        return "".join(self.render_parts(complete, partial))
+
+    def render_parts(self, complete: str, partial: str) -> list[str]:
+        """:meth:`render` as a list of pieces to concatenate."""
         self._window += complete
         text = self._window + partial
         if not text:
-            return "".join(self._done)
+            return [*self._done]
         newline = text.endswith("\n")
         source = text if newline else text + "\n"
         self.work += len(source)
@@ -174,7 +178,7 @@ class StreamingHighlighter:
             self._done.append(_format(head))
             self._window = self._window[cut:]
         spans = _format(tokens)
-        return "".join(self._done) + (spans if newline else spans[:-1])
+        return [*self._done, spans if newline else spans[:-1]]
 
 
 def _restart_point(tokens: Tokens, limit: int, force: bool) -> int:
@@ -193,7 +197,7 @@ def _restart_point(tokens: Tokens, limit: int, force: bool) -> int:
                 any_line = pos + newline + 1
             break
         if value.endswith("\n"):
-            if ttype in Text:
+            if is_token_subtype(ttype, Text):
                 best = end
             any_line = end
         elif force and "\n" in value:

@@ -3,7 +3,17 @@
 LLM output is untrusted, so the parser is markdown-it's ``commonmark`` preset with raw HTML
 disabled (``<script>``, ``<img onerror=…>`` … come out escaped as text) plus GFM tables and
 strikethrough; markdown-it's ``validateLink`` refuses ``javascript:``, ``vbscript:``,
-``file:`` and non-image ``data:`` URLs. No typographer, no linkify.
+``file:`` and non-image ``data:`` URLs. No typographer, no linkify. On top of that:
+
+- **Math** (:mod:`nbstream.mathml`): ``$…$``, ``$$…$$``, ``\\(…\\)`` and ``\\[…\\]`` are kept
+  out of the Markdown pass and typeset to sanitized MathML in Python, with the LaTeX source
+  kept in an ``<annotation>``. A price ("costs $5 and $10") is not math.
+- **Code** (:mod:`nbstream.highlight`): a fenced block becomes
+  ``<div class="nbstream-code" data-lang="python"><div class="nbstream-code-lang">python</div>
+  <pre class="highlight"><code class="language-python">…</code></pre></div>``, highlighted by
+  Pygments with CSS classes (``static/highlight.css``); unknown language: same structure with
+  plain escaped code; no language: ``<div class="nbstream-code"><pre><code>…``.
+  :func:`code_blocks` lists the fenced blocks of a text.
 
 Streaming
 ---------
@@ -21,9 +31,9 @@ top-level block before ``C`` and ``gap`` the lines between the end of ``P`` and 
 
 1. If line ``C-1`` is blank and lies after ``P``, and ``P`` is not a list or an indented
    code block, cut. A blank line closes paragraphs (no lazy continuation, no setext
-   underline, no table delimiter row can reach back across it), blockquotes, tables and
-   reference definitions; headings, thematic breaks and closed fences are closed anyway.
-   An unclosed fence contains the blank line, so it never qualifies.
+   underline, no table delimiter row can reach back across it), blockquotes, tables, math
+   blocks and reference definitions; headings, thematic breaks and closed fences are closed
+   anyway. An unclosed fence contains the blank line, so it never qualifies.
 2. If ``gap`` holds non-blank lines (reference definitions, which leave no tokens: their
    title may continue on following lines), rule 1 is the only way to cut.
 3. If ``P`` is a list or an indented code block and line ``C-1`` is blank: these continue
@@ -34,13 +44,50 @@ top-level block before ``C`` and ``gap`` the lines between the end of ``P`` and 
    paragraph, a line right after a closing fence …): cut once lines ``C`` *and* ``C+1`` are
    complete. Whether ``C`` interrupts ``P`` or lazily continues it depends on line ``C`` and,
    for a GFM table whose delimiter row is ``C+1``, on one more line; markdown-it looks no
-   further ahead.
+   further ahead (the math rules are written to keep it so: see :mod:`nbstream.mathml`).
 
 The largest such ``C`` wins. The frozen blocks are rendered from the same token stream as
 the tail (rendering a token list split at a top-level boundary concatenates exactly), with
 the reference definitions of the frozen part carried in a shared ``env``. An unterminated
 fence stays in the tail and renders as code (markdown-it closes it at the end of input), so
 a streaming code block never flickers between paragraph and code.
+
+One long open block
+-------------------
+A block that does not close for a long time (a 100 KB list, table, blockquote or code fence)
+stays in the tail, and re-parsing it whole on every update would again be O(n²). Once the
+first block of the tail is longer than ``OPEN_BLOCK_MIN_CHARS``, it becomes an *open block*:
+its complete parts are rendered once and cached ("settled"), and each update re-parses only
+the unsettled rest, behind a short **prelude** that puts markdown-it in the same context:
+
+- *list*: parts are items. An item is settled once the first line of the next item is
+  complete (nothing after that line can change an earlier item). Prelude: a dummy item
+  ``- x`` with the same marker and indentation as the first unsettled item, so that the rest
+  parses as the same list; whether the dummy's paragraph comes out hidden tells whether the
+  list is tight. Tightness is list-wide (a blank line between two late items makes every
+  ``<li>`` show its ``<p>``), so item HTML is rendered with the list's tightness forced onto
+  its paragraphs, and the settled items are re-rendered when the list turns loose, which
+  happens at most once per list.
+- *GFM table*: parts are body rows, settled once complete (whether a line is a row depends
+  on that line only). Prelude: a header row of empty cells with the real column count, and
+  the real delimiter row (alignment); the real header's HTML is rendered once. markdown-it's
+  cap on auto-completed cells counts over the whole table, so past half that cap the open
+  block gives up (falls back to whole re-parses).
+- *blockquote*: parts are the quote's inner blocks, settled by the freezing rule above
+  applied inside the quote (a ``>`` line with nothing after the marker counts as blank).
+  Prelude: ``>``.
+- *fenced code*: parts are complete lines (a complete line is content or the closing
+  fence, whatever follows). Prelude: the opening fence line. The HTML of the open fence is
+  highlighted line by line (:class:`nbstream.highlight.StreamingHighlighter`); when the
+  fence closes, or the answer ends inside it, the whole block is highlighted once more in
+  one go, so the final HTML is exactly a one-shot render.
+
+Which top-level block the unsettled rest belongs to, where it ends and which cut is safe
+are decided on that re-parse, with the same rules (they see the real line before the rest,
+not the prelude's); the block's HTML is the cached parts plus the rest's. So the result is
+the same as re-parsing the whole tail; only a streaming code fence may differ in a few
+highlighting spans until it closes. Blocks nested inside an open block (a long list inside
+a blockquote, one list item holding a long sub-list) are not split further.
 
 The one divergence possible is a reference definition (``[x]: http://…``) arriving after a
 frozen block used ``[x]``: when the text contains ``]:``, :meth:`IncrementalMarkdown.finish`
@@ -51,22 +98,66 @@ everything again with ``reset=True``.
 from __future__ import annotations
 
 import functools
+import importlib
+import itertools
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml, unescapeAll
 from markdown_it.token import Token
 
-__all__ = ["IncrementalMarkdown", "Update", "make_parser", "render"]
+from . import highlight
+from .mathml import math_plugin
 
+__all__ = [
+    "OPEN_BLOCK_MIN_CHARS",
+    "IncrementalMarkdown",
+    "Update",
+    "code_blocks",
+    "fence_language",
+    "make_parser",
+    "render",
+]
+
+OPEN_BLOCK_MIN_CHARS = 1500
+"""A first tail block longer than this is re-parsed by parts (see "One long open block")."""
+
+# Top-level blocks that may become open blocks (see "One long open block").
+_OPEN_BLOCK_TYPES = frozenset(
+    {"bullet_list_open", "ordered_list_open", "table_open", "blockquote_open", "fence"}
+)
 # Top-level blocks that can continue across blank lines (rule 3 of the module docstring).
 _OPEN_ACROSS_BLANKS = frozenset({"bullet_list_open", "ordered_list_open", "code_block"})
+_WORK = "nbstream_work"  # env key: characters handed to the highlighter while rendering
+
+
+# -- the parser ------------------------------------------------------------------------------
+
+
+def fence_language(info: str) -> str:
+    """The language of a fence: the first word of its (unescaped) info string."""
+    words = unescapeAll(info).split(maxsplit=1) if info else []
+    return words[0] if words else ""
+
+
+def _render_fence(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    token = tokens[idx]
+    lang = fence_language(token.info)
+    if isinstance(env, dict) and _WORK in env and highlight.lexer_for(lang) is not None:
+        env[_WORK][0] += len(token.content)
+    return highlight.code_block_html(token.content, lang)
 
 
 def make_parser() -> MarkdownIt:
-    """A sanitizing parser: CommonMark, raw HTML off, GFM tables and strikethrough on."""
+    """A sanitizing parser: CommonMark, raw HTML off, GFM tables and strikethrough on, math
+    typeset to MathML, fenced code highlighted."""
     md = MarkdownIt("commonmark", {"html": False, "typographer": False, "linkify": False})
     md.enable(["table", "strikethrough"])
+    math_plugin(md)
+    md.add_render_rule("fence", _render_fence)
     return md
 
 
@@ -74,13 +165,26 @@ _MD = make_parser()
 
 
 def _render_uncached(text: str) -> str:
-    return _MD.render(text)
+    return str(_MD.render(text))
 
 
 @functools.lru_cache(maxsize=8)
 def render(text: str) -> str:
     """Sanitized HTML of the whole ``text`` (memoised: the end of a stream renders it twice)."""
     return _render_uncached(text)
+
+
+def code_blocks(text: str) -> list[tuple[str, str]]:
+    """``(language, code)`` of every fenced code block of a Markdown text, in order.
+
+    The language is the fence's first info word ("" when none); the code is the block's
+    content as markdown-it reads it (an unterminated fence runs to the end of the text).
+    Fences nested in lists and blockquotes count too; indented code blocks do not.
+    """
+    return [(fence_language(t.info), t.content) for t in _MD.parse(text) if t.type == "fence"]
+
+
+# -- incremental rendering -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -99,11 +203,16 @@ def _normalize(chunk: str) -> str:
     return chunk.replace("\r\n", "\n").replace("\r", "\n")
 
 
+class _Fallback(Exception):
+    """The re-parse of an open block did not look as expected: re-parse the whole tail."""
+
+
 class IncrementalMarkdown:
     """Renders a growing text, freezing blocks that can no longer change.
 
     ``chars_processed`` counts the characters handed to the Markdown parser (tail parses,
-    reference collection and the final check), a deterministic measure of the work done.
+    reference collection and the final check) and to the syntax highlighter, a deterministic
+    measure of the work done.
     """
 
     def __init__(self) -> None:
@@ -117,6 +226,9 @@ class IncrementalMarkdown:
         self._cr = False  # the raw text ended with "\r" (a "\n" after it is the same newline)
         self._pending = ""  # normalized source not frozen yet
         self._refs: dict[str, Any] = {}  # reference definitions in the frozen source
+        self._open_refs: dict[str, Any] = {}  # … in the settled parts of the open block
+        self._open: _OpenBlock | None = None  # the first pending block, if parsed by parts
+        self._open_failed = False  # it fell back to whole parses: do not retry until a cut
         self._frozen_parts: list[str] = []
         self._tail = ""
         self._finished = False
@@ -192,39 +304,454 @@ class IncrementalMarkdown:
         self._cr = ends_cr
         self._pending += _normalize(chunk)
 
+    def _parse(self, src: str, env: dict[str, Any]) -> list[Token]:
+        self.chars_processed += len(src)
+        return self._md.parse(src, env)
+
+    def _collect_refs(self, src: str, refs: dict[str, Any]) -> None:
+        """Add the reference definitions of ``src`` to ``refs`` (the first one wins)."""
+        if "]:" not in src:
+            return
+        ref_env: dict[str, Any] = {}
+        self._md.block.parse(src, self._md, ref_env, [])
+        self.chars_processed += len(src)
+        for label, ref in ref_env.get("references", {}).items():
+            refs.setdefault(label, ref)
+
     def _advance(self, final: bool = False) -> str:
         """Parse the tail, freeze what is final, set ``self._tail``; return new frozen HTML."""
-        src = self._pending
-        if not src:
+        if not self._pending:
             self._tail = ""
             return ""
-        env: dict[str, Any] = {"references": dict(self._refs)}
-        tokens = self._md.parse(src, env)
-        self.chars_processed += len(src)
+        env: dict[str, Any] = {"references": {**self._open_refs, **self._refs}, _WORK: [0]}
+        tail = None
+        if self._open is not None:
+            try:
+                tail = self._parse_open_block(env, final)
+            except _Fallback:
+                self._open, self._open_failed = None, True
+        if tail is None:
+            src = self._pending
+            tokens = self._parse(src, env)
+            lines = src.split("\n")
+            tail = _Tail(src, 0, 0, tokens, lines, lines, 0, [])
+        try:
+            return self._cut(tail, env, final)
+        finally:
+            self.chars_processed += env[_WORK][0]
+
+    def _parse_open_block(self, env: dict[str, Any], final: bool) -> _Tail:
+        """Re-parse the unsettled rest of the open block (behind its prelude) and after."""
+        block = self._open
+        assert block is not None
+        src = block.prelude + self._pending[block.start :]
+        tokens = self._parse(src, env)
+        lines = src.split("\n")
+        cut_lines = lines
+        if block.last_line is not None:  # the cut rules look at the real line before the rest
+            cut_lines = [*lines]
+            cut_lines[block.prelude.count("\n") - 1] = block.last_line
+        tail = _Tail(src, len(block.prelude), block.start, tokens, lines, cut_lines, 0, [])
+        ctx = _Context(self, block, tail, env, final)
+        tail.first, tail.open_parts = block.absorb(ctx)
+        return tail
+
+    def _cut(self, tail: _Tail, env: dict[str, Any], final: bool) -> str:
+        """Freeze what the cut rules allow, set the tail HTML, return the new frozen HTML."""
+        tokens = tail.tokens
+        renderer, options = self._md.renderer, self._md.options
         if final:
-            cut_line, cut_tok = -1, len(tokens)
+            cut_line, cut_tok = len(tail.lines), len(tokens)
         else:
-            cut_line, cut_tok = _find_cut(src, tokens)
-        renderer = self._md.renderer
+            blocks = _blocks(tokens, 0, len(tokens), 0)
+            cut_line, cut_tok = _find_cut(tail.cut_lines, blocks, len(tokens), _blank)
         if cut_line == 0:
-            self._tail = renderer.render(tokens, self._md.options, env)
+            rest = renderer.render(tokens[tail.first :], options, env)
+            self._tail = "".join([*tail.open_parts, rest])
+            if self._open is None and not final and not self._open_failed:
+                self._open = _open_block(tail, 0, tokens, renderer, options, env)
             return ""
-        piece = renderer.render(tokens[:cut_tok], self._md.options, env)
-        self._tail = renderer.render(tokens[cut_tok:], self._md.options, env)
+        rest = renderer.render(tokens[tail.first : cut_tok], options, env)
+        piece = "".join([*tail.open_parts, rest])
+        self._tail = renderer.render(tokens[cut_tok:], options, env)
         if final:
-            frozen_src, self._pending = src, ""
+            offset = len(self._pending)
         else:
-            offset = _line_offset(src, cut_line)
-            frozen_src, self._pending = src[:offset], src[offset:]
-        if "]:" in frozen_src:  # may define references: keep them for the blocks to come
-            ref_env: dict[str, Any] = {}
-            self._md.block.parse(frozen_src, self._md, ref_env, [])
-            self.chars_processed += len(frozen_src)
-            for label, ref in ref_env.get("references", {}).items():
-                self._refs.setdefault(label, ref)
+            offset = tail.start + _line_offset(tail.src, cut_line) - tail.skip
+        frozen_src, self._pending = self._pending[:offset], self._pending[offset:]
+        self._open, self._open_refs, self._open_failed = None, {}, False
+        self._collect_refs(frozen_src, self._refs)  # for the blocks to come
+        if not final:
+            self._open = _open_block(tail, cut_line, tokens[cut_tok:], renderer, options, env)
         if piece:
             self._frozen_parts.append(piece)
         return piece
+
+
+@dataclass
+class _Tail:
+    """One parse of the pending source (or of an open block's prelude + unsettled rest)."""
+
+    src: str  # what was parsed
+    skip: int  # characters of ``src`` that are not pending source (the prelude)
+    start: int  # offset in the pending source of ``src[skip]``
+    tokens: list[Token]
+    lines: list[str]  # src.split("\n")
+    cut_lines: list[str]  # the lines the cut rules see (the prelude's last one: the real one)
+    first: int  # tokens[:first] are the open block's, rendered as ``open_parts``
+    open_parts: list[str]  # its HTML, in pieces (joined once with the rest of the tail)
+
+    @property
+    def complete(self) -> int:
+        """Number of complete lines (ending in "\\n")."""
+        return len(self.lines) - 1
+
+
+class _Context:
+    """What an open block needs while it absorbs one re-parse."""
+
+    def __init__(
+        self,
+        owner: IncrementalMarkdown,
+        block: _OpenBlock,
+        tail: _Tail,
+        env: dict[str, Any],
+        final: bool,
+    ) -> None:
+        self.owner, self.block, self.tail, self.env, self.final = owner, block, tail, env, final
+        self.tokens = tail.tokens
+
+    def render(self, tokens: Sequence[Token]) -> str:
+        md = self.owner._md
+        return str(md.renderer.render(tokens, md.options, self.env))
+
+    def parse(self, src: str) -> list[Token]:
+        return self.owner._parse(src, self.env)
+
+    def settled_refs(self, src: str) -> None:
+        """Keep the reference definitions of settled source (with its prelude)."""
+        self.owner._collect_refs(src, self.owner._open_refs)
+
+    def add_work(self, chars: int) -> None:
+        self.owner.chars_processed += chars
+
+    def settle(self, line: int) -> None:
+        """Lines before ``line`` (of the parsed source) are settled: move the rest's start."""
+        tail = self.tail
+        if line <= tail.src[: tail.skip].count("\n"):
+            return  # nothing past the prelude
+        self.block.start = tail.start + _line_offset(tail.src, line) - tail.skip
+        self.block.last_line = tail.lines[line - 1]
+
+
+class _OpenBlock:
+    """The first block of the pending source, re-parsed by parts (see the module docstring)."""
+
+    prelude: str  # put before the unsettled rest when re-parsing ("…\n")
+    start: int  # offset in the pending source of the first unsettled line
+    last_line: str | None = None  # text of the line before ``start``, once one is settled
+    opening: tuple[str, ...] = ()  # the block's first token type(s)
+
+    def absorb(self, ctx: _Context) -> tuple[int, list[str]]:
+        """Settle what is complete; return (tokens of this block, its HTML as pieces)."""
+        raise NotImplementedError
+
+    def _check(self, ctx: _Context) -> int:
+        """Index of this block's closing token in the re-parse (raise _Fallback if absent)."""
+        tokens = ctx.tokens
+        if not tokens or tokens[0].type not in self.opening or tokens[0].level != 0:
+            raise _Fallback
+        return _close_index(tokens, 0)
+
+
+_LIST_MARKER = re.compile(r"( {0,3})(?:([-+*])|\d{1,9}([.)]))")
+
+
+def _list_prelude(line: str) -> str:
+    """A dummy item that starts the same list as the item on ``line`` and ends before it."""
+    match = _LIST_MARKER.match(line)
+    if match is None:
+        raise _Fallback
+    indent, bullet, delimiter = match.groups()
+    return f"{indent}{bullet or '1' + delimiter} x\n"
+
+
+def _set_tightness(tokens: Sequence[Token], loose: bool) -> None:
+    """Show or hide the paragraphs of top-level list items, as markdown-it does for a list."""
+    for token in tokens:
+        if token.level == 2 and token.type in ("paragraph_open", "paragraph_close"):
+            token.hidden = not loose
+
+
+class _OpenList(_OpenBlock):
+    """A long list: settled items, the rest re-parsed behind a dummy item ``- x``."""
+
+    opening = ("bullet_list_open", "ordered_list_open")
+
+    def __init__(self, start: int, first_line: str, open_html: str, close_html: str) -> None:
+        self.start = self.first = start  # ``first``: where the list's first item starts
+        self.prelude = _list_prelude(first_line)
+        self.open_html, self.close_html = open_html, close_html
+        self.items: list[str] = []  # HTML of the settled items
+        self.settled_loose = False  # a settled item makes the list loose
+        self.items_loose = False  # the tightness ``items`` were rendered with
+
+    def absorb(self, ctx: _Context) -> tuple[int, list[str]]:
+        tokens, tail = ctx.tokens, ctx.tail
+        close = self._check(ctx)
+        items = [i for i in range(close) if tokens[i].type == "list_item_open"]
+        items = [i for i in items if tokens[i].level == 1]
+        if len(items) < 2 or tokens[items[0] + 1].type != "paragraph_open":
+            raise _Fallback  # the rest does not continue the list after the dummy item
+        loose = self.settled_loose or not tokens[items[0] + 1].hidden
+        real = items[1:]
+        # Items before the last one whose first line is complete are settled.
+        whole = [i for i in real if tokens[i].map[0] < tail.complete]  # type: ignore[index]
+        if not ctx.final and len(whole) >= 2:
+            nxt = whole[-1]
+            settled = real[: real.index(nxt)]
+            first_line, next_line = tokens[settled[0]].map[0], tokens[nxt].map[0]  # type: ignore[index]
+            part = tail.src[_line_offset(tail.src, first_line) : _line_offset(tail.src, next_line)]
+            sentinel = _list_prelude(tail.lines[next_line])
+            if any(_blank(line) for line in tail.lines[first_line:next_line]):
+                # Only blank lines make a list loose. Parse the settled items alone, between
+                # the prelude and a dummy next item: that item's paragraph tells.
+                part_tokens = ctx.parse(self.prelude + part + sentinel)
+                part_items = [i for i, t in enumerate(part_tokens) if t.type == "list_item_open"]
+                part_items = [i for i in part_items if part_tokens[i].level == 1]
+                if len(part_items) < 3 or part_tokens[part_items[0] + 1].type != "paragraph_open":
+                    raise _Fallback
+                self.settled_loose |= not part_tokens[part_items[0] + 1].hidden
+                loose = loose or self.settled_loose
+            self._rerender(ctx, loose)
+            body = tokens[settled[0] : nxt]
+            _set_tightness(body, loose)
+            self.items.append(ctx.render(body))
+            ctx.settled_refs(self.prelude + part)
+            ctx.settle(next_line)
+            self.prelude = sentinel
+            rest = tokens[nxt:close]
+        else:
+            self._rerender(ctx, loose)
+            rest = tokens[real[0] : close]
+        _set_tightness(rest, loose)
+        return close + 1, [self.open_html, *self.items, ctx.render(rest), self.close_html]
+
+    def _rerender(self, ctx: _Context, loose: bool) -> None:
+        """Render the settled items again if the list's tightness changed (once per list)."""
+        if loose == self.items_loose:
+            return
+        self.items_loose = loose
+        if self.items:
+            tokens = ctx.parse(ctx.owner._pending[self.first : self.start])
+            if _close_index(tokens, 0) != len(tokens) - 1:
+                raise _Fallback  # the settled items alone are not exactly one list
+            _set_tightness(tokens, loose)
+            self.items = [ctx.render(tokens[1:-1])]
+
+
+_TABLE = importlib.import_module("markdown_it.rules_block.table")
+_MAX_CELLS = getattr(_TABLE, "MAX_AUTOCOMPLETED_CELLS", None)
+
+
+class _OpenTable(_OpenBlock):
+    """A long GFM table: settled rows, the rest re-parsed behind header and delimiter rows."""
+
+    opening = ("table_open",)
+
+    def __init__(self, start: int, head_html: str, columns: int, delimiter: str) -> None:
+        self.start = start
+        # A header row of empty cells: the same column count, less to parse on every update.
+        self.prelude = f"|{' |' * columns}\n{delimiter}\n"
+        self.head_html, self.columns = head_html, columns  # the real header's HTML
+        self.rows: list[str] = []  # HTML of the settled body rows
+        self.settled_rows = 0
+        self.missing_cells = 0  # cells markdown-it auto-completed in the settled rows
+
+    def absorb(self, ctx: _Context) -> tuple[int, list[str]]:
+        tokens, tail = ctx.tokens, ctx.tail
+        close = self._check(ctx)
+        head_end = next(i for i in range(close) if tokens[i].type == "thead_close") + 1
+        rows = [i for i in range(head_end, close) if tokens[i].type == "tr_open"]
+        body_end = close - 1 if tokens[close - 1].type == "tbody_close" else close
+        rest_from = rows[0] if rows else body_end
+        if not ctx.final:
+            whole = [i for i in rows if tokens[i].map[0] < tail.complete]  # type: ignore[index]
+            if whole:
+                last = whole[-1]
+                end = _close_index(tokens, last) + 1
+                self.rows.append(ctx.render(tokens[whole[0] : end]))
+                self._count_missing(tail, tokens, whole)
+                ctx.settle(tokens[last].map[1])  # type: ignore[index]
+                rest_from = end
+        rest = ctx.render(tokens[rest_from:body_end])
+        if not self.rows and not rest:
+            return close + 1, [self.head_html, "</table>\n"]
+        return close + 1, [self.head_html, "<tbody>\n", *self.rows, rest, "</tbody>\n</table>\n"]
+
+    def _count_missing(self, tail: _Tail, tokens: Sequence[Token], rows: list[int]) -> None:
+        """Keep clear of markdown-it's whole-table cap on auto-completed cells: it counts over
+        the whole table, a re-parse of the rest would not see the settled rows' share."""
+        self.settled_rows += len(rows)
+        if _MAX_CELLS is None or self.settled_rows * self.columns <= _MAX_CELLS // 2:
+            return  # cannot be near the cap yet
+        for i in rows:
+            cells = _TABLE.escapedSplit(tail.lines[tokens[i].map[0]].strip())  # type: ignore[index]
+            cells = cells[1:] if cells and cells[0] == "" else cells
+            cells = cells[:-1] if cells and cells[-1] == "" else cells
+            self.missing_cells += self.columns - len(cells)
+        if self.missing_cells > _MAX_CELLS // 2:
+            raise _Fallback
+
+
+def _quote_blank(line: str) -> bool:
+    """Blank as a line of the blockquote's content: ``>`` and only whitespace after it."""
+    text = line.lstrip(" ")
+    if len(line) - len(text) <= 3 and text.startswith(">"):
+        return not text[1:].strip(" \t")
+    return not line.strip(" \t")
+
+
+class _OpenQuote(_OpenBlock):
+    """A long blockquote: settled inner blocks, the rest re-parsed behind ``>``."""
+
+    opening = ("blockquote_open",)
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.prelude = ">\n"
+        self.parts: list[str] = []  # HTML of the settled inner blocks
+
+    def absorb(self, ctx: _Context) -> tuple[int, list[str]]:
+        tokens, tail = ctx.tokens, ctx.tail
+        close = self._check(ctx)
+        rest_from = 1
+        if not ctx.final and tokens[0].map[1] >= tail.complete:  # type: ignore[index]
+            inner = _blocks(tokens, 1, close, 1)
+            cut_line, cut_tok = _find_cut(tail.cut_lines, inner, close, _quote_blank)
+            if cut_line > 0 and cut_tok > 1:
+                self.parts.append(ctx.render(tokens[1:cut_tok]))
+                ctx.settled_refs(tail.src[: _line_offset(tail.src, cut_line)])
+                ctx.settle(cut_line)
+                rest_from = cut_tok
+        rest = ctx.render(tokens[rest_from:close])
+        opening = "<blockquote>\n" if self.parts or rest else "<blockquote>"
+        return close + 1, [opening, *self.parts, rest, "</blockquote>\n"]
+
+
+class _OpenFence(_OpenBlock):
+    """A long code fence: settled lines, the rest re-parsed behind the opening line."""
+
+    opening = ("fence",)
+
+    def __init__(self, start: int, opening_line: str, info: str) -> None:
+        self.start = start
+        self.prelude = opening_line + "\n"
+        self.lang = fence_language(info)
+        lexer = highlight.lexer_for(self.lang)
+        self.streamer = highlight.StreamingHighlighter(lexer) if lexer else None
+        self.code: list[str] = []  # settled content lines
+        self.escaped: list[str] = []  # … escaped (no highlighting)
+        self.closed_html: str | None = None  # the exact HTML, once the fence has closed
+
+    def absorb(self, ctx: _Context) -> tuple[int, list[str]]:
+        self._check(ctx)
+        token, tail = ctx.tokens[0], ctx.tail
+        assert token.map is not None
+        if self.closed_html is not None:
+            return 1, [self.closed_html]
+        content = token.content
+        content_lines = content.count("\n")
+        if content and not content.endswith("\n"):
+            content_lines += 1  # the unfinished last line
+        closed = token.map[1] - token.map[0] - 1 > content_lines  # the closing line is there
+        if ctx.final or (closed and token.map[1] - 1 < tail.complete):
+            code = "".join(self.code) + content
+            if self.streamer is not None:
+                ctx.add_work(len(code))
+            html = highlight.code_block_html(code, self.lang)
+            if not ctx.final:  # closed by a complete line: final, whatever follows
+                self.closed_html = html
+                ctx.settle(token.map[1] - 1)
+            return 1, [html]
+        done = content[: content.rfind("\n") + 1]  # complete lines: settled
+        self.code.append(done)
+        if self.streamer is not None:
+            work = self.streamer.work
+            body = self.streamer.render_parts(done, content[len(done) :])
+            ctx.add_work(self.streamer.work - work)
+        else:
+            self.escaped.append(escapeHtml(done))
+            body = [*self.escaped, escapeHtml(content[len(done) :])]
+        if done:
+            ctx.settle(1 + done.count("\n"))
+        opening = highlight.code_block_open(self.lang, self.streamer is not None)
+        return 1, [opening, *body, highlight.code_block_close()]
+
+
+def _open_block(
+    tail: _Tail,
+    cut_line: int,
+    tokens: list[Token],
+    renderer: Any,
+    options: Any,
+    env: dict[str, Any],
+) -> _OpenBlock | None:
+    """An open block for the first block of ``tokens`` (pending now starts at ``cut_line``),
+    if it is a list, table, blockquote or fence longer than ``OPEN_BLOCK_MIN_CHARS``."""
+    first = next((t for t in tokens if t.level == 0 and t.nesting >= 0 and t.map), None)
+    if first is None or first.map is None or first.type not in _OPEN_BLOCK_TYPES:
+        return None
+    lines, line = tail.lines, first.map[0]
+    if any(not _blank(lines[i]) for i in range(cut_line, line)):
+        return None  # reference definitions before it: keep it simple
+    prelude_lines = 2 if first.type == "table_open" else 1
+    if line + prelude_lines > tail.complete:
+        return None  # the lines a prelude copies must be complete
+    offsets = list(itertools.accumulate((len(text) + 1 for text in lines), initial=0))
+    size = offsets[min(first.map[1], len(lines))] - offsets[line]
+    if size < OPEN_BLOCK_MIN_CHARS:
+        return None
+    start = offsets[line] - offsets[cut_line]  # in the pending source after the cut
+    if first.type in _OpenList.opening:
+        close = "</ol>\n" if first.type == "ordered_list_open" else "</ul>\n"
+        return _OpenList(start, lines[line], renderer.renderToken([first], 0, options, env), close)
+    if first.type == "table_open":
+        i = tokens.index(first)
+        head_end = next(j for j in range(i, len(tokens)) if tokens[j].type == "thead_close") + 1
+        head = renderer.render(tokens[i:head_end], options, env)
+        columns = sum(1 for t in tokens[i:head_end] if t.type == "th_open")
+        return _OpenTable(offsets[line + 2] - offsets[cut_line], head, columns, lines[line + 1])
+    if first.type == "blockquote_open":
+        return _OpenQuote(start)
+    return _OpenFence(offsets[line + 1] - offsets[cut_line], lines[line], first.info)
+
+
+# -- the cut rules ---------------------------------------------------------------------------
+
+
+def _blank(line: str) -> bool:
+    return not line.strip(" \t")
+
+
+def _close_index(tokens: Sequence[Token], i: int) -> int:
+    """Index of the token closing ``tokens[i]`` (``i`` itself for a self-contained token)."""
+    if tokens[i].nesting <= 0:
+        return i
+    level = tokens[i].level
+    for j in range(i + 1, len(tokens)):
+        if tokens[j].level == level and tokens[j].nesting == -1:
+            return j
+    raise _Fallback
+
+
+def _blocks(tokens: Sequence[Token], start: int, end: int, level: int) -> list[tuple[int, Token]]:
+    """The blocks at ``level`` in ``tokens[start:end]``: (index, opening token with a map)."""
+    return [
+        (i, tokens[i])
+        for i in range(start, end)
+        if tokens[i].level == level and tokens[i].nesting >= 0 and tokens[i].map
+    ]
 
 
 def _line_offset(src: str, line: int) -> int:
@@ -235,18 +762,21 @@ def _line_offset(src: str, line: int) -> int:
     return pos
 
 
-def _find_cut(src: str, tokens: list[Token]) -> tuple[int, int]:
-    """The largest safe cut: (line, token index); (0, 0) if nothing can be frozen yet."""
-    lines = src.split("\n")
+def _find_cut(
+    lines: list[str],
+    blocks: list[tuple[int, Token]],
+    end: int,
+    blank: Callable[[str], bool],
+) -> tuple[int, int]:
+    """The largest safe cut among ``blocks``: (line, token index); (0, 0) if none yet.
+
+    ``lines`` are the parsed source's lines (the last one incomplete), ``end`` the token index
+    after the last block, ``blank`` tells a blank line (inside a blockquote: ``>`` alone).
+    """
     complete = len(lines) - 1  # lines 0 .. complete-1 end with "\n"
-
-    def blank(i: int) -> bool:
-        return not lines[i].strip(" \t")
-
-    blocks = [(i, t) for i, t in enumerate(tokens) if t.level == 0 and t.nesting >= 0 and t.map]
     # Candidates, last first: the end of the complete lines, then each block start but the first.
     candidates: list[tuple[int, int, Token | None]] = []
-    candidates.append((complete, len(tokens), blocks[-1][1] if blocks else None))
+    candidates.append((complete, end, blocks[-1][1] if blocks else None))
     for j in range(len(blocks) - 1, 0, -1):
         candidates.append((blocks[j][1].map[0], blocks[j][0], blocks[j - 1][1]))  # type: ignore[index]
     for cut, tok_index, prev in candidates:
@@ -255,8 +785,8 @@ def _find_cut(src: str, tokens: list[Token]) -> tuple[int, int]:
         prev_end = prev.map[1] if prev is not None and prev.map else 0
         if prev_end > cut:
             continue  # the candidate lies inside the previous block
-        blank_before = blank(cut - 1)
-        gap_has_text = any(not blank(i) for i in range(prev_end, cut))
+        blank_before = blank(lines[cut - 1])
+        gap_has_text = any(not blank(lines[i]) for i in range(prev_end, cut))
         open_type = prev is not None and prev.type in _OPEN_ACROSS_BLANKS
         if gap_has_text:  # reference definitions: only a blank line closes them
             ok = blank_before and cut - 1 >= prev_end

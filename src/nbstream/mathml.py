@@ -3,7 +3,8 @@
 :func:`latex_to_mathml` converts with ``latex2mathml`` and returns::
 
     <math xmlns="http://www.w3.org/1998/Math/MathML" display="inline|block">
-      <semantics><mrow>…</mrow><annotation encoding="application/x-tex">LaTeX</annotation></semantics>
+      <semantics><mrow>…</mrow>
+        <annotation encoding="application/x-tex">LaTeX</annotation></semantics>
     </math>
 
 (on one line). Browsers render only the first child of ``<semantics>``; the annotation keeps
@@ -50,6 +51,7 @@ __all__ = [
     "MATHML_TAGS",
     "latex_to_mathml",
     "math_error_html",
+    "math_pending_html",
     "math_plugin",
 ]
 
@@ -200,6 +202,7 @@ def _math_block(state: StateBlock, start_line: int, end_line: int, silent: bool)
     if silent:
         return True
     parts = [rest[: -len(closer)] if one_line else first[2:]]
+    closed = one_line
     line = start_line + 1
     while not one_line and line < end_line and not state.isEmpty(line):
         if state.sCount[line] < state.blkIndent:
@@ -209,6 +212,7 @@ def _math_block(state: StateBlock, start_line: int, end_line: int, silent: bool)
         line += 1
         if stripped.endswith(closer):
             parts.append(stripped[: -len(closer)])
+            closed = True
             break
         parts.append(text)
     state.line = line
@@ -217,11 +221,20 @@ def _math_block(state: StateBlock, start_line: int, end_line: int, silent: bool)
     token.content = "\n".join(parts)
     token.markup = opener
     token.map = [start_line, line]
+    token.meta = {"closed": closed}
     return True
 
 
 def _source(token: Token) -> str:
-    return token.markup + token.content + _CLOSERS.get(token.markup, "")
+    closer = _CLOSERS.get(token.markup, "") if token.meta.get("closed", True) else ""
+    return token.markup + token.content + closer
+
+
+def math_pending_html(source: str) -> str:
+    """A display formula whose closer has not arrived (yet): its source, as plain code.
+    While an answer streams this is the normal state of a formula being written, so it is
+    not styled as an error, and the formula is typeset once its ``$$`` / ``\\]`` arrives."""
+    return f'<code class="nbstream-math-pending">{html.escape(source, quote=False)}</code>'
 
 
 def _render_math_inline(
@@ -240,6 +253,8 @@ def _render_math_display_inline(
 
 def _render_math_block(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
     token = tokens[idx]
+    if not token.meta.get("closed", True):
+        return f"<p>{math_pending_html(_source(token))}</p>\n"
     out = latex_to_mathml(token.content.strip(), True, _source(token))
     return (f"<p>{out}</p>" if out.startswith("<code") else out) + "\n"
 

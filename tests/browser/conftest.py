@@ -2,6 +2,7 @@
 
 Fixtures:
   lab      (session)  -> labkit.LabServer: url, token, root, api(path), request(), stop()
+  nb7      (session)  -> labkit.LabServer running Notebook 7 (skips without `notebook`)
   browser  (session)  -> playwright Browser (system Chromium, offline-friendly args)
   page     (function) -> playwright Page, 1400x1000, document.title spy installed
   notebook (function) -> factory ``notebook(name, cells) -> NotebookPage`` (page + lab bound)
@@ -85,6 +86,31 @@ def lab(tmp_path_factory):
         if killed:
             # Not fatal, but worth seeing: the server did not clean up its kernels.
             print(f"[browser] force-killed leftover PIDs after server exit: {killed}")
+
+
+@pytest.fixture(scope="session")
+def nb7(tmp_path_factory):
+    """A Notebook 7 server (``jupyter notebook``) for the session, like ``lab``: its own
+    port, token and temp dirs, 127.0.0.1, stopped by PID. Skips when ``notebook`` (7.x) is
+    not installed."""
+    try:
+        import notebook
+    except ImportError as exc:
+        pytest.skip(f"Notebook 7 tests need the `notebook` package ({exc})")
+    if int(notebook.__version__.split(".")[0]) < 7:
+        pytest.skip(f"Notebook 7 tests need notebook>=7, not {notebook.__version__}")
+    t0 = time.monotonic()
+    server = labkit.start_notebook7(tmp_path_factory.mktemp("notebook7"))
+    TIMINGS["nb7_start_s"] = round(time.monotonic() - t0, 2)
+    try:
+        yield server
+    finally:
+        killed = server.stop()
+        _write_timings()
+        left = server.leftover_pids()
+        assert not left, f"processes still alive after Notebook 7 teardown: {left}"
+        if killed:
+            print(f"[browser] force-killed leftover PIDs after Notebook 7 exit: {killed}")
 
 
 @pytest.fixture(scope="session")

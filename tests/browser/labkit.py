@@ -1,4 +1,5 @@
-"""Helpers for the real-browser tier: a throwaway JupyterLab server and a notebook driver.
+"""Helpers for the real-browser tier: throwaway JupyterLab / Notebook 7 servers and a
+notebook driver.
 
 This is a plain module (``tests/browser`` is deliberately not a package); ``conftest.py``
 puts this directory on ``sys.path`` so test modules can ``from labkit import ...``.
@@ -123,7 +124,8 @@ def _wait_pid_gone(pid: int, timeout: float) -> bool:
 
 @dataclass
 class LabServer:
-    """A JupyterLab server started for the test session (127.0.0.1 only)."""
+    """A JupyterLab (``app="lab"``) or Notebook 7 (``app="notebook"``) server started for
+    the test session (127.0.0.1 only)."""
 
     url: str  # base URL with trailing slash, e.g. http://127.0.0.1:PORT/
     token: str
@@ -133,6 +135,7 @@ class LabServer:
     proc: subprocess.Popen | None = None
     marker: str = ""
     startup_seconds: float = 0.0
+    app: str = "lab"
     _stopped: bool = field(default=False, repr=False)
 
     # -- HTTP helpers ------------------------------------------------------------------
@@ -188,6 +191,14 @@ class LabServer:
         quoted = urllib.parse.quote(nb_name)
         return f"{self.url}lab/workspaces/{ws}/tree/{quoted}?token={self.token}"
 
+    def notebook_url(self, nb_name: str) -> str:
+        """URL opening ``nb_name`` in this server's UI: a fresh Lab workspace, or
+        Notebook 7's single-document page ``/notebooks/NAME``."""
+        if self.app == "notebook":
+            quoted = urllib.parse.quote(nb_name)
+            return f"{self.url}notebooks/{quoted}?token={self.token}"
+        return self.lab_url(nb_name)
+
     # -- lifecycle ---------------------------------------------------------------------
     def leftover_pids(self) -> list[int]:
         return _pids_with_env(RUN_MARKER_VAR, self.marker) if self.marker else []
@@ -227,8 +238,27 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1))
 
 
+# Per app: the module run with ``python -m`` and the traitlets class of its options.
+APPS = {"lab": ("jupyterlab", "LabApp"), "notebook": ("notebook", "JupyterNotebookApp")}
+
+
 def start_lab(base: Path, *, startup_timeout: float = 60, attempts: int = 3) -> LabServer:
     """Start JupyterLab from this interpreter's environment in an isolated temp tree."""
+    return start_server(base, app="lab", startup_timeout=startup_timeout, attempts=attempts)
+
+
+def start_notebook7(base: Path, *, startup_timeout: float = 60, attempts: int = 3) -> LabServer:
+    """Start Notebook 7 (``jupyter notebook``) the same way (own port, token, temp dirs)."""
+    return start_server(base, app="notebook", startup_timeout=startup_timeout, attempts=attempts)
+
+
+def start_server(
+    base: Path, *, app: str = "lab", startup_timeout: float = 60, attempts: int = 3
+) -> LabServer:
+    """Start JupyterLab or Notebook 7 (``app``) from this interpreter's environment in an
+    isolated temp tree: 127.0.0.1, a free port, a fresh token, its own config/data/runtime/
+    settings dirs; stop it with ``LabServer.stop()`` (by PID)."""
+    module, app_class = APPS[app]
     base.mkdir(parents=True, exist_ok=True)
     root = base / "notebooks"
     config_dir = base / "config"
@@ -281,7 +311,7 @@ def start_lab(base: Path, *, startup_timeout: float = 60, attempts: int = 3) -> 
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log_path = ARTIFACTS / "jupyter-lab.log"
+    log_path = ARTIFACTS / f"jupyter-{app}.log"
     log_path.write_bytes(b"")  # one log per test session
 
     last_error = ""
@@ -290,7 +320,7 @@ def start_lab(base: Path, *, startup_timeout: float = 60, attempts: int = 3) -> 
         cmd = [
             sys.executable,
             "-m",
-            "jupyterlab",
+            module,
             "--no-browser",
             "--allow-root",
             "--ServerApp.ip=127.0.0.1",
@@ -298,9 +328,9 @@ def start_lab(base: Path, *, startup_timeout: float = 60, attempts: int = 3) -> 
             "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={token}",
             f"--ServerApp.root_dir={root}",
-            f"--LabApp.user_settings_dir={settings_dir}",
-            f"--LabApp.workspaces_dir={workspaces_dir}",
-            "--LabApp.expose_app_in_browser=True",
+            f"--{app_class}.user_settings_dir={settings_dir}",
+            f"--{app_class}.workspaces_dir={workspaces_dir}",
+            f"--{app_class}.expose_app_in_browser=True",
             "--ServerApp.terminals_enabled=False",
         ]
         t0 = time.monotonic()
@@ -325,6 +355,7 @@ def start_lab(base: Path, *, startup_timeout: float = 60, attempts: int = 3) -> 
             log_path=log_path,
             proc=proc,
             marker=marker,
+            app=app,
         )
         deadline = t0 + startup_timeout
         while time.monotonic() < deadline:
@@ -342,7 +373,7 @@ def start_lab(base: Path, *, startup_timeout: float = 60, attempts: int = 3) -> 
             last_error = f"server not ready within {startup_timeout}s"
         server.stop()
     tail = log_path.read_text(errors="replace")[-4000:]
-    raise RuntimeError(f"JupyterLab failed to start ({last_error}); log tail:\n{tail}")
+    raise RuntimeError(f"{module} failed to start ({last_error}); log tail:\n{tail}")
 
 
 # ----------------------------------------------------------------------------------------
@@ -368,7 +399,8 @@ def write_notebook(path: Path, cells: list[str]) -> None:
 
 
 class NotebookPage:
-    """Drives one notebook opened in JupyterLab in a Playwright ``page``."""
+    """Drives one notebook opened in a Playwright ``page``, in JupyterLab or Notebook 7
+    (both render cells as ``.jp-Cell`` in a ``.jp-NotebookPanel``)."""
 
     def __init__(self, page: Any, lab: LabServer, name: str):
         self.page = page
@@ -533,6 +565,10 @@ class NotebookPage:
             "([c, a]) => window.jupyterapp.commands.execute(c, a)", [command, args or {}]
         )
 
+    def cell_source(self, i: int) -> str:
+        """The source of cell ``i`` as the notebook model holds it."""
+        return self.page.evaluate(_CELL_SOURCE_JS, [self.name, i])
+
     def contents(self, content: bool = False) -> dict:
         q = urllib.parse.quote(self.name)
         return self.lab.api(f"api/contents/{q}?content={int(content)}")
@@ -591,6 +627,19 @@ _ADD_CELL_JS = r"""
 """
 
 
+_CELL_SOURCE_JS = r"""
+([path, i]) => {
+  for (const w of window.jupyterapp.shell.widgets('main')) {
+    if (w.context && w.context.path === path && w.content && w.content.model) {
+      const cells = w.content.model.cells;
+      return i < cells.length ? cells.get(i).sharedModel.getSource() : null;
+    }
+  }
+  throw new Error('no open notebook panel for ' + path);
+}
+"""
+
+
 def new_page(browser: Any, viewport: dict | None = None) -> Any:
     """A page in a fresh browser context, with the document.title spy installed and
     console messages collected in ``page.console_log``. Close it with
@@ -625,7 +674,7 @@ def reopen_notebook(page: Any, lab: LabServer, name: str, timeout: float = 60) -
 
     n = len(nbformat.read(str(lab.root / name), as_version=4).cells)
     t0 = time.monotonic()
-    page.goto(lab.lab_url(name), timeout=timeout * 1000)
+    page.goto(lab.notebook_url(name), timeout=timeout * 1000)
     nb = NotebookPage(page, lab, name)
     nb.cells.nth(max(n - 1, 0)).wait_for(timeout=timeout * 1000)
     nb.open_seconds = time.monotonic() - t0
@@ -639,7 +688,7 @@ def open_notebook(
     workspace and wait until its kernel is idle (server API and page indicator)."""
     write_notebook(lab.root / name, cells)
     t0 = time.monotonic()
-    page.goto(lab.lab_url(name), timeout=timeout * 1000)
+    page.goto(lab.notebook_url(name), timeout=timeout * 1000)
     nb = NotebookPage(page, lab, name)
     nb.cells.nth(len(cells) - 1 if cells else 0).wait_for(timeout=timeout * 1000)
     nb.wait_kernel_ready(timeout=timeout)

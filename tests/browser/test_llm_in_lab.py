@@ -5,22 +5,19 @@ failure is under the test's control. Most tests share one module-scoped notebook
 load and one kernel start for all of them); each appends its own cells to it. The README
 screenshots and "Run All" use notebooks of their own.
 
-While a cell streams, an in-page recorder (``RECORDER_JS``) samples the cell every 50 ms
-and on every DOM mutation, and flags any dangerous element (script, event handler,
+While a cell streams, an in-page recorder (``llmkit.RECORDER_JS``) samples the cell every
+50 ms and on every DOM mutation, and flags any dangerous element (script, event handler,
 ``javascript:`` URL, ``img[src=x]``) that ever enters the nbstream output, even briefly.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import json
 import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
 from labkit import (
@@ -32,6 +29,19 @@ from labkit import (
     open_notebook,
     reopen_notebook,
 )
+from llmkit import (
+    assert_grows,
+    llm_cell,
+    no_traceback,
+    nonspace,
+    publish_doc,
+    run_and_record,
+    streaming_bodies,
+    summary,
+    wait_footer,
+    wait_live_view,
+    wait_until,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -39,233 +49,9 @@ SHARED_NB = "llm_shared.ipynb"
 
 # --------------------------------------------------------------------------- helpers
 
-RECORDER_JS = r"""
-(cell, key) => {
-  const SCOPE = '.nbstream-view, .nbstream-answer';
-  const rec = { samples: [], bad: [], done: false, sawView: false,
-    sawLoading: false };
-  (window.__nbrec = window.__nbrec || {})[key] = rec;
-  const t0 = performance.now();
-  const URL_ATTRS = ['href', 'src', 'action', 'formaction', 'xlink:href', 'data'];
-  const BAD_TAGS = ['script', 'iframe', 'object', 'embed', 'frame', 'base', 'form', 'meta'];
-  const isBad = (el) => {
-    const tag = el.tagName.toLowerCase();
-    if (BAD_TAGS.includes(tag)) return true;
-    if (tag === 'img' && (el.getAttribute('src') || '').trim() === 'x') return true;
-    for (const a of el.attributes) {
-      const name = a.name.toLowerCase();
-      const value = a.value.replace(/[\s\u0000-\u001f]+/g, '').toLowerCase();
-      if (name.startsWith('on')) return true;
-      if (URL_ATTRS.includes(name) && /^(javascript|vbscript|data:text\/html)/.test(value)) {
-        return true;
-      }
-    }
-    return false;
-  };
-  const scan = (root, where) => {
-    if (!root || root.nodeType !== 1) return;
-    for (const el of [root, ...root.querySelectorAll('*')]) {
-      if (isBad(el)) rec.bad.push(where + ': ' + el.outerHTML.slice(0, 300));
-    }
-  };
-  const text = (sel) => { const e = cell.querySelector(sel); return e ? e.textContent : null; };
-  const sample = (why) => {
-    if (rec.done) return;
-    const view = cell.querySelector('.nbstream-view');
-    const footer = cell.querySelector('.nbstream-footer');
-    if (view) rec.sawView = true;
-    if (!view && (cell.querySelector('.jp-OutputArea') || cell).textContent.includes(
-      'Loading widget')) rec.sawLoading = true;
-    rec.samples.push({
-      t: Math.round(performance.now() - t0), why,
-      state: view ? (view.dataset.state || '') : null,
-      body: text('.nbstream-view .nbstream-body'),
-      status: text('.nbstream-view .nbstream-status'),
-      answer: text('.nbstream-answer'),
-      finish: footer ? footer.dataset.finishReason : null,
-    });
-    if (rec.samples.length > 5000) stop();
-  };
-  const inScope = (node) => node && node.nodeType === 1 &&
-    (node.closest(SCOPE) || node.matches(SCOPE) || node.querySelector(SCOPE));
-  const observer = new MutationObserver((records) => {
-    let touched = false;
-    for (const m of records) {
-      const target = m.target.nodeType === 1 ? m.target : m.target.parentElement;
-      if (m.type === 'attributes') {
-        if (target && target.closest(SCOPE) && isBad(target)) {
-          rec.bad.push('attribute ' + m.attributeName + ': ' + target.outerHTML.slice(0, 300));
-        }
-        continue;
-      }
-      const scoped = target && target.closest(SCOPE);
-      if (scoped) touched = true;
-      for (const n of m.addedNodes) {
-        if (scoped || inScope(n)) { scan(n, 'added'); touched = true; }
-      }
-    }
-    if (touched) sample('mutation');
-  });
-  observer.observe(cell, { childList: true, subtree: true, attributes: true,
-    characterData: true });
-  const timer = setInterval(() => sample('tick'), 50);
-  const stop = () => { if (rec.done) return; sample('stop'); rec.done = true;
-    clearInterval(timer); observer.disconnect(); };
-  rec.stop = stop;
-  sample('start');
-  for (const el of cell.querySelectorAll(SCOPE)) scan(el, 'initial');
-}
-"""
-
-
-class Recorder:
-    """Python side of ``RECORDER_JS`` for one cell."""
-
-    def __init__(self, nb: NotebookPage, i: int, key: str):
-        self.nb, self.key = nb, key
-        nb.cell(i).evaluate(RECORDER_JS, key)
-
-    def stop(self) -> None:
-        self.nb.page.evaluate("k => window.__nbrec[k].stop()", self.key)
-
-    def samples(self) -> list[dict]:
-        return self.nb.page.evaluate(
-            "k => window.__nbrec[k].samples.map(({t, why, state, body, status, answer,"
-            " finish}) => ({t, why, state, body, status, answer, finish}))",
-            self.key,
-        )
-
-    def bad(self) -> list[str]:
-        return self.nb.page.evaluate("k => window.__nbrec[k].bad", self.key)
-
-    def last(self) -> dict:
-        return self.nb.page.evaluate(
-            "k => { const s = window.__nbrec[k].samples; return s[s.length - 1]; }", self.key
-        )
-
-
-def wait_until(
-    what: str,
-    fn: Callable[[], Any],
-    timeout: float,
-    interval: float = 0.05,
-    show: Callable[[], Any] | None = None,
-) -> Any:
-    """Poll ``fn`` until it returns something truthy; on timeout fail with ``what`` and the
-    last value (or ``show()``, which describes the state better)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = fn()
-        except Exception as exc:  # a locator that is not there yet
-            last = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() > deadline:
-            if show is not None:
-                try:
-                    last = show()
-                except Exception as exc:
-                    last = f"(show failed: {exc})"
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; {last!r}")
-        time.sleep(interval)
-
-
-def nonspace(text: str | None) -> int:
-    return len("".join((text or "").split()))
-
-
-def llm_cell(fake_llm: Any, model: str, prompt: str, out: str = "ans", extra: str = "") -> str:
-    return (
-        f"%%llm -m openai:{model} --base-url {fake_llm.openai_base_url} -o {out}{extra}\n{prompt}"
-    )
-
-
-def footer(nb: NotebookPage, i: int) -> Any:
-    return nb.output(i).locator(".nbstream-footer")
-
-
-def wait_live_view(nb: NotebookPage, i: int, rec: Recorder, timeout: float = 15) -> None:
-    """Wait until the live widget (``.nbstream-view``) has been rendered in cell ``i``.
-
-    Fails early if the stream ends (static footer) without the live view ever showing."""
-    flags = "k => { const r = window.__nbrec[k]; return [r.sawView, r.sawLoading]; }"
-
-    def seen() -> bool:
-        return nb.page.evaluate(flags, rec.key)[0] or footer(nb, i).count() > 0
-
-    wait_until(f"the live nbstream widget in cell {i}", seen, timeout)
-    saw_view, saw_loading = nb.page.evaluate(flags, rec.key)
-    if not saw_view:
-        hint = (
-            "the output showed ipywidgets' 'Loading widget...' placeholder until the static "
-            "answer replaced it: the front end never found the widget's model"
-            if saw_loading
-            else "no live view was ever rendered"
-        )
-        raise AssertionError(
-            f"cell {i}: the stream ended without a live nbstream widget ({hint}); "
-            f"output: {nb.output_text(i)[:300]!r}"
-        )
-
-
-def wait_footer(nb: NotebookPage, i: int, timeout: float = 30) -> tuple[str, str]:
-    """Wait for the static footer of cell ``i``; returns (finish reason, footer text)."""
-    loc = footer(nb, i)
-    wait_until(
-        f"the static answer + footer of cell {i} (output: {nb.output_text(i)[:300]!r})",
-        lambda: loc.count() > 0,
-        timeout,
-    )
-    return loc.first.get_attribute("data-finish-reason") or "", loc.first.inner_text()
-
-
-def summary(samples: list[dict]) -> list[tuple]:
-    """Compact (t ms, state, live text length, static text length, finish) per sample."""
-    out = []
-    for s in samples:
-        row = (s["t"], s["state"], nonspace(s["body"]), nonspace(s["answer"]), s["finish"])
-        if not out or out[-1][1:] != row[1:]:
-            out.append(row)
-    return out
-
-
-def streaming_bodies(samples: list[dict]) -> list[dict]:
-    return [s for s in samples if s["body"] is not None and s["state"] in ("waiting", "streaming")]
-
-
-def assert_grows(samples: list[dict], min_samples: int = 5, min_distinct: int = 3) -> list[int]:
-    """The live body's text (non-whitespace characters) never shrinks and grows in steps."""
-    live = streaming_bodies(samples)
-    lengths = [nonspace(s["body"]) for s in live]
-    assert len(live) >= min_samples, f"only {len(live)} mid-stream samples: {samples[-5:]}"
-    for a, b in itertools.pairwise(live):
-        assert nonspace(b["body"]) >= nonspace(a["body"]), (
-            f"streamed text shrank at t={b['t']} ms: {a['body']!r} -> {b['body']!r}"
-        )
-    distinct = sorted(set(lengths))
-    assert len(distinct) >= min_distinct, f"text did not grow in steps: lengths {lengths}"
-    return lengths
-
-
-def no_traceback(nb: NotebookPage, i: int) -> None:
-    out = nb.output(i)
-    stderr = out.locator('.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]')
-    texts = stderr.all_inner_texts() if stderr.count() else []
-    assert not any("Traceback" in t for t in texts), f"traceback on stderr: {texts}"
-    assert "Traceback" not in nb.output_text(i)
-
 
 def xss_titles(nb: NotebookPage) -> list[str]:
     return [t for t in nb.titles() if "XSS" in t]
-
-
-def run_and_record(nb: NotebookPage, i: int, key: str) -> Recorder:
-    rec = Recorder(nb, i, key)
-    nb.run_cell(i, wait=False)
-    return rec
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -407,7 +193,7 @@ def test_streaming_markdown_grows_then_freezes(page, notebook, fake_llm):
         show=lambda: summary(rec.samples()),
     )
     nb.cell(1).locator(".nbstream-view button.nbstream-stop").wait_for(timeout=5_000)
-    shot_mid = nb.screenshot("llm-mid-stream.png")
+    shot_mid = publish_doc(nb.screenshot("llm-mid-stream.png"), "streaming.png")
     assert rec.last()["state"] == "streaming", "the stream ended before the screenshot was taken"
 
     reason, foot = wait_footer(nb, 1, timeout=20)
@@ -432,7 +218,7 @@ def test_streaming_markdown_grows_then_freezes(page, notebook, fake_llm):
 
     nb.run_cell(2)
     assert "('stop', " in nb.output_text(2), nb.output_text(2)
-    shot_end = nb.screenshot("llm-finished.png")
+    shot_end = publish_doc(nb.screenshot("llm-finished.png"), "finished.png")
     assert nb.page_errors() == []
     print(f"[stream] {len(streaming_bodies(samples))} live samples, lengths {lengths}")
     print(f"[stream] screenshots: {shot_mid} {shot_end}")
@@ -607,7 +393,7 @@ def test_saved_notebook_keeps_static_answer(snb, fake_llm, lab, new_page):
     data = display[0]["data"]
     assert data["text/plain"] == answer
     html = data["text/html"]
-    assert 'class="nbstream-answer"' in html and "<strong>answer</strong>" in html, html
+    assert 'class="nbstream-answer ' in html and "<strong>answer</strong>" in html, html
     assert 'data-finish-reason="stop"' in html
 
     # A fresh browser context opening the saved file: nothing runs, the answer is there.
