@@ -218,7 +218,6 @@ class IncrementalMarkdown:
     def __init__(self) -> None:
         self._md = _MD
         self.chars_processed = 0
-        self.updates = 0
         self._clear()
 
     def _clear(self) -> None:
@@ -237,7 +236,6 @@ class IncrementalMarkdown:
 
     def update(self, text: str) -> Update:
         """Take the full text so far (it may only grow by appending) and say what changed."""
-        self.updates += 1
         if self._finished or not text.startswith(self._text):
             if self._finished and text == self._text:
                 return Update("", self._tail)
