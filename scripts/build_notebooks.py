@@ -1,6 +1,7 @@
 """Write the demo notebooks in notebooks/ from the cell lists below, then execute them.
 
-    python scripts/build_notebooks.py            # write + execute (outputs saved for nbval)
+    python scripts/build_notebooks.py            # write + execute (outputs saved for nbval),
+                                                 # recording answers in notebooks/.nbstream-cache
     python scripts/build_notebooks.py --no-run   # write only
 
 The notebooks are documentation and tests at once: nbval re-runs them in CI and compares
@@ -10,6 +11,7 @@ nbval's ``nbval-ignore-output`` tag; the facts that matter are printed by the ce
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -81,9 +83,12 @@ print(len(answer) > 0, answer.usage["output_tokens"] > 0)"""),
     md("""
 ## Variables in prompts
 
-`{expression}` in the prompt is filled in from your variables. Braces that are not your
-variables (JSON, code, set literals) are left alone; `{{` gives a literal brace and `--raw`
-turns interpolation off.
+`{name}`, `{name.attr}` and `{name[0]}` / `{name["key"]}` in the prompt are filled in from your
+variables, **by lookup only**: nothing is evaluated or called, so code pasted into a prompt
+(`{items.pop()}`, `{len(rows)}`, JSON like `{"a": 1}`) is sent exactly as written and your
+variables are never touched. Values are rendered for the model within a budget: lists and dicts
+as JSON, DataFrames as a compact table with shape and dtypes (see `04-conversations-and-data`).
+`{{` gives a literal brace and `--raw` turns interpolation off.
 """),
     code("""topic = "gradient descent"
 columns = ["age", "income", "city"]"""),
@@ -138,10 +143,44 @@ for lang in ["Python", "Rust"]:
     names.append((lang, reply.finish_reason in {"stop", "length"}))
 names"""),
     md("""
+## Code, math and tables
+
+Answers render like a notebook: fenced code is highlighted (with a **Copy** button while it
+streams), `$…$` / `$$…$$` / `\\(…\\)` / `\\[…\\]` math is typeset, and long tables stay fast.
+`--to-cell` puts the answer's Python code into a new cell below (in JupyterLab and
+Notebook 7; a headless run like this one ignores it), and `answer.code_blocks` lists the blocks.
+"""),
+    code(
+        IGNORE
+        + """%%llm -m local -o code --max-tokens 120 --to-cell
+How do I check whether a number is even in Python?"""
+    ),
+    code("""print([lang for lang, _ in code.code_blocks])"""),
+    md("""
+## Reproducible notebooks: record, then replay
+
+Every answer is also recorded in a local SQLite history (`%llm history`, `nbstream.history()`).
+The **replay cache** goes further: `--cache write` records answers as small JSON files next to
+the notebook (commit them), and `--cache replay` answers from them without asking any model —
+deterministic, free, offline. `--cache auto` does both: reuse, else ask and record. This
+repository's CI runs its notebooks with `NBSTREAM_CACHE=replay`.
+"""),
+    code(
+        IGNORE
+        + """%%llm -m local --cache write --cache-dir .demo-cache -o recorded --max-tokens 30
+Name three colours."""
+    ),
+    code(
+        IGNORE
+        + """%%llm -m local --cache replay --cache-dir .demo-cache -o replayed --max-tokens 30
+Name three colours."""
+    ),
+    code("""print(replayed == recorded, replayed.cached, recorded.cached, replayed.cost)"""),
+    md("""
 ## Settings
 
-`%llm config` shows the effective settings; change defaults with `%config`, e.g.
-`%config LLMMagics.model = "openai:gpt-4o-mini"` or the `NBSTREAM_MODEL` environment variable.
+Every option is a flag, a `%config LLMMagics.<name>` default and an `NBSTREAM_<NAME>`
+environment variable. `%llm config` shows the effective settings and where each came from;
 `%%llm?` shows every option.
 """),
     code(IGNORE + "%llm config"),
@@ -206,7 +245,7 @@ line, with what to fix. Here, a server that is not running:
 """),
     code(
         IGNORE
-        + """%%llm -m openai:some-model --base-url http://127.0.0.1:9/v1 --timeout 5
+        + """%%llm -m openai:some-model --base-url http://127.0.0.1:9/v1 --http-retries 0 --cache off
 Hello?"""
     ),
     code("""print(_llm.finish_reason)
@@ -281,14 +320,101 @@ async def flaky(request):
     raise ProviderError("the GPU fell over; try again")
 
 nbstream.register_provider("flaky", flaky)
-r = await nbstream.ask("anything", model="flaky", display="text")
+r = await nbstream.ask("anything", model="flaky", display="text", cache="off")
 print(repr(r.finish_reason), repr(str(r)), repr(r.error))"""),
+]
+
+CONVERSATIONS = [
+    md("""
+# Conversations, structured answers, and your data
+
+Three things data scientists do after a first answer: give the model **their data**, **follow
+up**, and ask for the answer **as data** rather than prose. Everything here runs on the embedded
+local model (a small *base* model: the mechanics are what to look at, not the wisdom).
+"""),
+    code("""%load_ext nbstream
+import pandas as pd
+import nbstream"""),
+    md("""
+## Your data in a prompt
+
+`{df}` does not paste pandas' console output: the DataFrame is rendered for a model — shape,
+dtypes, and a compact Markdown table of the first and last rows — within a budget
+(`--context-budget`, 4,000 characters per field by default), and the prompt says what was
+left out. `--show-prompt` shows exactly what was sent (collapsed above the answer, and in the
+saved notebook).
+"""),
+    code("""sales = pd.DataFrame({
+    "region": ["north", "south", "east", "west"] * 50,
+    "units": [(i * 37) % 101 for i in range(200)],
+    "price": [round(9.5 + (i % 7) * 0.25, 2) for i in range(200)],
+})
+sales.shape"""),
+    code(
+        IGNORE
+        + """%%llm -m local -o about --max-tokens 40 --context-budget 600 --show-prompt
+Which column of this table holds money? {sales}"""
+    ),
+    code("""print(about.prompt)"""),
+    md("""
+## Follow up: conversations
+
+`--chat` continues the notebook's default thread (`--chat NAME` a named one): the model
+receives the earlier turns of that thread. **Re-running a cell replaces its own turn** (cells
+are identified by the id JupyterLab sends with each execution): the model never sees a stale
+copy of itself, and later turns are kept but marked stale until they are re-run. The history
+is bounded by a token budget (`--chat-budget`), oldest turns first; the status line says how
+many turns were sent.
+"""),
+    code(
+        IGNORE
+        + """%%llm -m local --chat -o first --max-tokens 30
+What is a DataFrame in pandas?"""
+    ),
+    code(
+        IGNORE
+        + """%%llm -m local --chat -o second --max-tokens 30
+How do I sort one by a column?"""
+    ),
+    code("""print(len(nbstream.thread()))  # system-free thread: 2 user + 2 assistant messages"""),
+    code(IGNORE + "%llm thread"),
+    code("""%llm reset
+print(len(nbstream.thread()))"""),
+    md("""
+## Answers as data: structured output
+
+`--schema NAME` names a pydantic model, a dataclass, a TypedDict, a JSON-schema dict or a type
+such as `list[City]` in your namespace. Each provider uses its native mechanism (OpenAI's JSON
+schema `response_format`, Anthropic's forced tool use, a llama.cpp grammar for the local model),
+the view shows the object filling in while it streams, and the answer is validated:
+`x.data` is the object, `x` is still the raw text.
+"""),
+    code("""from pydantic import BaseModel
+
+class City(BaseModel):
+    name: str
+    population: int"""),
+    code(
+        IGNORE
+        + """%%llm -m local --schema City -o city --max-tokens 40
+The largest city of France, with its population."""
+    ),
+    code("""print(type(city.data).__name__, city.finish_reason)
+print(sorted(city.data.model_dump()))"""),
+    code(
+        IGNORE
+        + """%%llm -m local --schema list[City] -o cities --max-tokens 80
+Three European capitals and their populations."""
+    ),
+    code("""frame = cities.to_pandas()
+print(list(frame.columns), len(frame) >= 1)"""),
 ]
 
 NOTEBOOK_SPECS = {
     "01-quickstart.ipynb": QUICKSTART,
     "02-providers.ipynb": PROVIDERS,
     "03-custom-provider.ipynb": CUSTOM_PROVIDER,
+    "04-conversations-and-data.ipynb": CONVERSATIONS,
 }
 
 
@@ -301,6 +427,9 @@ def build(name: str, cells: list[nbformat.NotebookNode], run: bool) -> None:
     }
     nb.metadata["language_info"] = {"name": "python"}
     if run:
+        # Record every answer in notebooks/.nbstream-cache (committed): CI replays them with
+        # NBSTREAM_CACHE=replay, so its nbval run is deterministic and sends nothing.
+        os.environ.setdefault("NBSTREAM_CACHE", "auto")
         NotebookClient(
             nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
         ).execute()

@@ -69,6 +69,23 @@ Script spec keys (all optional):
 - ``framing``: ``"close"`` (default; HTTP/1.1 ``connection: close``, the body ends when the
   socket closes) or ``"chunked"`` (``transfer-encoding: chunked``, connection kept alive; a
   ``drop_after`` then makes the SDKs raise an incomplete-body error instead of ending quietly).
+- ``texts``: a list of strings, one per *answer* to that model (the first answer streams
+  ``texts[0]``, the second ``texts[1]`` …, all later ones the last), each split into chunks of
+  ``token_size`` characters (default 1); requests answered with an error status do not count.
+  For answers that differ between a first request and a re-ask. Not combinable with
+  ``tokens`` or ``text``.
+- ``reject_fields``: a list of request-body field names (e.g. ``["response_format"]``): a
+  request whose body has any of them is answered with ``reject_status`` (default 400) and the
+  provider's error body, message ``error_message`` or ``"Unsupported parameter:
+  'response_format'"`` (what an OpenAI-compatible server without that feature says); a
+  request without them gets the normal answer. Not counted as an answer (see ``texts``).
+
+Structured answers: an OpenAI request with ``response_format`` gets the tokens as ordinary
+``content`` deltas (the JSON text), as the API streams it. An Anthropic request with
+``tools`` is answered with one ``tool_use`` content block (named after ``tool_choice.name``,
+else the first tool): the tokens are streamed as ``input_json_delta`` events
+(``partial_json``) and the message ends with ``stop_reason: "tool_use"``; without
+``"stream": true`` the block's ``input`` is the parsed text (``{}`` if it is not JSON).
 
 The stream keys (``delay``, ``*_after``, ``empty``, ``preamble_only``, ``framing``) apply to
 ``"stream": true`` requests only. Tokens may hold lone UTF-16 surrogates
@@ -151,6 +168,9 @@ SPEC_KEYS = {
     "invalid_utf8_then",
     "empty",
     "preamble_only",
+    "texts",
+    "reject_fields",
+    "reject_status",
 }
 INVALID_UTF8 = b"\xff\xfe"
 ANTHROPIC_STREAM_ERROR = ("overloaded_error", "Overloaded")
@@ -190,6 +210,7 @@ class _State:
         self.scripts: dict[str, dict[str, Any]] = {}
         self.status_served: dict[str, int] = {}
         self.attempts: dict[str, int] = {}
+        self.answers: dict[str, int] = {}
         self.log: list[dict[str, Any]] = []
         self.counter = itertools.count(1)
 
@@ -200,8 +221,23 @@ def _validate_spec(spec: Any) -> dict[str, Any]:
     unknown = set(spec) - SPEC_KEYS
     if unknown:
         raise ValueError(f"unknown script keys: {sorted(unknown)}")
-    if "tokens" in spec and "text" in spec:
-        raise ValueError("give either tokens or text, not both")
+    if sum(key in spec for key in ("tokens", "text", "texts")) > 1:
+        raise ValueError("give one of tokens, text and texts")
+    if "texts" in spec and not (
+        isinstance(spec["texts"], list)
+        and spec["texts"]
+        and all(isinstance(t, str) for t in spec["texts"])
+    ):
+        raise ValueError("texts must be a non-empty list of strings")
+    if "reject_fields" in spec and not (
+        isinstance(spec["reject_fields"], list)
+        and all(isinstance(f, str) for f in spec["reject_fields"])
+    ):
+        raise ValueError("reject_fields must be a list of strings")
+    if "reject_status" in spec and not (
+        isinstance(spec["reject_status"], int) and 400 <= spec["reject_status"] <= 599
+    ):
+        raise ValueError("reject_status must be an int in 400..599")
     if "tokens" in spec and not (
         isinstance(spec["tokens"], list) and all(isinstance(t, str) for t in spec["tokens"])
     ):
@@ -266,9 +302,10 @@ def _validate_new_keys(spec: dict[str, Any]) -> None:
         raise ValueError("give either empty or preamble_only, not both")
 
 
-def _tokens_of(spec: dict[str, Any]) -> list[str]:
-    if "text" in spec:
-        text = str(spec["text"])
+def _tokens_of(spec: dict[str, Any], answer: int = 1) -> list[str]:
+    if "texts" in spec or "text" in spec:
+        texts = spec.get("texts") or [spec["text"]]
+        text = str(texts[min(answer, len(texts)) - 1])
         size = int(spec.get("token_size", 1))
         return [text[i : i + size] for i in range(0, len(text), size)]
     return list(spec.get("tokens", DEFAULT_TOKENS))
@@ -461,6 +498,17 @@ class _Handler(BaseHTTPRequestHandler):
                     status = None
                 else:
                     state.status_served[model] = served + 1
+            rejected = [
+                f for f in spec.get("reject_fields", ()) if isinstance(body, dict) and f in body
+            ]
+            if status is None and rejected:
+                status = int(spec.get("reject_status", 400))
+                if "error_message" not in spec:
+                    spec["error_message"] = f"Unsupported parameter: {rejected[0]!r}"
+            answer = 0
+            if status is None:
+                answer = state.answers.get(model, 0) + 1
+                state.answers[model] = answer
             record: dict[str, Any] = {
                 "path": path,
                 "model": model,
@@ -493,7 +541,7 @@ class _Handler(BaseHTTPRequestHandler):
             }
             self._error(provider, int(status), spec.get("error_message"), record, extra)
             return
-        tokens = _tokens_of(spec)
+        tokens = _tokens_of(spec, answer)
         words = _prompt_words(body) if isinstance(body, dict) else 0
         usage = spec.get("usage") or {}
         prompt_tokens = int(usage.get("input_tokens", words))
@@ -501,6 +549,8 @@ class _Handler(BaseHTTPRequestHandler):
         finish = spec.get("finish_reason", "stop")
         ctx = _Ctx(model or "fake-default", tokens, prompt_tokens, completion_tokens, finish)
         ctx.cached_tokens = int(usage.get("cached_input_tokens", 0))
+        if provider == "anthropic" and isinstance(body, dict):
+            ctx.tool = _tool_name(body)
         try:
             if not stream:
                 self._wait(float(spec.get("first_delay", 0)), record)
@@ -651,6 +701,21 @@ class _Ctx:
         self.finish = finish
         self.text = "".join(tokens)
         self.cached_tokens = 0
+        self.tool: str | None = None
+        """Anthropic: the tool whose input the tokens are (the request carried ``tools``)."""
+
+
+def _tool_name(body: dict[str, Any]) -> str | None:
+    """The tool an Anthropic request asks to be called: ``tool_choice.name``, else the first
+    of ``tools``; ``None`` without tools."""
+    tools = body.get("tools")
+    if not isinstance(tools, list) or not tools:
+        return None
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and isinstance(choice.get("name"), str):
+        return str(choice["name"])
+    first = tools[0]
+    return str(first.get("name", "tool")) if isinstance(first, dict) else "tool"
 
 
 def _id_headers(provider: str) -> dict[str, str]:
@@ -744,18 +809,21 @@ class _AnthropicEvents:
         return (
             _sse({"type": "message_start", "message": message}, "message_start")
             + _sse(
-                {
-                    "type": "content_block_start",
-                    "index": 0,
-                    "content_block": {"type": "text", "text": ""},
-                },
+                {"type": "content_block_start", "index": 0, "content_block": self._block()},
                 "content_block_start",
             )
             + _sse({"type": "ping"}, "ping")
         )
 
+    def _block(self) -> dict[str, Any]:
+        if self.ctx.tool is None:
+            return {"type": "text", "text": ""}
+        return {"type": "tool_use", "id": "toolu_fake", "name": self.ctx.tool, "input": {}}
+
     def token(self, token: str) -> bytes:
-        delta = {"type": "text_delta", "text": token}
+        delta: dict[str, Any] = {"type": "text_delta", "text": token}
+        if self.ctx.tool is not None:
+            delta = {"type": "input_json_delta", "partial_json": token}
         event = {"type": "content_block_delta", "index": 0, "delta": delta}
         return _sse(event, "content_block_delta")
 
@@ -775,6 +843,8 @@ class _AnthropicEvents:
 
     def terminal(self) -> bytes:
         stop = "end_turn" if self.ctx.finish == "stop" else "max_tokens"
+        if self.ctx.tool is not None and self.ctx.finish == "stop":
+            stop = "tool_use"
         return (
             _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
             + _sse(
@@ -809,13 +879,22 @@ def _openai_completion(ctx: _Ctx) -> dict[str, Any]:
 
 
 def _anthropic_message(ctx: _Ctx) -> dict[str, Any]:
+    content: dict[str, Any] = {"type": "text", "text": ctx.text}
+    stop = "end_turn" if ctx.finish == "stop" else "max_tokens"
+    if ctx.tool is not None:
+        try:
+            data = json.loads(ctx.text)
+        except ValueError:
+            data = {}
+        content = {"type": "tool_use", "id": "toolu_fake", "name": ctx.tool, "input": data}
+        stop = "tool_use" if ctx.finish == "stop" else stop
     return {
         "id": "msg_fake",
         "type": "message",
         "role": "assistant",
         "model": ctx.model,
-        "content": [{"type": "text", "text": ctx.text}],
-        "stop_reason": "end_turn" if ctx.finish == "stop" else "max_tokens",
+        "content": [content],
+        "stop_reason": stop,
         "stop_sequence": None,
         "usage": {"input_tokens": ctx.prompt_tokens, "output_tokens": ctx.completion_tokens},
     }

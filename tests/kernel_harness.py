@@ -62,6 +62,9 @@ class KernelSession:
         self._tmp = tempfile.TemporaryDirectory(prefix="nbstream-kernel-")
         self.iopub: list[dict[str, Any]] = []  # every iopub message, with "_t" receive time
         self._lock = threading.Lock()
+        # ZMQ sockets are not thread-safe: the shell socket is read by the pump thread and
+        # written by the test thread (execute requests, widget clicks), so both hold this.
+        self._shell_socket = threading.Lock()
         self._stop = threading.Event()
         self._executions: dict[str, Execution] = {}
         self._replies: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -131,8 +134,10 @@ class KernelSession:
     def _pump_shell(self) -> None:
         while not self._stop.is_set():
             try:
-                msg = self.kc.get_shell_msg(timeout=0.05)
+                with self._shell_socket:
+                    msg = self.kc.get_shell_msg(timeout=0.01)
             except queue.Empty:
+                time.sleep(0.002)  # let a sender take the socket
                 continue
             except Exception:
                 if self._stop.is_set():
@@ -149,7 +154,7 @@ class KernelSession:
     def submit(self, code: str, metadata: dict[str, Any] | None = None) -> Execution:
         """Send an execute_request and return at once (the kernel queues it). ``metadata``:
         the request's metadata, as JupyterLab sends it (e.g. ``{"cellId": …}``)."""
-        with self._lock:
+        with self._lock, self._shell_socket:
             if metadata is None:
                 msg_id = self.kc.execute(code, store_history=True)
             else:
@@ -230,8 +235,9 @@ class KernelSession:
         msg = self.kc.session.msg(
             "comm_msg", {"comm_id": comm_id, "data": {"method": "custom", "content": content}}
         )
-        sent = time.monotonic()
-        self.kc.shell_channel.send(msg)
+        with self._shell_socket:
+            sent = time.monotonic()
+            self.kc.shell_channel.send(msg)
         return sent
 
     def outputs(self, execution: Execution) -> list[dict[str, Any]]:

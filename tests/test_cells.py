@@ -47,9 +47,7 @@ def test_to_cell_asks_the_front_end_for_a_new_cell(llm_kernel, fake_llm):
     model = fake_llm.script(text=ANSWER, token_size=9)
     execution = kernel.run_ok(f"%%llm -m openai:{model} --to-cell\nWrite pandas code.", 30)
     payload = execution.reply["content"]["payload"]
-    assert payload == [
-        {"source": "set_next_input", "text": python_code(ANSWER), "replace": False}
-    ]
+    assert payload == [{"source": "set_next_input", "text": python_code(ANSWER), "replace": False}]
     assert "go into a new cell below" in execution.stdout()
     again = kernel.run_ok("%llm to-cell")  # the last answer, from a line magic
     assert again.reply["content"]["payload"][0]["text"] == python_code(ANSWER)

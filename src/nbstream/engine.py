@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .errors import ProviderError
-from .providers.base import Final, FinishReason, Provider, Request
+from .providers.base import NOTES, Final, FinishReason, Provider, Request
 from .providers.common import one_line, redact
 from .response import Response
 from .settings import Settings
@@ -158,6 +158,15 @@ class Stream:
         self.interrupted = True
         self.stop()
 
+    def add_note(self, text: str) -> None:
+        """Add a remark to :attr:`note` (the status line shows it) and tell the sink. For
+        providers, through :func:`nbstream.providers.base.note`; call it on the loop."""
+        parts = [p for p in (self.note or "").split(" · ") if p]
+        if text and text not in parts:
+            parts.append(text)
+            self.note = " · ".join(parts)
+            self.sink.on_status(self)
+
     @property
     def text(self) -> str:
         return "".join(self.parts)
@@ -175,7 +184,11 @@ class Stream:
         self._loop = asyncio.get_running_loop()
         self.started = time.monotonic()
         self.sink.on_start(self)
-        self._task = asyncio.ensure_future(self._consume())
+        notes = NOTES.set(self.add_note)  # the provider's task sees it (providers.base.note)
+        try:
+            self._task = asyncio.ensure_future(self._consume())
+        finally:
+            NOTES.reset(notes)
         if self._stop_requested.is_set():  # stop() before run(): honour it
             self._cancel("stopped")
         self._tick_handle = self._loop.call_later(TICK, self._tick)

@@ -7,6 +7,11 @@
     │                        becomes Response.error, never escapes a stream
     ├── ModelIdError         a malformed or unknown "provider:model" id  (also a ValueError)
     ├── SettingsError        rejected option values, naming each one     (also a ValueError)
+    ├── SchemaError          a schema spec that names no usable type or JSON schema
+    │                        (unknown name, unsafe expression …)          (also a ValueError)
+    ├── SchemaValidationError  a structured answer that is not JSON or does not match its
+    │                        schema; becomes Response.error (the validator's one line),
+    │                        never escapes a stream                      (also a ValueError)
     └── ResponseError        Response.raise_for_error() on a failed answer
 
 Messages are one line, say what was wrong and how to fix it, and never contain a secret.
@@ -26,6 +31,8 @@ __all__ = [
     "Problem",
     "ProviderError",
     "ResponseError",
+    "SchemaError",
+    "SchemaValidationError",
     "SettingsError",
 ]
 
@@ -96,6 +103,30 @@ class SettingsError(NbstreamError, ValueError):
                 shown = shown[:59] + "…"
             parts.append(f"{where}: {p.message}, got {shown}")
         return "; ".join(parts)
+
+
+class SchemaError(NbstreamError, ValueError):
+    """A schema spec could not be turned into a schema (unknown name, unsafe expression,
+    a type pydantic cannot describe). Raised before anything is sent; ``%%llm`` shows it
+    as a usage error."""
+
+
+class SchemaValidationError(NbstreamError, ValueError):
+    """The answer is not JSON or does not match the schema. ``str()`` is one line;
+    ``field`` is the path of the first problem (``"[2].population"``, ``""`` for the whole
+    answer, ``None`` when the answer is not JSON); ``errors`` lists every problem found
+    as ``(path, message)``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        errors: list[tuple[str, str]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.field = field
+        self.errors = errors or []
 
 
 class ResponseError(NbstreamError):

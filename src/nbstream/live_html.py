@@ -19,11 +19,14 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from . import markdown
-
 if TYPE_CHECKING:
     from .engine import Stream
     from .response import Response
+    from .structured import Schema
+
+ANSWER_OPEN = '<div class="nbstream-answer mathjax_ignore tex2jax_ignore">'
+"""The answer's container. The classes keep the front end's MathJax away: nbstream typesets
+math itself (MathML), and MathJax would turn "$5 and $10" in prose into math."""
 
 HTML_INTERVAL = 0.25
 """Seconds between live HTML updates (each carries the whole answer so far)."""
@@ -61,17 +64,19 @@ def live_bundle(html: str, status: str) -> dict[str, str]:
     """What a live HTML update shows: the answer so far and a status line."""
     line = f'<div class="nbstream-footer">{htmlmod.escape(status)}</div>'
     return {
-        "text/html": f'<div class="nbstream-answer">{html}</div>{line}',
+        "text/html": f"{ANSWER_OPEN}{html}</div>{line}",
         "text/plain": f"[nbstream: {status}]",
     }
 
 
 def status_words(stream: Stream) -> str:
-    """``openai:gpt-4o-mini · streaming · 42 tokens · 1.3 s``."""
+    """``openai:gpt-4o-mini · streaming · 42 tokens · 1.3 s`` (with the stream's note, if
+    any, after the model)."""
     from .widget import label
 
-    parts = [stream.model_id, label(stream), f"{stream.chunks} tokens", f"{stream.elapsed:.1f} s"]
-    return " · ".join(parts)
+    parts = [stream.model_id, stream.note or "", label(stream)]
+    parts += [f"{stream.chunks} tokens", f"{stream.elapsed:.1f} s"]
+    return " · ".join(p for p in parts if p)
 
 
 class HtmlSink:
@@ -79,11 +84,20 @@ class HtmlSink:
 
     pumps_widget_messages = False
 
-    def __init__(self, interval: float = HTML_INTERVAL, *, show_prompt: bool = False) -> None:
+    def __init__(
+        self,
+        interval: float = HTML_INTERVAL,
+        *,
+        show_prompt: bool = False,
+        schema: Schema | None = None,
+    ) -> None:
+        from .widget import renderer
+
         self.show_prompt = show_prompt
+        self.schema = schema
         self.display_id = f"nbstream-{uuid.uuid4().hex}"
         self.updates = 0
-        self._md = markdown.IncrementalMarkdown()
+        self._md = renderer(schema)
         self._stream: Stream | None = None
         self._throttle = Throttle(max(interval, 0.0), self._push)
 
@@ -103,17 +117,28 @@ class HtmlSink:
     def on_end(self, stream: Stream, response: Response) -> None:
         from IPython.display import update_display
 
-        from .widget import static_bundle
+        from .store import provenance
+        from .widget import static_bundle, structured_html
 
         self._throttle.cancel()
         self._md.update(stream.text)
         self._md.finish()
-        from .store import provenance
-
+        html = self._md.html
+        if self.schema is not None:
+            html = structured_html(response, html)
         prompt = stream.request.prompt if self.show_prompt else None
-        bundle = static_bundle(response, html=self._md.html, prompt=prompt)
+        bundle = static_bundle(response, html=html, prompt=prompt)
         metadata = {"nbstream": provenance(stream, response)}  # kept in the saved notebook
         update_display(bundle, metadata=metadata, raw=True, display_id=self.display_id)
+
+    def on_restart(self, stream: Stream) -> None:
+        """A new stream continues this display (a validation re-ask): start over."""
+        from .widget import renderer
+
+        self._throttle.cancel()
+        self._stream = stream
+        self._md = renderer(self.schema)
+        self._push()
 
     def _push(self) -> None:
         from IPython.display import update_display

@@ -23,7 +23,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from . import settings, transform
 from .cells import to_cell
 from .engine import Stream
-from .errors import ModelIdError, SettingsError
+from .errors import ModelIdError, SchemaError, SettingsError
 from .kernel import in_kernel, ipykernel_version, needs_pump
 from .prompt import interpolate
 from .providers import parse_model_id
@@ -126,7 +126,9 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
         Line magic: ``%llm`` or ``%llm help`` shows this help, ``%llm config`` the
         effective settings, ``%llm to-cell`` puts the last answer's Python code into a new
         cell below, ``%llm history [N] [--search TEXT]`` lists recorded answers,
-        ``%llm cost`` this session's tokens and cost by model.
+        ``%llm cost`` this session's tokens and cost by model, ``%llm thread [NAME]`` a
+        conversation (``--chat``) and what the next prompt would send, ``%llm reset
+        [NAME]`` forgets it.
         """
         if cell is None:
             self._line_magic(line)
@@ -171,11 +173,15 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
         call = {name: getattr(args, name) for name in settings.NAMES}
         call = {k: (settings.UNSET if v is None else v) for k, v in call.items()}
         try:
-            stream = make_stream(prompt, call, describe_option=describe_option, awaited=awaited)
+            stream = make_stream(
+                prompt, call, describe_option=describe_option, awaited=awaited, namespace=namespace
+            )
         except SettingsError as exc:
             raise UsageError(exc.describe(settings.flag_of)) from None
         except ModelIdError as exc:
             raise UsageError(str(exc)) from None
+        except SchemaError as exc:
+            raise UsageError(f"--schema: {exc}") from None
         return stream, args
 
     def _finish(self, stream: Stream, response: Response, args: Any) -> None:
@@ -210,9 +216,22 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
 
             print(cost_report())
             return
+        if command in ("thread", "reset"):
+            from . import conversation
+
+            name = rest.strip() or conversation.DEFAULT_THREAD
+            if len(name.split()) > 1:
+                raise UsageError(f"%llm {command} takes one thread name, got {rest.strip()!r}")
+            if command == "thread":
+                print(conversation.format_thread(name))
+            else:
+                conversation.reset(name)
+                print(f"Thread {name!r} cleared.")
+            return
         raise UsageError(
             f"unknown %llm command {word!r}: use %llm help, %llm config, %llm to-cell, "
-            "%llm history, %llm cost, or %%llm as a cell magic with the prompt in the cell"
+            "%llm history, %llm cost, %llm thread, %llm reset, or %%llm as a cell magic "
+            "with the prompt in the cell"
         )
 
     def config_report(self) -> str:

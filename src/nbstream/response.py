@@ -49,6 +49,11 @@ class Response(str):
         or stopped before the provider reported usage), 0.0 for a local model or a replay.
     ``cached``
         True when the answer was replayed from the replay cache (nothing was sent).
+    ``data``
+        With a schema (``--schema``): the validated object (a model instance, a list of
+        them, a dict …) when the answer finished and matched; else ``None`` (stopped, cut,
+        failed, or not valid: then ``finish_reason == "error"`` and ``error`` says which
+        field). The text stays the raw JSON. :meth:`to_pandas` makes a DataFrame of it.
 
     Operations that produce a new string (``upper()``, ``+``, slicing) return plain ``str``.
     """
@@ -63,6 +68,7 @@ class Response(str):
     chunks: int
     cost: float | None
     cached: bool
+    data: Any
 
     def __new__(
         cls,
@@ -78,6 +84,7 @@ class Response(str):
         chunks: int = 0,
         cost: float | None = None,
         cached: bool = False,
+        data: Any = None,
     ) -> Response:
         self = super().__new__(cls, text)
         self.finish_reason = finish_reason
@@ -90,6 +97,7 @@ class Response(str):
         self.chunks = chunks
         self.cost = cost
         self.cached = cached
+        self.data = data
         return self
 
     @property
@@ -127,6 +135,27 @@ class Response(str):
         from .cells import python_code
 
         return python_code(self.text)
+
+    def to_pandas(self) -> Any:
+        """The structured answer (:attr:`data`) as a ``pandas.DataFrame``: one row per
+        record of a list, one row for a single object. Needs pandas and a validated answer."""
+        if self.data is None:
+            why = f"the answer {self.ending}" + (f": {self.error}" if self.error else "")
+            if self.finish_reason == "stop":
+                why = "it was not asked with a schema (--schema / schema=...)"
+            raise ValueError(f"no structured data to convert: {why}")
+        import importlib
+
+        try:
+            pandas: Any = importlib.import_module("pandas")
+        except ImportError:
+            raise ImportError(
+                "Response.to_pandas() needs pandas: pip install pandas "
+                "(the validated object is in .data)"
+            ) from None
+        from .structured import to_records
+
+        return pandas.DataFrame(to_records(self.data))
 
     def raise_for_error(self) -> Response:
         """Raise :class:`~nbstream.errors.ResponseError` if the answer failed
@@ -188,8 +217,25 @@ class Response(str):
         return f"Response({', '.join(parts)})"
 
     def __reduce__(self) -> tuple[Any, ...]:  # pickle, copy and deepcopy keep the metadata
-        return (_rebuild, (self.text, self.metadata()))
+        if self.data is None:
+            return (_rebuild, (self.text, self.metadata()))
+        return (_rebuild, (self.text, self.metadata(), _portable(self.data)))
 
 
-def _rebuild(text: str, metadata: dict[str, Any]) -> Response:
-    return Response(text, **metadata)
+def _portable(data: Any) -> Any:
+    """``data`` itself when it can be pickled (models and dataclasses defined in a module,
+    dicts, lists); else its plain JSON form (a class made on the fly, e.g. by
+    ``pydantic.create_model``, cannot be pickled: the copy then holds dicts and lists)."""
+    import pickle
+
+    try:
+        pickle.dumps(data)
+    except Exception:
+        from .structured import to_plain
+
+        return to_plain(data)
+    return data
+
+
+def _rebuild(text: str, metadata: dict[str, Any], data: Any = None) -> Response:
+    return Response(text, **metadata, data=data)

@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import json
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, get_args, get_origin
 
@@ -82,6 +83,12 @@ CACHE_MODES: tuple[str, ...] = get_args(CacheMode)
 HISTORY_OFF = "off"
 """The value of the ``history`` option that records nothing."""
 
+DEFAULT_CHAT = "default"
+"""The thread of a bare ``--chat`` (and of ``chat=True``)."""
+
+OFF_WORDS = ("off", "false", "no", "0", "none")
+"""Values of ``history`` and ``chat`` that switch them off (e.g. over a ``%config``)."""
+
 
 def option(
     default: Any,
@@ -89,15 +96,29 @@ def option(
     help: str,
     metavar: str | None = None,
     request: bool = False,
+    magic: Mapping[str, Any] | None = None,
     **constraints: Any,
 ) -> Any:
-    """Declare one option: ``flags`` for ``%%llm``, ``request=True`` if providers receive it."""
+    """Declare one option: ``flags`` for ``%%llm``, ``request=True`` if providers receive it,
+    ``magic``: more argparse keywords for its flag (e.g. ``nargs="?"`` with a ``const``)."""
     return Field(
         default,
         description=help,
-        json_schema_extra={"flags": list(flags), "metavar": metavar, "request": request},
+        json_schema_extra={
+            "flags": list(flags),
+            "metavar": metavar,
+            "request": request,
+            "magic": dict(magic or {}),
+        },
         **constraints,
     )
+
+
+# The `schema` option shadows BaseModel.schema(), pydantic 1's deprecated classmethod, which
+# nothing here calls (instances read the field); pydantic warns about it once, at import.
+warnings.filterwarnings(
+    "ignore", message='Field name "schema" in "Settings" shadows', category=UserWarning
+)
 
 
 class Settings(BaseModel):
@@ -235,6 +256,45 @@ class Settings(BaseModel):
         help="Characters one {variable} may take in the prompt: DataFrames, arrays, long "
         "texts are summarised to fit, and the prompt says what was left out.",
     )
+    chat: str | None = option(
+        None,
+        "--chat",
+        metavar="NAME",
+        magic={"nargs": "?", "const": DEFAULT_CHAT},
+        help="Continue a conversation: the earlier answers of thread NAME ('default' when the "
+        "flag has no value) are sent with the prompt, and this answer joins the thread. "
+        "Re-running a cell replaces its own turn (later turns are kept but not sent until "
+        "re-run). %llm thread [NAME] shows a thread, %llm reset [NAME] clears it; off: none.",
+    )
+    chat_budget: int | None = option(
+        None,
+        "--chat-budget",
+        metavar="TOKENS",
+        ge=0,
+        le=10_000_000,
+        help="The most tokens (estimated) the earlier turns, the system prompt and the prompt "
+        "may take together; the oldest turns are left out first. Unset: per provider (100k "
+        "for OpenAI and Anthropic, 3k for Ollama and self-hosted servers, what fits the "
+        "local model's context).",
+    )
+    schema: str | None = option(  # type: ignore[assignment]  # see the filter above
+        None,
+        "--schema",
+        metavar="TYPE",
+        help="Answer as JSON matching this type, then validate it: a pydantic model, "
+        "dataclass or TypedDict from your namespace, list[Model], dict[str, float], or a "
+        "JSON Schema literal. The Response's .data is the validated object, .to_pandas() a "
+        "DataFrame; the live view shows it as a table while it streams.",
+    )
+    retries: int = option(
+        1,
+        "--retries",
+        metavar="N",
+        ge=0,
+        le=5,
+        help="With a schema: when the answer does not validate, ask again up to N times, "
+        "sending the bad answer and the error back (HTTP retries are --http-retries).",
+    )
     cache: CacheMode = option(
         "off",
         "--cache",
@@ -267,7 +327,9 @@ class Settings(BaseModel):
         "they take precedence over nbstream's table.",
     )
 
-    @field_validator("model", "system", "base_url", "history", "prices", mode="before")
+    @field_validator(
+        "model", "system", "base_url", "history", "prices", "chat", "schema", mode="before"
+    )
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         if isinstance(value, os.PathLike):
@@ -286,8 +348,20 @@ class Settings(BaseModel):
     @field_validator("history")
     @classmethod
     def _history_off(cls, value: str | None) -> str | None:
-        if value is not None and value.strip().lower() in ("off", "false", "no", "0", "none"):
+        if value is not None and value.strip().lower() in OFF_WORDS:
             return HISTORY_OFF
+        return value
+
+    @field_validator("chat", mode="before")
+    @classmethod
+    def _chat_name(cls, value: Any) -> Any:
+        if value is True:
+            return DEFAULT_CHAT
+        if value is False:
+            return None
+        if isinstance(value, str):
+            value = value.strip()
+            return None if not value or value.lower() in OFF_WORDS else value
         return value
 
     @field_validator("prices")
@@ -488,6 +562,7 @@ def add_magic_arguments(func: Callable[..., Any]) -> Callable[..., Any]:
         if _base_type(field.annotation) is bool:  # --show-prompt / --no-show-prompt
             kwargs["action"] = argparse.BooleanOptionalAction
             del kwargs["metavar"]
+        kwargs.update(extra.get("magic") or {})
         kwargs["help"] = help_text.replace("%", "%%")
         func = magic_arguments.argument(*extra["flags"], **kwargs)(func)
     return func

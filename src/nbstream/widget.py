@@ -11,6 +11,12 @@ them (its header repeats the shapes). Lengths are in UTF-16 code units, as JavaS
 counts. When the stream ends, the widget's display is replaced (``update_display``) by a
 static HTML + text bundle, so a saved notebook shows the answer without widget state
 (``docs/design.md#what-a-saved-notebook-keeps``), and the widget and its layout are closed.
+
+A structured answer (``--schema``) is rendered by
+:class:`~nbstream.structured.IncrementalStructured` instead of the Markdown renderer: the
+JSON so far as a table that grows row by row, all of it in the tail (the diff against the
+browser's tail sends only the changed end); the static answer shows the validated object
+(:func:`structured_html`), and ``text/plain`` keeps the JSON text.
 """
 
 from __future__ import annotations
@@ -22,19 +28,20 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
 import anywidget
 import traitlets
 from typing_extensions import NotRequired
 
 from . import markdown
-from .live_html import HTML_INTERVAL, Throttle, live_bundle, status_words
+from .live_html import ANSWER_OPEN, HTML_INTERVAL, Throttle, live_bundle, status_words
 from .response import LABELS
 
 if TYPE_CHECKING:
     from .engine import Stream
     from .response import Response
+    from .structured import IncrementalStructured, Schema
 
 _STATIC = Path(__file__).parent / "static"
 
@@ -88,6 +95,41 @@ class EventMsg(TypedDict):
     asks for everything so far)."""
 
     event: Literal["stop", "sync"]
+
+
+class Rendered(Protocol):
+    """What a renderer's ``update`` / ``finish`` returns (Markdown's or the structured one's)."""
+
+    @property
+    def frozen(self) -> str: ...
+
+    @property
+    def tail(self) -> str: ...
+
+    @property
+    def reset(self) -> bool: ...
+
+
+def renderer(schema: Schema | None) -> markdown.IncrementalMarkdown | IncrementalStructured:
+    """The incremental renderer for an answer: Markdown, or with a schema a table of JSON."""
+    if schema is None:
+        return markdown.IncrementalMarkdown()
+    from .structured import IncrementalStructured
+
+    return IncrementalStructured(schema)
+
+
+def structured_html(response: Response, live_html: str) -> str:
+    """The static HTML of a structured answer: the validated object (a table for a list of
+    records, a field/value table for one object); when there is none (stopped, cut, not
+    valid), what the live view showed, or the raw text if no JSON value was found in it."""
+    from .structured import render_partial
+
+    if response.data is not None:
+        return render_partial(response.data)
+    if "<table" in live_html or "<ol" in live_html or not response.text.strip():
+        return live_html
+    return f'<pre class="nbstream-raw">{htmlmod.escape(response.text)}</pre>'
 
 
 def label(stream: Stream) -> str:
@@ -165,8 +207,10 @@ class WidgetSink:
         show_prompt: bool = False,
         fallback_after: float | None = None,
         send: Callable[[ViewMsg], None] | None = None,
+        schema: Schema | None = None,
     ) -> None:
         self.interval = interval
+        self.schema = schema
         self.stoppable = stoppable
         self.show_prompt = show_prompt
         self.fallback_after = fallback_after
@@ -177,7 +221,7 @@ class WidgetSink:
         self.synced = False
         self.html_fallback = False
         self._send_to = send
-        self._md = markdown.IncrementalMarkdown()
+        self._md = renderer(schema)
         self._sent_tail = ""
         self._sent_state = "waiting"
         self._throttle = Throttle(interval, self._push_now)
@@ -212,6 +256,8 @@ class WidgetSink:
         self._throttle.request(now=stream.chunks == 1)  # the first token is shown at once
 
     def on_status(self, stream: Stream) -> None:
+        if self.view is not None and self.view.note != (stream.note or ""):
+            self.view.note = stream.note or ""  # e.g. a provider's fallback (synced trait)
         if stream.state in ("waiting", "retrying") and stream.state != self._sent_state:
             self._sent_state = stream.state
             self._emit({"type": "status", "state": stream.state, "label": label(stream)})
@@ -224,15 +270,29 @@ class WidgetSink:
         if self.view is not None and response.error:
             self.view.error = response.error
         self._push_now(final=True)  # the final state always arrives
+        html = self._md.html  # == a one-shot render
+        if self.schema is not None:
+            html = structured_html(response, html)
         bundle = static_bundle(
-            response, html=self._md.html, prompt=stream.request.prompt if self.show_prompt else None
-        )  # == a one-shot render
+            response, html=html, prompt=stream.request.prompt if self.show_prompt else None
+        )
         self.bytes_sent += len(json.dumps(bundle).encode())
         metadata = {"nbstream": provenance(stream, response)}  # kept in the saved notebook
         update_display(bundle, metadata=metadata, raw=True, display_id=self.display_id)
         if self.view is not None:
             self.view.layout.close()  # a DOMWidget's layout is a widget (and comm) of its own
             self.view.close()
+
+    def on_restart(self, stream: Stream) -> None:
+        """A new stream continues this display (a validation re-ask): the view starts over
+        with its status (its note says why) and an empty answer."""
+        self._throttle.cancel()
+        self._stream = stream
+        self._md = renderer(self.schema)
+        if self.view is not None:
+            self.view.error = ""
+            self.view.note = stream.note or ""
+        self._send_reset()
 
     # -- internals -----------------------------------------------------------------------
 
@@ -259,7 +319,7 @@ class WidgetSink:
     def _push_now(self, final: bool = False) -> None:
         self._throttle.cancel()
         assert self._stream is not None
-        update = self._md.update(self._stream.text)
+        update: Rendered = self._md.update(self._stream.text)
         if final:
             update = _merge(update, self._md.finish())
         if self.html_fallback and not final:
@@ -275,7 +335,7 @@ class WidgetSink:
         if self.view is not None:
             self._send(markdown.Update(self._md.frozen_html, self._md.tail_html, reset=True))
 
-    def _send(self, update: markdown.Update) -> None:
+    def _send(self, update: Rendered) -> None:
         stream = self._stream
         assert stream is not None
         if update.reset:
@@ -316,7 +376,7 @@ class WidgetSink:
         send(msg)
 
 
-def _merge(first: markdown.Update, second: markdown.Update) -> markdown.Update:
+def _merge(first: Rendered, second: Rendered) -> Rendered:
     """Two consecutive updates as one (for the final push)."""
     if second.reset:
         return second
@@ -359,8 +419,7 @@ def static_bundle(
         )
     style = _static_css(with_code='class="highlight"' in body)
     return {
-        "text/html": f'<style>{style}</style>{details}<div class="nbstream-answer">{body}</div>'
-        f"{footer}",
+        "text/html": f"<style>{style}</style>{details}{ANSWER_OPEN}{body}</div>{footer}",
         "text/plain": plain_text(response),
     }
 

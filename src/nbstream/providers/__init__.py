@@ -15,6 +15,7 @@ __all__ = [
     "ProviderError",
     "Request",
     "get_provider",
+    "is_builtin",
     "parse_model_id",
     "register_provider",
 ]
@@ -63,6 +64,12 @@ def parse_model_id(model_id: str) -> tuple[str, str]:
     if not name:
         name = DEFAULT_MODELS.get(provider, "")
     return provider, name
+
+
+def is_builtin(provider: str) -> bool:
+    """Whether ``provider`` is one of nbstream's own (not replaced by a registered one): they
+    all handle ``Request.messages`` and ``Request.schema``."""
+    return provider in _BUILTIN and provider not in _REGISTERED
 
 
 def get_provider(provider: str) -> Provider:

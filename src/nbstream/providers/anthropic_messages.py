@@ -1,4 +1,12 @@
-"""Anthropic Messages streaming (``anthropic:``), via the official SDK."""
+"""Anthropic Messages streaming (``anthropic:``), via the official SDK.
+
+Conversation turns go out as strictly alternating messages with the system prompt apart
+(:func:`nbstream.conversation.to_anthropic`). A schema is asked for as one forced tool call
+(:func:`nbstream.structured.anthropic_tool`): the tool's input is the answer, and the
+streamed ``input_json_delta.partial_json`` pieces are yielded as the answer's text. Text
+outside the tool call is dropped, unless no tool call came at all (a proxy that ignores
+tools): then the text is the answer, and validation judges it.
+"""
 
 from __future__ import annotations
 
@@ -25,13 +33,19 @@ FINISH: dict[str, WireFinish] = {
 
 def request_options(request: Request) -> dict[str, Any]:
     """The Messages body options for ``request``."""
+    from ..conversation import to_anthropic
+    from ..structured import anthropic_tool
+
+    system, messages = to_anthropic(list(request.messages), request.prompt, request.system)
     options: dict[str, Any] = {
         "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
-        "messages": [{"role": "user", "content": request.prompt}],
+        "messages": messages,
         "stream": True,
     }
-    if request.system:
-        options["system"] = request.system
+    if system:
+        options["system"] = system
+    if request.schema is not None:
+        options["tools"], options["tool_choice"] = anthropic_tool(request.schema)
     if request.stop:
         options["stop_sequences"] = list(request.stop)
     # anthropic>=2 dropped the sampling keywords; the API still takes the fields.
@@ -68,6 +82,9 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
     cache_read = cache_write = 0
     stop_reason: str | None = None
     saw_stop = False
+    structured = request.schema is not None
+    held: list[str] = []  # text outside the tool call, with a schema (see the docstring)
+    tool_input = False
     try:
         async with client:
             events = await client.messages.create(model=request.model, **request_options(request))
@@ -76,8 +93,15 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
                 async for event in events:
                     kind = event.type
                     if kind == "content_block_delta":
-                        if event.delta.type == "text_delta" and event.delta.text:
-                            yield event.delta.text
+                        delta = event.delta
+                        if delta.type == "text_delta" and delta.text:
+                            if structured:
+                                held.append(delta.text)
+                            else:
+                                yield delta.text
+                        elif delta.type == "input_json_delta" and structured and delta.partial_json:
+                            tool_input = True
+                            yield delta.partial_json
                     elif kind == "message_start":
                         input_tokens = event.message.usage.input_tokens
                         cache_read, cache_write = _cache_tokens(event.message.usage)
@@ -94,6 +118,8 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
 
     if not saw_stop:
         return  # no message_stop: the engine reports the truncation
+    if structured and not tool_input and held:
+        yield "".join(held)
     if stop_reason == "refusal":
         raise ProviderError("Anthropic stopped the answer: the model refused")
     usage = None

@@ -17,13 +17,24 @@ It knows its wire format and nothing else: no display, no timing, no retries, no
   own retries are switched off: nbstream owns the policy.
 * Cancellation (``asyncio.CancelledError``) may arrive at any ``await``; providers use
   ``async with`` / ``try/finally`` so that the upstream HTTP response is closed at once.
+* ``request.messages`` holds the earlier turns of a conversation (``--chat``), oldest
+  first, as ``{"role": "user" | "assistant", "content": str}``; ``request.system`` is the
+  effective system prompt. Each provider turns them into its own format
+  (:mod:`nbstream.conversation`: ``to_openai``, ``to_anthropic``, ``to_local_document``).
+* ``request.schema`` (``--schema``) is the answer's JSON schema in its wire form
+  (:attr:`nbstream.structured.Schema.wire`). A provider asks for it with its native
+  mechanism and yields the answer's **JSON text** as the deltas (validation happens above
+  the engine). A provider that cannot enforce it should put
+  :func:`nbstream.structured.instructions` in the prompt.
+* :func:`note` adds a remark to the live status line (e.g. a fallback the provider took).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from ..errors import ProviderError
 
@@ -38,8 +49,11 @@ WireFinish = Literal["stop", "length"]
 class Request:
     """What the user asked for, independent of any wire format.
 
-    The fields after ``model`` are the options declared with ``request=True`` in
-    :mod:`nbstream.settings` (a test keeps the two in step).
+    The fields from ``system`` to ``connect_timeout`` are the options declared with
+    ``request=True`` in :mod:`nbstream.settings` (a test keeps the two in step);
+    ``messages`` and ``schema`` are built by the front door from ``--chat`` and
+    ``--schema``. Every field is part of the replay cache's key (:mod:`nbstream.cache`)
+    except the ones saying how the request travels.
     """
 
     prompt: str
@@ -52,6 +66,11 @@ class Request:
     stop: tuple[str, ...] | None = None
     base_url: str | None = None
     connect_timeout: float = 10.0
+    messages: tuple[dict[str, str], ...] = ()
+    """Earlier turns of the conversation, oldest first (no system message: see ``system``)."""
+    schema: Mapping[str, Any] | None = None
+    """The structured answer's schema, :attr:`nbstream.structured.Schema.wire`: ``name``,
+    ``label``, ``schema`` (strict JSON schema), ``strict``."""
 
 
 @dataclass(frozen=True)
@@ -65,4 +84,25 @@ class Final:
 
 Provider = Callable[[Request], AsyncIterator["str | Final"]]
 
-__all__ = ["Final", "FinishReason", "Provider", "ProviderError", "Request", "WireFinish"]
+NOTES: ContextVar[Callable[[str], None] | None] = ContextVar("nbstream_notes", default=None)
+"""Where :func:`note` sends its text: set by the engine for the stream it runs."""
+
+
+def note(text: str) -> None:
+    """Add ``text`` to the status line of the stream being run (call it from the provider's
+    own coroutine, e.g. "schema by instructions: the server has no response_format").
+    Does nothing outside a stream."""
+    callback = NOTES.get()
+    if callback is not None:
+        callback(text)
+
+
+__all__ = [
+    "Final",
+    "FinishReason",
+    "Provider",
+    "ProviderError",
+    "Request",
+    "WireFinish",
+    "note",
+]

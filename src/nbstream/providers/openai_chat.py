@@ -2,6 +2,17 @@
 
 Any OpenAI-compatible server (vLLM, llama.cpp server, LM Studio, Ollama) works through
 ``--base-url`` or ``OPENAI_BASE_URL``.
+
+Conversation turns go out as chat messages (:func:`nbstream.conversation.to_openai`). A
+schema is sent as ``response_format`` (``json_schema``, strict when the schema allows it).
+Compatible servers do not all take that field, and they say so in many ways (llama.cpp,
+vLLM, LM Studio and proxies word the 400 differently, some with a bare "bad request"). So
+when the server answers the request with HTTP 400 or 422 — *any* 400/422 from a server set
+by a base URL, one that names ``response_format`` / ``json_schema`` from api.openai.com —
+the request is sent once more without ``response_format``, the schema given as instructions
+in the system prompt (:func:`nbstream.structured.instructions`), and the status line says
+so. The second request costs nothing if the first failed for another reason: it fails the
+same way, and that error is reported. The answer is validated either way.
 """
 
 from __future__ import annotations
@@ -10,11 +21,14 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .base import Final, ProviderError, Request, WireFinish
+from .base import Final, ProviderError, Request, WireFinish, note
 from .common import Wire, mask_url, missing_key_message, sdk_error, sdk_exceptions, timeout_config
 
 OLLAMA_DEFAULT_URL = "http://localhost:11434/v1"
 OPENAI_URL = "https://api.openai.com/v1"
+
+FALLBACK_NOTE = "schema by instructions: the server has no response_format"
+"""The status note when a server refused ``response_format`` (see the module docstring)."""
 
 FINISH: dict[str, WireFinish] = {
     "stop": "stop",
@@ -55,13 +69,20 @@ async def stream_ollama(request: Request) -> AsyncIterator[str | Final]:
         yield item
 
 
-def request_options(request: Request, *, official: bool) -> dict[str, Any]:
+def request_options(
+    request: Request, *, official: bool, response_format: bool = True
+) -> dict[str, Any]:
     """The chat-completions body options for ``request`` (``official``: api.openai.com,
-    which wants ``max_completion_tokens``; compatible servers know ``max_tokens``)."""
-    messages = []
-    if request.system:
-        messages.append({"role": "system", "content": request.system})
-    messages.append({"role": "user", "content": request.prompt})
+    which wants ``max_completion_tokens``; compatible servers know ``max_tokens``).
+    ``response_format=False``: a schema goes into the system prompt as instructions."""
+    from ..conversation import to_openai
+    from ..structured import instructions, openai_response_format
+
+    system = request.system
+    if request.schema is not None and not response_format:
+        rules = instructions(request.schema)
+        system = f"{system}\n\n{rules}" if system else rules
+    messages = to_openai(list(request.messages), request.prompt, system)
     options: dict[str, Any] = {
         "messages": messages,
         "stream": True,
@@ -75,7 +96,21 @@ def request_options(request: Request, *, official: bool) -> dict[str, Any]:
         options["max_completion_tokens" if official else "max_tokens"] = request.max_tokens
     if request.stop:
         options["stop"] = list(request.stop)
+    if request.schema is not None and response_format:
+        options["response_format"] = openai_response_format(request.schema)
     return options
+
+
+def rejects_response_format(exc: Exception, *, self_hosted: bool) -> bool:
+    """Whether ``exc`` (raised by ``create``) says the server does not take
+    ``response_format``: HTTP 400/422 naming it, or any 400/422 from a self-hosted server."""
+    status = getattr(exc, "status_code", None)
+    if status not in (400, 422):
+        return False
+    if self_hosted:
+        return True
+    text = f"{getattr(exc, 'message', '')} {getattr(exc, 'body', '')}".lower()
+    return "response_format" in text or "json_schema" in text
 
 
 async def _stream(
@@ -94,7 +129,16 @@ async def _stream(
     usage: dict[str, int] | None = None
     try:
         async with client:
-            chunks = await client.chat.completions.create(model=request.model, **options)
+            try:
+                chunks = await client.chat.completions.create(model=request.model, **options)
+            except openai.APIStatusError as exc:
+                if "response_format" not in options or not rejects_response_format(
+                    exc, self_hosted=base_url is not None
+                ):
+                    raise
+                options = request_options(request, official=base_url is None, response_format=False)
+                note(FALLBACK_NOTE)
+                chunks = await client.chat.completions.create(model=request.model, **options)
             async with chunks:
                 wire.connected = True
                 async for chunk in chunks:
