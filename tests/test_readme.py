@@ -25,3 +25,19 @@ def test_the_readme_cites_the_projects_own_design_notes():
     assert "NOTES §" not in text and "docs/design.md" in text
     for path in (ROOT / "src").rglob("*.py"):
         assert "NOTES §" not in path.read_text(encoding="utf-8"), path
+
+
+def test_binder_installs_every_dependency():
+    """binder/postBuild installs nbstream with --no-deps: its requirements must list them."""
+    import re
+
+    import pytest
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["local"]
+    names = {re.split(r"[<>=!~\[; ]", d, maxsplit=1)[0].lower() for d in wanted}
+    text = (ROOT / "binder" / "requirements.txt").read_text(encoding="utf-8").lower()
+    listed = {re.split(r"[<>=!~\[; ]", line, maxsplit=1)[0] for line in text.splitlines()}
+    assert names <= listed, names - listed
