@@ -24,3 +24,14 @@ def fake_llm() -> Iterator[FakeLLMServer]:
     """A running :class:`FakeLLMServer`, stopped at the end of the session."""
     with FakeLLMServer() as server:
         yield server
+
+
+def point_sdks_at(
+    monkeypatch: pytest.MonkeyPatch, server: FakeLLMServer, openai_key: str, anthropic_key: str
+) -> None:
+    """Both SDKs talk to ``server`` with these keys (and no Anthropic auth token)."""
+    monkeypatch.setenv("OPENAI_API_KEY", openai_key)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", anthropic_key)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.openai_base_url)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.anthropic_base_url)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)

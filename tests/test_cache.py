@@ -9,6 +9,7 @@ import json
 import pytest
 
 import nbstream
+from fake_llm_fixture import point_sdks_at
 from nbstream import cache, pricing
 from nbstream.providers.base import Request
 from nbstream.run import make_stream
@@ -21,10 +22,7 @@ TOKENS = ["The ", "answer ", "is ", "**42**."]
 
 @pytest.fixture(autouse=True)
 def _keys(monkeypatch, fake_llm):
-    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
-    monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
-    monkeypatch.setenv("OPENAI_BASE_URL", fake_llm.openai_base_url)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_llm.anthropic_base_url)
+    point_sdks_at(monkeypatch, fake_llm, OPENAI_KEY, ANTHROPIC_KEY)
     for name in ("NBSTREAM_CACHE", "NBSTREAM_CACHE_DIR", "NBSTREAM_MODEL"):
         monkeypatch.delenv(name, raising=False)
 

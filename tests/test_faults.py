@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 import nbstream
+from fake_llm_fixture import point_sdks_at
 from nbstream.engine import EMPTY, TRUNCATED
 
 OPENAI_KEY = "sk-proj-faultsuite-SECRET-0123456789"
@@ -23,11 +24,7 @@ PROVIDERS = ["openai", "anthropic"]
 
 @pytest.fixture(autouse=True)
 def _keys(monkeypatch, fake_llm):
-    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
-    monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
-    monkeypatch.setenv("OPENAI_BASE_URL", fake_llm.openai_base_url)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_llm.anthropic_base_url)
-    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    point_sdks_at(monkeypatch, fake_llm, OPENAI_KEY, ANTHROPIC_KEY)
     for name in ("NBSTREAM_MODEL", "NBSTREAM_HTTP_RETRIES", "NBSTREAM_IDLE_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from fake_llm_fixture import point_sdks_at
 from nbstream.engine import TRUNCATED, Stream
 from nbstream.providers import get_provider
 from nbstream.providers.base import Request
@@ -18,11 +19,7 @@ ANTHROPIC_KEY = "sk-ant-test-SECRET-0002"
 
 @pytest.fixture(autouse=True)
 def _keys(monkeypatch, fake_llm):
-    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
-    monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
-    monkeypatch.setenv("OPENAI_BASE_URL", fake_llm.openai_base_url)
-    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake_llm.anthropic_base_url)
-    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    point_sdks_at(monkeypatch, fake_llm, OPENAI_KEY, ANTHROPIC_KEY)
 
 
 PROVIDERS = ["openai", "anthropic"]
