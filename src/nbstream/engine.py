@@ -34,7 +34,7 @@ from typing import Protocol
 from .errors import ProviderError
 from .providers.base import NOTES, Final, FinishReason, Provider, Request
 from .providers.common import one_line, redact
-from .response import Response
+from .response import LABELS, Response
 from .settings import Settings
 
 TICK = 0.1
@@ -172,6 +172,11 @@ class Stream:
         return "".join(self.parts)
 
     @property
+    def label(self) -> str:
+        """The status words for the current state (the one table: ``response.LABELS``)."""
+        return self.status_note or LABELS.get(self.state, self.state)
+
+    @property
     def elapsed(self) -> float:
         return 0.0 if self.started is None else time.monotonic() - self.started
 
@@ -226,9 +231,9 @@ class Stream:
                     await self._attempt()
                     return
                 except ProviderError as exc:
-                    wait = self._retry_wait(exc)
+                    wait, refusal = self._retry_wait(exc)
                     if wait is None:
-                        self._error = self._word(exc)
+                        self._error = self._word(exc, refusal)
                         return
                     await self._wait_for_retry(exc, wait)
         except asyncio.CancelledError:
@@ -279,22 +284,22 @@ class Stream:
 
     # -- retries ---------------------------------------------------------------------------
 
-    def _retry_wait(self, exc: ProviderError) -> float | None:
-        """Seconds to wait before retrying ``exc``, or ``None``: do not retry."""
+    def _retry_wait(self, exc: ProviderError) -> tuple[float | None, str]:
+        """Seconds to wait before retrying ``exc``, or ``None``: do not retry; and, when a
+        retry is refused for a reason the user can change, that reason (else ``""``)."""
         retries = self.settings.http_retries
         if not exc.retryable or self.first_token_at is not None or self.attempts > retries:
-            return None
+            return None, ""
         cap = self.settings.retry_max_wait
         if exc.retry_after is not None:
             if exc.retry_after > cap:
-                exc.args = (
-                    f"{exc} (the server asked to retry after {exc.retry_after:g} s, longer "
-                    f"than {self.describe_option('retry_max_wait')}: {cap:g} s)",
+                return None, (
+                    f" (the server asked to retry after {exc.retry_after:g} s, longer "
+                    f"than {self.describe_option('retry_max_wait')}: {cap:g} s)"
                 )
-                return None
-            return exc.retry_after
+            return exc.retry_after, ""
         backoff = min(cap, 0.5 * 2.0 ** (self.attempts - 1))
-        return backoff * random.uniform(0.5, 1.0)  # jitter: clients do not retry in step
+        return backoff * random.uniform(0.5, 1.0), ""  # jitter: clients do not retry in step
 
     async def _wait_for_retry(self, exc: ProviderError, wait: float) -> None:
         cause = f"HTTP {exc.status}" if exc.status else "failed"
@@ -307,8 +312,8 @@ class Stream:
         self.status_note = ""
         self._set_state("waiting")
 
-    def _word(self, exc: ProviderError) -> str:
-        message = str(exc)
+    def _word(self, exc: ProviderError, detail: str = "") -> str:
+        message = str(exc) + detail
         if self.attempts > 1:
             message += f" (after {self.attempts - 1} {_plural(self.attempts - 1, 'retry')})"
         if exc.option:

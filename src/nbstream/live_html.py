@@ -72,9 +72,7 @@ def live_bundle(html: str, status: str) -> dict[str, str]:
 def status_words(stream: Stream) -> str:
     """``openai:gpt-4o-mini · streaming · 42 tokens · 1.3 s`` (with the stream's note, if
     any, after the model)."""
-    from .widget import label
-
-    parts = [stream.model_id, stream.note or "", label(stream)]
+    parts = [stream.model_id, stream.note or "", stream.label]
     parts += [f"{stream.chunks} tokens", f"{stream.elapsed:.1f} s"]
     return " · ".join(p for p in parts if p)
 

@@ -36,7 +36,6 @@ from typing_extensions import NotRequired
 
 from . import markdown
 from .live_html import ANSWER_OPEN, HTML_INTERVAL, Throttle, live_bundle, status_words
-from .response import LABELS
 
 if TYPE_CHECKING:
     from .engine import Stream
@@ -132,11 +131,6 @@ def structured_html(response: Response, live_html: str) -> str:
     return f'<pre class="nbstream-raw">{htmlmod.escape(response.text)}</pre>'
 
 
-def label(stream: Stream) -> str:
-    """The status words for the stream's state, from the one table in :mod:`.response`."""
-    return stream.status_note or LABELS.get(stream.state, stream.state)
-
-
 class StreamView(anywidget.AnyWidget):
     """Status line, Stop button and the answer, live. Content travels in custom messages."""
 
@@ -164,7 +158,7 @@ def timing(stream: Stream) -> dict[str, Any]:
         streaming_for = time.monotonic() - stream.first_token_at
     return {
         "state": stream.state,
-        "label": label(stream),
+        "label": stream.label,
         "chunks": stream.chunks,
         "elapsed": round(stream.elapsed, 2),
         "streaming_for": round(streaming_for, 2),
@@ -260,7 +254,7 @@ class WidgetSink:
             self.view.note = stream.note or ""  # e.g. a provider's fallback (synced trait)
         if stream.state in ("waiting", "retrying") and stream.state != self._sent_state:
             self._sent_state = stream.state
-            self._emit({"type": "status", "state": stream.state, "label": label(stream)})
+            self._emit({"type": "status", "state": stream.state, "label": stream.label})
 
     def on_end(self, stream: Stream, response: Response) -> None:
         from IPython.display import update_display
@@ -363,7 +357,7 @@ class WidgetSink:
             msg["freeze"] = utf16_len(update.frozen)
         if stream.state != self._sent_state:
             msg["state"] = self._sent_state = stream.state
-            msg["label"] = label(stream)
+            msg["label"] = stream.label
         self._sent_tail = update.tail
         self._emit(msg)
 

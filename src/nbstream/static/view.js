@@ -1,6 +1,6 @@
 // The live view of one streaming answer (an anywidget ESM module).
 // Content arrives as custom messages declared in nbstream/widget.py (UpdateMsg, ResetMsg,
-// StatusMsg); the status words come with them (one table: nbstream/response.py LABELS).
+// StatusMsg); the status words come with them (one table: nbstream/response.py LABELS, via Stream.label).
 // All HTML comes from the kernel's sanitizing Markdown renderer (raw HTML disabled); the
 // only text this file puts into the page itself goes through textContent.
 function fmtStatus(model, st, now) {
