@@ -10,7 +10,9 @@ the unique model name :meth:`FakeLLMServer.script` returns, so tests do not inte
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -35,3 +37,15 @@ def point_sdks_at(
     monkeypatch.setenv("OPENAI_BASE_URL", server.openai_base_url)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", server.anthropic_base_url)
     monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+
+
+def interrupt_mid_answer(kernel: Any, server: FakeLLMServer, model: str, execution: Any) -> dict:
+    """Press ■ on ``kernel`` half a second after ``server`` received the request for
+    ``model``; wait for the client to go away and for ``execution`` to end. Returns the
+    server's record of the request."""
+    kernel.wait_until(lambda: server.log(model) != [], 30, "the request")
+    time.sleep(0.5)
+    kernel.interrupt()
+    record = server.wait_for_disconnect(model, timeout=10)
+    kernel.wait(execution, 30)
+    return record

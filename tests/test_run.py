@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
+from fake_llm_fixture import interrupt_mid_answer
 from nbstream import run
 from nbstream.engine import NullSink
 from nbstream.settings import Settings
@@ -56,11 +55,7 @@ def test_ask_sync_interrupt_keeps_the_partial_then_raises(llm_kernel, fake_llm):
     execution = kernel.submit(
         f"import nbstream\nr = nbstream.ask_sync('count', model='openai:{model}')"
     )
-    kernel.wait_until(lambda: fake_llm.log(model) != [], 30, "the request")
-    time.sleep(0.5)
-    kernel.interrupt()
-    record = fake_llm.wait_for_disconnect(model, timeout=10)
-    kernel.wait(execution, 30)
+    record = interrupt_mid_answer(kernel, fake_llm, model, execution)
     assert execution.status == "error" and execution.error()["ename"] == "KeyboardInterrupt"
     assert not record["completed"]
     out = kernel.run_ok("print(_llm.finish_reason, _llm.chunks > 0, _llm.startswith('w0 '))")

@@ -3,10 +3,9 @@ call, and cells wrapped by other magics, in a real kernel against the fake serve
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
+from fake_llm_fixture import interrupt_mid_answer
 from nbstream import transform
 
 WRAPPERS = ["%%time", "%%capture captured", "%%timeit -n1 -r1"]
@@ -45,11 +44,7 @@ def test_interrupt_stops_a_wrapped_cell_and_keeps_the_partial(llm_kernel, fake_l
     kernel = llm_kernel
     model = fake_llm.script(tokens=[f"w{i} " for i in range(400)], delay=0.02)
     execution = kernel.submit(f"%%time\n%%llm -m openai:{model} -o ans\nCount.")
-    kernel.wait_until(lambda: fake_llm.log(model) != [], 30, "the request")
-    time.sleep(0.5)
-    kernel.interrupt()
-    record = fake_llm.wait_for_disconnect(model, timeout=10)
-    kernel.wait(execution, 30)
+    record = interrupt_mid_answer(kernel, fake_llm, model, execution)
     assert execution.status == "error" and execution.error()["ename"] == "KeyboardInterrupt"
     assert not record["completed"]
     out = kernel.run_ok("print(ans.finish_reason, ans.chunks > 0, ans is _llm)").stdout()
