@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import json
@@ -74,6 +75,12 @@ PACE = 0.002
 """Seconds between replayed deltas..."""
 MAX_REPLAY = 1.0
 """...and at most this long for the whole answer."""
+
+REPLAY_PACE: contextvars.ContextVar[float] = contextvars.ContextVar(
+    "nbstream_replay_pace", default=PACE
+)
+"""The pace of replays started in this context: :func:`nbstream.map` sets 0 (a resumed row
+is there at once; its answer is not watched token by token)."""
 
 
 def _plain(value: Any) -> Any:
@@ -206,7 +213,7 @@ def replayer(entry: Entry) -> Provider:
 
     async def replay(request: Request) -> AsyncIterator[str | Final]:
         n = len(entry.deltas)
-        step = min(PACE, MAX_REPLAY / n) if n else 0.0
+        step = min(REPLAY_PACE.get(), MAX_REPLAY / n) if n else 0.0
         start = time.monotonic()
         for i, delta in enumerate(entry.deltas):
             ahead = start + i * step - time.monotonic()
@@ -285,6 +292,7 @@ def wrap(
 
 __all__ = [
     "NOT_IN_KEY",
+    "REPLAY_PACE",
     "Entry",
     "Lookup",
     "cache_path",

@@ -104,11 +104,16 @@ def make_stream(
     describe_option: Callable[[str], str] = neutral,
     awaited: bool = True,
     namespace: Mapping[str, Any] | None = None,
+    sink: Sink | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> Stream:
     """Build a ready-to-run stream from the call's options (:data:`~nbstream.settings.UNSET`
     = not given). ``prompt`` may be a function of the merged settings (e.g. interpolation
     within ``context_budget``). ``namespace``: where a schema named by a string is looked
-    up (default: the user's namespace). Raises ``SettingsError``, ``ModelIdError`` or
+    up (default: the user's namespace). ``sink``: where the stream's progress goes instead
+    of the display of ``settings.display`` (e.g. a batch's progress); ``defaults``: the
+    front door's own defaults, below the environment (:func:`~nbstream.settings.resolve`).
+    Raises ``SettingsError``, ``ModelIdError`` or
     ``SchemaError``; nothing is sent then.
 
     With ``chat``, the earlier turns of the thread go into the request and the answer is
@@ -124,7 +129,7 @@ def make_stream(
     if not isinstance(given, (str, Unset)) and given is not None:  # ask(schema=Model)
         schema = resolve_schema(given)
         call["schema"] = schema.label  # what the settings (and the history) show
-    settings = resolve(call, configured())
+    settings = resolve(call, configured(), defaults=defaults)
     if schema is None and settings.schema:
         schema = resolve_schema(settings.schema, user_namespace(namespace))
     model_id, note = resolve_model(settings)
@@ -154,7 +159,8 @@ def make_stream(
         system = history.system
         chat = Chat(settings.chat, key, history)
     request = make_request(settings, text, name, messages=messages, system=system, schema=schema)
-    sink = make_sink(settings, stoppable=awaited, schema=schema)
+    if sink is None:
+        sink = make_sink(settings, stoppable=awaited, schema=schema)
     if schema is not None and settings.retries > 0:
         sink = Relay(sink)
     plan = Call(
@@ -479,11 +485,12 @@ def _widgets_available() -> bool:
     return True
 
 
-async def run_awaited(stream: Stream) -> Response:
+async def run_awaited(stream: Stream, *, pump: bool = True) -> Response:
     """Run inside the caller's event loop (a kernel cell that awaits): Stop works. Runs the
     call's re-asks too (:class:`Call`); the first stream's ``interrupted`` tells whether the
-    user interrupted any of them."""
-    if stream.sink.pumps_widget_messages:
+    user interrupted any of them. ``pump=False``: never pump widget messages (a stream
+    running in the background, or one of many that share one pump)."""
+    if pump and stream.sink.pumps_widget_messages:
         async with widget_messages_pumped():
             return await _run_call(stream, [stream])
     return await _run_call(stream, [stream])

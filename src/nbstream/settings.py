@@ -470,8 +470,11 @@ def resolve(
     call: Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Merge the layers, first given wins: ``call`` → ``config`` → environment → defaults.
+    """Merge the layers, first given wins: ``call`` → ``config`` → environment →
+    ``defaults`` (a front door's own defaults, e.g. :func:`nbstream.map` caches rows) →
+    the declared defaults.
 
     ``call`` and ``config`` map option names to values, :data:`UNSET` meaning "not given"
     (``config`` values of ``None`` also mean "not configured": traits start as ``None``).
@@ -481,6 +484,7 @@ def resolve(
         ("call", _given(call or {})),
         ("config", {k: v for k, v in _given(config or {}).items() if v is not None}),
         ("env", from_environment(environ)),
+        ("call", _given(defaults or {})),
     ]
     unknown = [k for _, layer in layers for k in layer if k not in Settings.model_fields]
     if unknown:
