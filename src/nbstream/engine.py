@@ -126,6 +126,9 @@ class Stream:
         self.started: float | None = None
         self.first_token_at: float | None = None
         self.interrupted = False
+        self.retry: tuple[int | None, float] | None = None
+        """While ``retrying``: the HTTP status that is retried (``None``: a connection
+        error) and the seconds of the wait (a batch slows down on a 429)."""
         self._attempt_started = 0.0
         self._last_activity = 0.0
         self._high_surrogate = ""
@@ -307,9 +310,11 @@ class Stream:
         self.status_note = f"{cause} — retrying in {wait:.0f} s ({retry})"
         if wait < 1:
             self.status_note = f"{cause} — retrying ({retry})"
+        self.retry = (exc.status, wait)
         self._set_state("retrying")
         await asyncio.sleep(wait)  # Stop cancels the task: the wait ends at once
         self.status_note = ""
+        self.retry = None
         self._set_state("waiting")
 
     def _word(self, exc: ProviderError, detail: str = "") -> str:

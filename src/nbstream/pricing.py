@@ -243,6 +243,11 @@ def _toml(raw: bytes) -> Any:
 # -- cost --------------------------------------------------------------------------------
 
 
+BATCH_DISCOUNT = 0.5
+"""What a provider batch (OpenAI Batch API, Anthropic Message Batches) costs, relative to
+the same requests sent one by one."""
+
+
 def price_of(model_id: str, prices_file: str | None = None) -> Price | None:
     """The price of ``"provider:name"``: :func:`set_price`, then ``prices_file``, then the
     table; ``None`` when nobody priced it."""

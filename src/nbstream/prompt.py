@@ -35,7 +35,7 @@ from typing import Any
 
 from .context import DEFAULT_BUDGET, to_prompt
 
-__all__ = ["interpolate"]
+__all__ = ["field_names", "interpolate"]
 
 _NAME = r"[^\W\d]\w*"
 _KEY = r"""\[(?:-?[0-9]+|"[^"\\\n]*"|'[^'\\\n]*')\]"""
@@ -77,6 +77,25 @@ def interpolate(
             return whole
 
     return _TOKEN.sub(replace, template)
+
+
+def field_names(template: str) -> list[str]:
+    """The first names of the fields :func:`interpolate` would look up, in order, once each
+    (``"{row.a} {{x}} {n:,}"`` → ``["row", "n"]``)."""
+    names: list[str] = []
+    escaped = 0
+    for match in _TOKEN.finditer(template):
+        whole = match.group(0)
+        if whole == "{{":
+            escaped += 1
+        elif whole == "}}":
+            escaped = max(0, escaped - 1)
+        else:
+            head = _HEAD.match(match.group("path"))
+            assert head is not None
+            if head.group() not in names:
+                names.append(head.group())
+    return names
 
 
 def _resolve(path: str, namespace: Mapping[str, Any]) -> Any:

@@ -83,6 +83,20 @@ COLUMNS: dict[str, str] = {
 }
 JSON_COLUMNS = ("options", "usage")
 
+BATCH_COLUMNS: dict[str, str] = {
+    "id": "TEXT PRIMARY KEY",  # "provider:batch id", what nbstream.collect() takes
+    "created": "TEXT NOT NULL",
+    "model": "TEXT NOT NULL",  # "provider:name"
+    "base_url": "TEXT",  # the server it went to (credentials masked), NULL: the SDK's default
+    "rows": "INTEGER NOT NULL",
+    "prompts": "TEXT",  # JSON list: the prompt of each row, as sent (row order)
+    "options": "TEXT",  # JSON: options that differ from their defaults
+    "notebook": "TEXT",
+    "session": "TEXT",
+}
+"""The ``batches`` table: provider batch jobs submitted by :func:`nbstream.map` with
+``mode="batch"``, so that another kernel can collect the results in row order."""
+
 
 def default_path() -> Path:
     """``history.sqlite`` in the user data directory."""
@@ -248,6 +262,8 @@ def connect(path: Path) -> sqlite3.Connection:
     with conn:
         conn.execute(f"CREATE TABLE IF NOT EXISTS answers ({columns})")
         conn.execute("CREATE INDEX IF NOT EXISTS answers_created ON answers (created)")
+        batches = ", ".join(f"{name} {kind}" for name, kind in BATCH_COLUMNS.items())
+        conn.execute(f"CREATE TABLE IF NOT EXISTS batches ({batches})")
         if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     return conn
@@ -273,6 +289,45 @@ _INSERT = (
     f"INSERT INTO answers ({', '.join(n for n in COLUMNS if n != 'id')}) "
     f"VALUES ({', '.join('?' for n in COLUMNS if n != 'id')})"
 )
+
+
+def save_batch(path: Path, row: dict[str, Any]) -> None:
+    """Record a submitted provider batch (written at once: its id must outlive the kernel)."""
+    values = dict(row, session=SESSION)
+    for name in ("prompts", "options"):
+        if values.get(name) is not None:
+            values[name] = json.dumps(values[name], ensure_ascii=False, default=str)
+    names = [n for n in BATCH_COLUMNS if n in values]
+    conn = connect(path)
+    try:
+        with conn:
+            conn.execute(
+                f"INSERT OR REPLACE INTO batches ({', '.join(names)}) "
+                f"VALUES ({', '.join('?' for _ in names)})",
+                [values[n] for n in names],
+            )
+    finally:
+        conn.close()
+
+
+def find_batch(path: Path, batch_id: str) -> dict[str, Any] | None:
+    """The recorded batch ``batch_id`` (JSON columns decoded), or ``None``."""
+    if not path.exists():
+        return None
+    conn = connect(path)
+    try:
+        cursor = conn.execute("SELECT * FROM batches WHERE id = ?", (batch_id,))
+        found = cursor.fetchone()
+        names = [d[0] for d in cursor.description]
+    finally:
+        conn.close()
+    if found is None:
+        return None
+    row = dict(zip(names, found, strict=True))
+    for name in ("prompts", "options"):
+        if row.get(name) is not None:
+            row[name] = json.loads(row[name])
+    return row
 
 
 def insert(conn: sqlite3.Connection, rows: Iterable[dict[str, Any]]) -> None:
