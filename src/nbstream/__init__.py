@@ -1,6 +1,7 @@
 """nbstream: stream LLM answers into Jupyter notebooks.
 
-``%load_ext nbstream`` registers ``%%llm``; ``await nbstream.ask(...)`` is the Python API.
+``%load_ext nbstream`` registers ``%%llm``; ``await nbstream.ask(...)`` is the Python API,
+``await nbstream.map(rows, prompt)`` runs one prompt over many rows.
 Loading the extension imports no provider SDK: those load on first use.
 
 For provider authors: a provider is an async generator of ``str`` deltas and one
@@ -29,8 +30,10 @@ __version__ = "0.2.0"
 __all__ = [
     "UNSET",
     "Final",
+    "Job",
     "ModelIdError",
     "NbstreamError",
+    "Pending",
     "ProviderError",
     "Request",
     "Response",
@@ -41,8 +44,11 @@ __all__ = [
     "__version__",
     "ask",
     "ask_sync",
+    "collect",
     "history",
     "load_ipython_extension",
+    "map",
+    "map_sync",
     "register_provider",
     "thread",
     "unload_ipython_extension",
@@ -66,6 +72,14 @@ def __getattr__(name: str) -> Any:  # lazy: keep `import nbstream` and %load_ext
         from . import api
 
         return getattr(api, name)
+    if name in ("map", "map_sync", "collect", "Job"):
+        from . import batch
+
+        return getattr(batch, name)
+    if name == "Pending":
+        from .background import Pending
+
+        return Pending
     if name == "pricing":  # nbstream.pricing.set_price(...) without importing it first
         import importlib
 

@@ -1,0 +1,284 @@
+"""``nbstream.map`` / ``map_sync`` / ``Job`` (:mod:`nbstream.batch`), in-process, through the
+real SDKs against the local fake server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pandas as pd
+import pytest
+from pydantic import BaseModel
+
+import nbstream
+from fake_llm_fixture import point_sdks_at
+from nbstream import batch
+from nbstream.batch import Limiter, fill_prompts, take_rows
+
+
+@pytest.fixture
+def sdks(fake_llm, monkeypatch, tmp_path):
+    point_sdks_at(monkeypatch, fake_llm, "sk-batch-test-key", "sk-ant-batch-test-key")
+    monkeypatch.setenv("NBSTREAM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("NBSTREAM_DISPLAY", "none")
+    return fake_llm
+
+
+def prompts_sent(server, model):
+    return [r["body"]["messages"][-1]["content"] for r in server.log(model)]
+
+
+# -- rows and prompts ---------------------------------------------------------------------------
+
+
+def test_a_dataframe_row_names_its_columns_and_its_index():
+    df = pd.DataFrame({"review": ["good", "bad"], "stars": [5, 1]}, index=["a", "b"])
+    rows = take_rows(df)
+    assert rows.kind == "dataframe" and rows.labels == ["a", "b"]
+    prompts = fill_prompts("{index}: {review} ({stars}★) {x + 1} {{review}}", rows, {}, 4000)
+    assert prompts == ["a: good (5★) {x + 1} {review}", "b: bad (1★) {x + 1} {review}"]
+
+
+def test_list_rows_scalars_dicts_and_a_series():
+    assert fill_prompts("Q: {item}", take_rows(["x", "y"]), {}, 4000) == ["Q: x", "Q: y"]
+    rows = take_rows([{"name": "Ada"}, {"name": "Bob"}])
+    assert fill_prompts("Hi {name} #{index}", rows, {}, 4000) == ["Hi Ada #0", "Hi Bob #1"]
+    s = pd.Series(["p", "q"], name="text", index=[10, 20])
+    assert fill_prompts("{text}/{item}/{index}", take_rows(s), {}, 4000) == ["p/p/10", "q/q/20"]
+
+
+def test_a_field_falls_back_to_the_callers_variables():
+    rows = take_rows(["x"])
+    assert fill_prompts("{tone}: {item}", rows, {"tone": "brief"}, 4000) == ["brief: x"]
+
+
+def test_a_misspelt_column_is_refused_before_anything_is_sent():
+    df = pd.DataFrame({"review": ["good"]})
+    with pytest.raises(ValueError, match=r"\{reveiw\} names no column.*review"):
+        fill_prompts("Classify {reveiw}", take_rows(df), {}, 4000)
+
+
+def test_a_prompt_function_gets_the_row():
+    rows = take_rows([{"a": 1}, {"a": 2}])
+    assert fill_prompts(lambda r: f"n={r['a']}", rows, {}, 4000) == ["n=1", "n=2"]
+    with pytest.raises(TypeError, match="must return the prompt as a str"):
+        fill_prompts(lambda r: 3, rows, {}, 4000)
+
+
+@pytest.mark.parametrize("items", ["a string", {"a": 1}, 42])
+def test_items_that_are_not_rows(items):
+    with pytest.raises(TypeError, match="list, a pandas Series or a DataFrame"):
+        take_rows(items)
+
+
+def test_bad_arguments_are_refused_before_anything_is_sent(sdks):
+    with pytest.raises(ValueError, match="concurrency must be an int from 1 to 256"):
+        nbstream.map_sync(["x"], "{item}", concurrency=0)
+    with pytest.raises(ValueError, match="rpm must be a positive int"):
+        nbstream.map_sync(["x"], "{item}", rpm=0)
+    with pytest.raises(ValueError, match="mode must be 'stream' or 'batch'"):
+        nbstream.map_sync(["x"], "{item}", mode="fast")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="leave chat out"):
+        nbstream.map_sync(["x"], "{item}", chat="t")
+    with pytest.raises(nbstream.SettingsError, match="temperature"):
+        nbstream.map_sync(["x"], "{item}", temperature=7)
+    with pytest.raises(TypeError, match=r"unknown keyword.*temprature"):
+        nbstream.map_sync(["x"], "{item}", temprature=1)  # type: ignore[call-arg]
+
+
+# -- the limiter ----------------------------------------------------------------------------------
+
+
+def test_rpm_window():
+    limiter = Limiter(rpm=2, tpm=None)
+    limiter.starts.extend([100.0, 110.0])
+    assert limiter.wait_for(10, 120.0) == pytest.approx(40.0)  # the first start leaves at 160
+    assert limiter.wait_for(10, 160.5) == 0.0
+
+
+def test_tpm_window_and_settle():
+    limiter = Limiter(rpm=None, tpm=1000)
+    entry = [100.0, 900.0]
+    limiter.tokens.append(entry)
+    assert limiter.wait_for(200, 101.0) == pytest.approx(59.0)
+    limiter.settle(entry, 300)  # it used fewer tokens than estimated
+    assert limiter.wait_for(200, 101.0) == 0.0
+
+
+def test_a_429_holds_back_new_requests():
+    limiter = Limiter(rpm=None, tpm=None)
+    limiter.hold(2.0)
+    assert 1.5 < limiter.wait_for(1, time.monotonic()) <= 2.0
+
+
+# -- streaming rows -------------------------------------------------------------------------------
+
+
+def test_results_come_back_in_input_order_with_bounded_concurrency(sdks):
+    model = sdks.script(tokens=["ok"], first_delay=0.3)
+    items = [f"row {i}" for i in range(8)]
+    results = nbstream.map_sync(items, "Say {item}", model=f"openai:{model}", concurrency=2)
+    assert [r.prompt for r in results] == [f"Say row {i}" for i in range(8)]
+    assert all(isinstance(r, nbstream.Response) and r == "ok" and r.ok for r in results)
+    received = sorted(r["received_at"] for r in sdks.log(model))
+    assert len(received) == 8
+    # with two at a time, request k+2 is sent only after request k's 0.3 s answer ended
+    gaps = [received[k + 2] - received[k] for k in range(6)]
+    print("gaps between request k and k+2:", [round(g, 3) for g in gaps])
+    assert min(gaps) >= 0.28
+
+
+def test_awaited_map_on_a_series_returns_a_series(sdks):
+    model = sdks.script(tokens=["a", "b"])
+    s = pd.Series(["x", "y", "z"], index=[3, 1, 2], name="word")
+
+    async def main():
+        return await nbstream.map(s, "Spell {word}", model=f"openai:{model}")
+
+    out = asyncio.run(main())
+    assert isinstance(out, pd.Series) and list(out.index) == [3, 1, 2] and out.name == "answer"
+    assert [r.prompt for r in out] == ["Spell x", "Spell y", "Spell z"]
+    assert all(r == "ab" for r in out)
+
+
+class Sentiment(BaseModel):
+    label: str
+    score: float
+
+
+def test_a_dataframe_with_a_schema_gets_the_fields_as_columns(sdks):
+    model = sdks.script(text='{"label": "pos", "score": 0.9}', token_size=5)
+    df = pd.DataFrame({"review": ["great", "fine"]}, index=["r1", "r2"])
+    out = nbstream.map_sync(df, "Rate: {review}", model=f"anthropic:{model}", schema=Sentiment)
+    assert list(out.columns) == ["review", "label", "score"]
+    assert list(out.index) == ["r1", "r2"]
+    assert out.loc["r2", "label"] == "pos" and out.loc["r1", "score"] == 0.9
+    assert "error" not in out.columns
+    body = sdks.log(model)[0]["body"]
+    assert body["tool_choice"]["type"] == "tool"  # the schema went out as a forced tool call
+
+
+def test_a_failed_row_keeps_its_error_and_the_batch_goes_on(sdks):
+    model = sdks.script(tokens=["fine"], statuses=[400])  # the first request is refused
+    df = pd.DataFrame({"q": ["one", "two", "three"]})
+    out = nbstream.map_sync(df, "{q}", model=f"openai:{model}", concurrency=1)
+    assert list(out["answer"][1:]) == ["fine", "fine"]
+    assert out.loc[0, "answer"] == "" and out.loc[0, "answer"].finish_reason == "error"
+    assert out.loc[0, "error"].startswith("failed: ") and "400" in out.loc[0, "error"]
+    assert out["error"][1:].isna().all()
+    assert "sk-batch-test-key" not in out.to_string()
+
+
+def test_rate_limited_rows_are_retried_and_none_is_lost(sdks):
+    model = sdks.script(tokens=["y"], statuses=[429, 429, 200, 429], retry_after="0.2")
+    results = nbstream.map_sync(list(range(6)), "n={item}", model=f"openai:{model}", concurrency=3)
+    assert [r.ok for r in results] == [True] * 6
+    assert [r.prompt for r in results] == [f"n={i}" for i in range(6)]
+    assert len(sdks.log(model)) == 9  # 6 answers + 3 refusals retried
+
+
+def test_stop_cancels_what_is_in_flight_and_keeps_what_finished(sdks):
+    model = sdks.script(tokens=["t"] * 40, delay=0.05)
+    job = nbstream.map_sync(
+        [f"r{i}" for i in range(10)],
+        "{item}",
+        model=f"openai:{model}",
+        background=True,
+        concurrency=2,
+    )
+    assert isinstance(job, nbstream.Job)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # two rows done, a third one half-way
+        log = sdks.log(model)
+        if len(log) >= 3 and job.tally.done >= 2 and log[2]["tokens_sent"] >= 10:
+            break
+        time.sleep(0.02)
+    sent_before_stop = len(sdks.log(model))
+    job.stop()
+    results = job.wait(timeout=20)
+    finished = [r for r in results if r.finish_reason == "stop"]
+    cancelled = [r for r in results if r.finish_reason == "cancelled"]
+    print(f"{len(finished)} finished, {len(cancelled)} cancelled, {sent_before_stop} sent")
+    assert len(finished) >= 2 and len(finished) + len(cancelled) == 10
+    assert all(r == "t" * 40 for r in finished)
+    assert any(r and r.finish_reason == "cancelled" for r in results)  # a partial answer kept
+    log = sdks.log(model)
+    assert len(log) <= sent_before_stop + 2  # nothing new was started after Stop
+    cut = [r for r in log if not r["completed"]]
+    assert cut and all(sdks.wait_for_disconnect(model)["client_disconnected"] for _ in cut)
+    assert job.tally.cancelled == len(cancelled) and job.done
+
+
+def test_a_rerun_resumes_finished_rows_from_the_cache(sdks, tmp_path):
+    model = sdks.script(tokens=["t"] * 20, delay=0.05)
+    items = [f"r{i}" for i in range(6)]
+    job = nbstream.map_sync(
+        items, "{item}", model=f"openai:{model}", background=True, concurrency=2
+    )
+    while job.tally.done < 2:
+        time.sleep(0.05)
+    job.stop()
+    first = job.wait(timeout=20)
+    finished = {i for i, r in enumerate(first) if r.ok}
+    requests_before = len(sdks.log(model))
+    again = nbstream.map_sync(items, "{item}", model=f"openai:{model}", concurrency=2)
+    assert all(r.ok for r in again)
+    assert {i for i, r in enumerate(again) if r.cached} == finished
+    assert len(sdks.log(model)) - requests_before == 6 - len(finished)  # paid once per row
+    assert all(r.cost == 0.0 for r in again if r.cached)
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 6
+
+
+def test_history_records_every_row(sdks, tmp_path):
+    model = sdks.script(tokens=["h"])
+    path = tmp_path / "h.sqlite"
+    nbstream.map_sync(["a", "b", "c"], "{item}?", model=f"openai:{model}", history=str(path))
+    from nbstream import store
+
+    store.flush(path)
+    rows = store.read(path, None)
+    assert sorted(r["prompt"] for r in rows) == ["a?", "b?", "c?"]
+
+
+# -- provider batch services ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_mode_batch_submits_polls_and_maps_results_back(sdks, provider, tmp_path, monkeypatch):
+    monkeypatch.setattr(batch, "POLL_FIRST", 0.1)
+    model = sdks.script(tokens=["B", "!"], batch_seconds=0.01)
+    df = pd.DataFrame({"q": [f"q{i}" for i in range(5)]}, index=list("abcde"))
+    history = tmp_path / "h.sqlite"
+    job = nbstream.map_sync(
+        df, "{q}", model=f"{provider}:{model}", mode="batch", history=str(history)
+    )
+    assert isinstance(job, nbstream.Job) and job.id.startswith(f"{provider}:")
+    out = job.wait(timeout=30)
+    assert list(out.index) == list("abcde") and list(out["answer"]) == ["B!"] * 5
+    assert [r.prompt for r in out["answer"]] == [f"q{i}" for i in range(5)]
+    assert job.tally.done == 5 and job.tally.failed == 0
+    # a new kernel would collect it by id from the history file
+    again = nbstream.collect(job.id, df, history=str(history)).wait(timeout=30)
+    assert list(again["answer"]) == ["B!"] * 5
+    # the finished rows are in the replay cache: a re-run submits nothing
+    rerun = nbstream.map_sync(df, "{q}", model=f"{provider}:{model}", mode="batch").wait(30)
+    assert all(r.cached for r in rerun["answer"])
+
+
+def test_mode_batch_needs_a_batch_service(sdks):
+    with pytest.raises(ValueError, match="mode='batch' needs a provider with a batch service"):
+        nbstream.map_sync(["x"], "{item}", model="ollama:llama3.2", mode="batch")
+
+
+def test_collect_an_unknown_id(sdks, tmp_path):
+    with pytest.raises(ValueError, match="not in the history file"):
+        nbstream.collect("openai:batch_nope", history=str(tmp_path / "none.sqlite"))
+    with pytest.raises(ValueError, match="not an nbstream batch id"):
+        nbstream.collect("batch_nope")
+
+
+def test_results_pickle(sdks):
+    model = sdks.script(tokens=["p"])
+    (r,) = nbstream.map_sync(["x"], "{item}", model=f"openai:{model}")
+    assert json.loads(json.dumps({"a": r})) == {"a": "p"}
