@@ -4,7 +4,10 @@ The keyword arguments are the options of :class:`nbstream.settings.Settings`, wr
 in :class:`Options` so that editors and type checkers see them (``tests/test_api.py``
 checks that they match the declarations). A keyword not given falls back to
 ``%config LLMMagics.*``, then ``$NBSTREAM_<NAME>``, then the default — exactly as for
-``%%llm``.
+``%%llm``. ``background=True`` (how the call runs, not an option of the answer: like
+``%%llm --bg``, not a setting) returns a :class:`~nbstream.background.Pending` at once;
+it is declared in the overloads, so the functions' own signature stays
+``(prompt, **options)``.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import os
 import sys
 from collections import ChainMap
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict, overload
 
 from typing_extensions import Unpack
 
+from . import background as bg
+from .background import Pending
 from .engine import Stream
 from .errors import SettingsError
 from .kernel import in_kernel
@@ -31,16 +36,34 @@ def describe_option(name: str) -> str:
 
 
 def _stream(
-    prompt: str, call: dict[str, Any], *, awaited: bool, namespace: Mapping[str, Any]
+    prompt: str,
+    call: dict[str, Any],
+    *,
+    awaited: bool,
+    namespace: Mapping[str, Any],
+    background: bool = False,
 ) -> Stream:
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("the prompt is empty: pass the question as the first argument")
     try:
         return make_stream(
-            prompt, call, describe_option=describe_option, awaited=awaited, namespace=namespace
+            prompt,
+            call,
+            describe_option=describe_option,
+            awaited=awaited or background,  # a background view's Stop is heard between cells
+            namespace=namespace,
+            defaults=bg.defaults() if background else None,
         )
     except SettingsError as exc:
         raise SettingsError(exc.problems, call_name=str) from None
+
+
+def _background(options: dict[str, Any]) -> bool:
+    """Take ``background`` out of the keywords (it is not an option of the answer)."""
+    value = options.pop("background", False)
+    if not isinstance(value, bool):
+        raise TypeError(f"background must be True or False, got {value!r}")
+    return value
 
 
 def _caller_namespace(depth: int = 2) -> Mapping[str, Any]:
@@ -83,7 +106,23 @@ class Options(TypedDict, total=False):
     prices: str | os.PathLike[str] | None
 
 
-async def ask(prompt: str, **options: Unpack[Options]) -> Response:
+@overload
+async def ask(
+    prompt: str, *, background: Literal[False] = False, **options: Unpack[Options]
+) -> Response: ...
+
+
+@overload
+async def ask(prompt: str, *, background: Literal[True], **options: Unpack[Options]) -> Pending: ...
+
+
+@overload
+async def ask(
+    prompt: str, *, background: bool, **options: Unpack[Options]
+) -> Response | Pending: ...
+
+
+async def ask(prompt: str, **options: Any) -> Response | Pending:
     """Stream an answer with the same live display, Stop button and semantics as ``%%llm``.
 
     ``await nbstream.ask("Explain …", model="openai:gpt-4o-mini")`` returns a
@@ -99,8 +138,24 @@ async def ask(prompt: str, **options: Unpack[Options]) -> Response:
     ``list[Model]``, a JSON-schema dict) or a string naming one; the answer's ``.data`` is
     the validated object. A schema that cannot be used raises
     :class:`~nbstream.errors.SchemaError` (a ``ValueError``) before anything is sent.
+
+    ``background=True`` (like ``%%llm --bg``): returns a :class:`~nbstream.background.Pending`
+    as soon as the live view is shown; the answer streams on while other cells run.
+    ``x.text`` is the text so far, ``x.stop()`` stops it (as its view's Stop does), ``await
+    x`` / ``x.wait()`` return the final Response (also ``x.response`` once it ended); when
+    it ends, ``_llm`` is rebound to the Response if it still holds the handle (your own
+    variable stays the handle). A kernel interrupt does not stop it. Outside a notebook it
+    shows nothing while it streams (unless ``display`` is given).
     """
-    stream = _stream(prompt, dict(options), awaited=True, namespace=_caller_namespace())
+    options = dict(options)
+    background = _background(options)
+    stream = _stream(
+        prompt, options, awaited=True, namespace=_caller_namespace(), background=background
+    )
+    if background:
+        pending = bg.start(stream)
+        await pending.shown()
+        return pending
     response = await run_awaited(stream)
     store(response)
     if stream.interrupted and in_kernel():
@@ -108,15 +163,44 @@ async def ask(prompt: str, **options: Unpack[Options]) -> Response:
     return response
 
 
-def ask_sync(prompt: str, **options: Unpack[Options]) -> Response:
+@overload
+def ask_sync(
+    prompt: str, *, background: Literal[False] = False, **options: Unpack[Options]
+) -> Response: ...
+
+
+@overload
+def ask_sync(prompt: str, *, background: Literal[True], **options: Unpack[Options]) -> Pending: ...
+
+
+@overload
+def ask_sync(
+    prompt: str, *, background: bool, **options: Unpack[Options]
+) -> Response | Pending: ...
+
+
+def ask_sync(prompt: str, **options: Any) -> Response | Pending:
     """Blocking :func:`ask` for scripts and plain functions (same keywords).
 
     The display follows ``display`` / ``%config`` like ``ask`` (in a notebook: the live
     view, without a working Stop button, since the cell does not await). Ctrl-C stops the
     stream and returns the partial answer (``finish_reason == "cancelled"``); in a kernel,
     an interrupt stores it in ``_llm`` and raises KeyboardInterrupt, like ``%%llm``.
+
+    ``background=True``: returns a :class:`~nbstream.background.Pending` at once (once the
+    live view is shown, in a notebook), as :func:`ask` does; there its view's Stop works.
+    In a script nothing is shown while it streams (unless ``display`` is given): ``x =
+    ask_sync(..., background=True)``, other work, then ``x.wait()``.
     """
-    stream = _stream(prompt, dict(options), awaited=False, namespace=_caller_namespace())
+    options = dict(options)
+    background = _background(options)
+    stream = _stream(
+        prompt, options, awaited=False, namespace=_caller_namespace(), background=background
+    )
+    if background:
+        pending = bg.start(stream)
+        pending.wait_shown()
+        return pending
     response = run_blocking(stream)
     store(response)
     if stream.interrupted and in_kernel():

@@ -4,7 +4,9 @@ The options are not declared here: the flags and the ``%config LLMMagics.*`` tra
 derived from :mod:`nbstream.settings`. This module parses the option line, words errors
 as flags, binds the variables, and hands the cell to :mod:`nbstream.run`. In a kernel the
 cell arrives through :mod:`nbstream.transform` (awaited, so Stop works); everywhere else
-it runs blocking and Ctrl-C / interrupt stops it.
+it runs blocking and Ctrl-C / interrupt stops it. ``--bg`` (how the cell runs, not an
+option of the answer, so not a setting) hands the stream to :mod:`nbstream.background`
+instead and returns once its view is shown.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from IPython.core import magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 
-from . import settings, transform
+from . import background, settings, transform
 from .cells import to_cell
 from .engine import Stream
 from .errors import ModelIdError, SchemaError, SettingsError
@@ -98,6 +100,13 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
         help="When the answer ends, put its Python code into a new cell below "
         "(also: %%llm to-cell, for the last answer).",
     )
+    @magic_arguments.argument(
+        "--bg",
+        action="store_true",
+        help="Background: the cell returns at once and the answer streams on while other "
+        "cells run; _llm (and -o NAME) hold an nbstream.Pending until it ends, then the "
+        "Response (see BACKGROUND).",
+    )
     @no_var_expand
     @line_cell_magic
     def llm(self, line: str, cell: str | None = None) -> None:
@@ -105,7 +114,7 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
 
         Usage::
 
-            %%llm [-m PROVIDER:NAME] [-o NAME] [options]
+            %%llm [-m PROVIDER:NAME] [-o NAME] [--bg] [options]
             Your prompt. {name}, {name.attr}, {name[0]} are filled in from your variables.
 
         The answer renders live with a status line and a Stop button. When it ends, it
@@ -118,6 +127,21 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
         Stop: the button closes the upstream connection at once; the cell ends normally.
         Kernel interrupt (■): same cleanup, the partial answer is stored, then the cell
         raises KeyboardInterrupt so "Run All" halts. In terminal IPython, Ctrl-C stops.
+
+        BACKGROUND (``--bg``): the cell returns as soon as the live view is shown; the
+        answer keeps streaming into it while other cells run, and several background
+        answers may stream at once. ``_llm`` and the ``-o`` variable hold an
+        ``nbstream.Pending`` meanwhile: ``x.text`` (the text so far), ``x.state``,
+        ``x.done``, ``x.stop()`` (what the view's Stop does), ``x.wait()`` or ``await x``
+        (wait for the end, return the Response). When the answer ends, ``_llm`` and the
+        ``-o`` variable are rebound to the final Response, unless you reassigned them
+        meanwhile: from then on ``x`` is the Response itself. Each view's Stop stops only
+        its own answer; a kernel interrupt (■) interrupts the running cell only,
+        background answers go on. A cell
+        that runs after it does not wait for it: ``await x`` there if it needs the answer.
+        ``--to-cell`` needs the finished answer: use ``%llm to-cell`` once it ended. In
+        terminal IPython a background answer shows nothing while it streams (unless
+        ``--display`` is set): ``x.wait()`` waits for it.
 
         Option values are quoted as in a shell (``-s "Be brief."``). Every option also
         has a ``%config LLMMagics.<name>`` default and an ``$NBSTREAM_<NAME>`` variable;
@@ -134,12 +158,18 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
             self._line_magic(line)
             return
         stream, args = self._prepare(line, cell, awaited=False)
+        if args.bg:
+            background.start(stream, names=("_llm", args.out)).wait_shown()
+            return
         response = run_blocking(stream)
         self._finish(stream, response, args)
 
     async def run_cell(self, line: str, cell: str) -> None:
         """The awaited twin of the cell magic (what the rewritten cell calls)."""
         stream, args = self._prepare(line, cell, awaited=True)
+        if args.bg:
+            await background.start(stream, names=("_llm", args.out)).shown()
+            return
         response = await run_awaited(stream)
         self._finish(stream, response, args)
 
@@ -160,6 +190,12 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
         args = self.parse_line(line)
         if args.out is not None:
             check_variable_name(args.out)
+        if args.bg and args.to_cell:
+            raise UsageError(
+                "--bg cannot be combined with --to-cell: the code goes into a cell when the "
+                "answer has ended, and a background cell has already returned; run "
+                "%llm to-cell once it ended"
+            )
         template = cell.strip()
         if not template:
             raise UsageError("the prompt is empty: write it in the cell below the %%llm line")
@@ -174,7 +210,12 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
         call = {k: (settings.UNSET if v is None else v) for k, v in call.items()}
         try:
             stream = make_stream(
-                prompt, call, describe_option=describe_option, awaited=awaited, namespace=namespace
+                prompt,
+                call,
+                describe_option=describe_option,
+                awaited=awaited or args.bg,  # a background view's Stop is heard between cells
+                namespace=namespace,
+                defaults=background.defaults() if args.bg else None,
             )
         except SettingsError as exc:
             raise UsageError(exc.describe(settings.flag_of)) from None
@@ -200,7 +241,15 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
             print(self.config_report())
             return
         if word == "to-cell":
-            print(to_cell(self.shell, self.shell.user_ns.get("_llm")))
+            last = self.shell.user_ns.get("_llm")
+            if isinstance(last, background.Pending):
+                if last.response is None:
+                    raise UsageError(
+                        "the last answer is still streaming in the background (--bg): "
+                        "wait for it (await _llm), then run %llm to-cell"
+                    )
+                last = last.response
+            print(to_cell(self.shell, last))
             return
         command, _, rest = word.partition(" ")
         if command == "history":
