@@ -50,3 +50,19 @@ def test_pickle_and_copy_keep_metadata():
     for clone in (pickle.loads(pickle.dumps(r)), copy.copy(r), copy.deepcopy(r)):
         assert clone == r and isinstance(clone, Response)
         assert clone.metadata() == r.metadata()
+
+
+def test_a_finished_answer_awaits_waits_and_stops_as_itself():
+    """A background answer's variable becomes its Response when it ends: ``await x``,
+    ``x.wait()`` and ``x.stop()`` keep working on it."""
+    import asyncio
+
+    r = Response("done", finish_reason="length")
+
+    async def main():
+        return await r
+
+    assert asyncio.run(main()) is r
+    assert r.wait() is r and r.wait(timeout=0) is r and r.done
+    r.stop()
+    assert r.finish_reason == "length"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 from .errors import ResponseError
@@ -156,6 +157,26 @@ class Response(str):
         from .structured import to_records
 
         return pandas.DataFrame(to_records(self.data))
+
+    # A background answer (``%%llm --bg -o x``) is a :class:`~nbstream.Pending` while it
+    # streams and becomes its Response when it ends: these let ``await x``, ``x.wait()``
+    # and ``x.stop()`` work in both cases, whenever the cell that uses them runs.
+
+    @property
+    def done(self) -> bool:
+        """Always True: a Response is a finished answer (see :class:`~nbstream.Pending`)."""
+        return True
+
+    def wait(self, timeout: float | None = None) -> Response:
+        """The answer itself (it has ended)."""
+        return self
+
+    def stop(self) -> None:
+        """Nothing to stop: the answer has ended."""
+
+    def __await__(self) -> Generator[Any, None, Response]:
+        return self
+        yield  # an empty generator: ``await response`` is the response
 
     def raise_for_error(self) -> Response:
         """Raise :class:`~nbstream.errors.ResponseError` if the answer failed
