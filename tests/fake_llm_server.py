@@ -15,6 +15,14 @@ until killed. Endpoints:
   whose ``model`` is NAME follows that script; any other model gets the default script.
 - ``GET /_log?model=NAME`` -- one record per request received for that model.
 - ``GET /_health`` -- ``{"ok": true}``.
+- The providers' batch services (see "Batch services" below): OpenAI ``POST /v1/files``,
+  ``GET /v1/files/ID``, ``GET /v1/files/ID/content``, ``POST /v1/batches``,
+  ``GET /v1/batches/ID``, ``POST /v1/batches/ID/cancel``; Anthropic
+  ``POST /v1/messages/batches``, ``GET /v1/messages/batches/ID``,
+  ``POST /v1/messages/batches/ID/cancel``, ``GET /v1/messages/batches/ID/results``.
+- ``GET /_log?batch=ID`` -- the batch-service requests for batch ID (``*``: all of them).
+- ``GET /_batches`` / ``GET /_batches/ID`` -- the server's view of the batch jobs / of one;
+  ``POST /_batches/ID/expire`` -- make a running batch expire at its next row.
 
 Script spec keys (all optional):
 
@@ -31,6 +39,11 @@ Script spec keys (all optional):
 - ``status`` (+ ``error_message``, ``status_times``): answer with that HTTP status and the
   provider's JSON error body, for the first ``status_times`` requests to that model, counted
   across both APIs (default: all).
+- ``status_every`` (with ``status``; + ``error_message``, ``retry_after``/``retry_after_ms``):
+  request number k to that model (the ``attempt`` count, across both APIs and batch rows)
+  gets the error ``status`` when k % N == 0, all others the normal answer: ``status=429,
+  status_every=10`` is "10 % of requests are rate limited". Not combinable with
+  ``statuses``/``status_times``.
 - ``statuses``: a list of HTTP statuses for consecutive requests to that model (counted across
   both APIs, like ``status_times``), e.g. ``[429, 503, 200]``: request 1 gets a 429 error,
   request 2 a 503, request 3 the normal answer. ``200`` means the normal answer, and so do all
@@ -65,7 +78,8 @@ Script spec keys (all optional):
 - ``usage``: ``{"input_tokens": P, "output_tokens": C, "cached_input_tokens": K}`` (default:
   P = words in the prompt, C = number of tokens, K = 0). K is sent the way each API reports
   prompt-cache reads: OpenAI ``usage.prompt_tokens_details.cached_tokens`` (part of P),
-  Anthropic ``cache_read_input_tokens`` in ``message_start`` (apart: ``input_tokens`` = P - K).
+  Anthropic ``cache_read_input_tokens`` in ``message_start`` / the message's ``usage``
+  (apart: ``input_tokens`` = P - K); streamed or not.
 - ``framing``: ``"close"`` (default; HTTP/1.1 ``connection: close``, the body ends when the
   socket closes) or ``"chunked"`` (``transfer-encoding: chunked``, connection kept alive; a
   ``drop_after`` then makes the SDKs raise an incomplete-body error instead of ending quietly).
@@ -79,6 +93,11 @@ Script spec keys (all optional):
   provider's error body, message ``error_message`` or ``"Unsupported parameter:
   'response_format'"`` (what an OpenAI-compatible server without that feature says); a
   request without them gets the normal answer. Not counted as an answer (see ``texts``).
+- ``batch_seconds``: seconds a batch row for this model takes (default 0.01); see below.
+- ``batch_create_status`` (+ ``error_message``, ``retry_after``/``retry_after_ms``): a batch
+  creation whose first row is for this model (OpenAI ``POST /v1/batches``: the input file's
+  first line's ``body.model``; Anthropic ``POST /v1/messages/batches``: ``requests[0].params
+  .model``) is answered with that HTTP status and the provider's error body; no batch is made.
 
 Structured answers: an OpenAI request with ``response_format`` gets the tokens as ordinary
 ``content`` deltas (the JSON text), as the API streams it. An Anthropic request with
@@ -92,6 +111,49 @@ The stream keys (``delay``, ``*_after``, ``empty``, ``preamble_only``, ``framing
 (``["\\ud83d", "\\ude00"]``): all JSON is written with ``\\uXXXX`` escapes (``ensure_ascii``),
 so the SDKs' JSON parsers yield those lone surrogates, and :meth:`FakeLLMServer.script` sends
 them the same way.
+
+Batch services. Both run a batch in a background thread that answers its rows **one after
+another**, each taking its model's ``batch_seconds``; a row is answered exactly as a
+non-streaming request with its body would be (same script lookup, ``attempt``/``texts``
+counting, ``status``/``statuses``/``status_every``/``reject_fields`` errors, tokens, usage,
+finish reason, ``tool_use`` for ``tools``) and logged in ``/_log?model=`` like one (with
+``"batch"`` and ``"custom_id"`` added, ``headers`` empty). The output is in *reversed* row
+order (the real services do not keep the order: clients must map by ``custom_id``).
+
+- OpenAI: ``POST /v1/files`` takes the SDK's ``multipart/form-data`` upload (``purpose``,
+  ``file``; a ``batch`` file must be named ``*.jsonl``) and answers a FileObject (``file-…``,
+  status ``processed``); ``GET /v1/files/ID/content`` gives the bytes back. ``POST
+  /v1/batches`` (``input_file_id``, ``endpoint`` ``/v1/chat/completions`` only,
+  ``completion_window`` ``24h``, ``metadata``) answers a Batch (``batch_…``) in status
+  ``validating``; the worker checks the input lines (``custom_id`` unique, ``method`` POST,
+  ``url`` = endpoint, ``body.model``, no ``stream``): a bad file makes the batch ``failed``
+  with ``errors.data`` (``code``, ``message``, ``line``). Else ``in_progress`` →
+  ``finalizing`` → ``completed``, ``request_counts`` (``total``, ``completed``, ``failed``)
+  moving live. At the end the output file holds the rows answered 200 as ``{"id",
+  "custom_id", "response": {"status_code": 200, "request_id", "body": <chat.completion>},
+  "error": null}``, the error file (``error_file_id``, null without errors) the others, with
+  ``status_code`` S and ``body`` the error JSON. ``POST /v1/batches/ID/cancel`` → status
+  ``cancelling``; the worker stops at the current row (that row and the later ones are in no
+  file), writes the files and ends ``cancelled``; cancelling an ended batch answers 400.
+  Expired (``/_batches/ID/expire``): the rows not run go to the error file with ``"response":
+  null, "error": {"code": "batch_expired", ...}`` (counted as failed); status ``expired``.
+- Anthropic: ``POST /v1/messages/batches`` (``{"requests": [{"custom_id", "params"}]}``,
+  ``params`` a Messages body without ``stream``) answers a MessageBatch (``msgbatch_…``,
+  ``processing_status`` ``in_progress``, RFC 3339 times). As documented for the real API,
+  ``request_counts`` stay ``processing: n`` until the batch ends. ``POST .../cancel`` →
+  ``canceling`` (``cancel_initiated_at`` set); the worker stops at the current row and the
+  rows not run become ``canceled`` (``expired`` after ``/_batches/ID/expire``). Ended:
+  ``processing_status`` ``ended``, ``ended_at``, final counts, and ``results_url`` =
+  ``http://127.0.0.1:PORT/v1/messages/batches/ID/results`` (the SDK's ``results()`` GETs
+  that absolute URL), serving JSONL lines ``{"custom_id", "result": {"type": "succeeded",
+  "message": <message>}}`` / ``{"type": "errored", "error": {"type": "error", "error":
+  {"type", "message"}}}`` / ``{"type": "canceled"}`` / ``{"type": "expired"}``.
+- Unknown ids get the provider's 404 error body. Every batch-service request is logged
+  (``GET /_log?batch=ID``): ``path``, ``method``, ``status``, ``received_at``, ``batch``,
+  ``file`` (file requests count for the batch that uses or produced the file).
+- Helpers: :meth:`FakeLLMServer.batch` (rows done, their states, the object, the requests),
+  ``batches``, ``batch_log``, ``wait_batch`` (until finished or N rows done) and
+  ``expire_batch``.
 
 Every event is written with its own ``send`` (no buffering, TCP_NODELAY), so the SDKs see tokens
 one by one.
@@ -118,9 +180,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import itertools
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -130,6 +194,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -171,6 +236,9 @@ SPEC_KEYS = {
     "texts",
     "reject_fields",
     "reject_status",
+    "status_every",
+    "batch_seconds",
+    "batch_create_status",
 }
 INVALID_UTF8 = b"\xff\xfe"
 ANTHROPIC_STREAM_ERROR = ("overloaded_error", "Overloaded")
@@ -213,6 +281,10 @@ class _State:
         self.answers: dict[str, int] = {}
         self.log: list[dict[str, Any]] = []
         self.counter = itertools.count(1)
+        self.files: dict[str, dict[str, Any]] = {}
+        """file id -> ``object`` (the FileObject), ``content`` (bytes), ``batch`` (its id)."""
+        self.batches: dict[str, _Batch] = {}
+        self.batch_log: list[dict[str, Any]] = []
 
 
 def _validate_spec(spec: Any) -> dict[str, Any]:
@@ -300,6 +372,28 @@ def _validate_new_keys(spec: dict[str, Any]) -> None:
             raise ValueError(f"{key} must be true or false")
     if spec.get("empty") and spec.get("preamble_only"):
         raise ValueError("give either empty or preamble_only, not both")
+    _validate_batch_keys(spec)
+
+
+def _validate_batch_keys(spec: dict[str, Any]) -> None:
+    if "status_every" in spec:
+        every = spec["status_every"]
+        if not (isinstance(every, int) and not isinstance(every, bool) and every >= 1):
+            raise ValueError("status_every must be an int >= 1")
+        if "statuses" in spec or "status_times" in spec:
+            raise ValueError("give either status_every or statuses/status_times, not both")
+        if "status" not in spec:
+            raise ValueError("status_every needs status")
+    if "batch_seconds" in spec and not (
+        _is_number(spec["batch_seconds"]) and spec["batch_seconds"] >= 0
+    ):
+        raise ValueError("batch_seconds must be a number >= 0")
+    if "batch_create_status" in spec and not (
+        isinstance(spec["batch_create_status"], int)
+        and not isinstance(spec["batch_create_status"], bool)
+        and 400 <= spec["batch_create_status"] <= 599
+    ):
+        raise ValueError("batch_create_status must be an int in 400..599")
 
 
 def _tokens_of(spec: dict[str, Any], answer: int = 1) -> list[str]:
@@ -333,6 +427,80 @@ def _prompt_words(body: dict[str, Any]) -> int:
     return total
 
 
+def _decide(state: _State, model: str, body: Any) -> tuple[dict[str, Any], int, int | None, int]:
+    """Count a request to ``model`` (call with ``state.lock`` held): its script (a copy),
+    its attempt number, the error status it gets (``None``: the normal answer) and, for a
+    normal answer, the answer number (for ``texts``; else 0)."""
+    spec = dict(state.scripts.get(model, {}))
+    attempt = state.attempts.get(model, 0) + 1
+    state.attempts[model] = attempt
+    status = spec.get("status")
+    if "statuses" in spec:
+        statuses = spec["statuses"]
+        status = statuses[attempt - 1] if attempt <= len(statuses) else 200
+        status = None if status == 200 else status
+    elif "status_every" in spec:
+        status = status if attempt % int(spec["status_every"]) == 0 else None
+    elif status is not None:
+        served = state.status_served.get(model, 0)
+        times = spec.get("status_times")
+        if times is not None and served >= int(times):
+            status = None
+        else:
+            state.status_served[model] = served + 1
+    rejected = [f for f in spec.get("reject_fields", ()) if isinstance(body, dict) and f in body]
+    if status is None and rejected:
+        status = int(spec.get("reject_status", 400))
+        if "error_message" not in spec:
+            spec["error_message"] = f"Unsupported parameter: {rejected[0]!r}"
+    answer = 0
+    if status is None:
+        answer = state.answers.get(model, 0) + 1
+        state.answers[model] = answer
+    return spec, attempt, status, answer
+
+
+def _make_ctx(provider: str, spec: dict[str, Any], model: str, body: Any, answer: int) -> _Ctx:
+    """What a normal answer to ``body`` says: tokens, usage, finish reason, tool."""
+    tokens = _tokens_of(spec, answer)
+    words = _prompt_words(body) if isinstance(body, dict) else 0
+    usage = spec.get("usage") or {}
+    prompt_tokens = int(usage.get("input_tokens", words))
+    completion_tokens = int(usage.get("output_tokens", len(tokens)))
+    finish = spec.get("finish_reason", "stop")
+    ctx = _Ctx(model or "fake-default", tokens, prompt_tokens, completion_tokens, finish)
+    ctx.cached_tokens = int(usage.get("cached_input_tokens", 0))
+    if provider == "anthropic" and isinstance(body, dict):
+        ctx.tool = _tool_name(body)
+    return ctx
+
+
+def _retry_headers(spec: dict[str, Any]) -> dict[str, str]:
+    return {
+        header: str(spec[key])
+        for key, header in (("retry_after", "retry-after"), ("retry_after_ms", "retry-after-ms"))
+        if key in spec
+    }
+
+
+def _error_payload(provider: str, status: int, message: Any) -> dict[str, Any]:
+    """The provider's JSON error body for HTTP ``status``."""
+    message = str(message) if message is not None else f"fake error {status}"
+    if provider == "openai":
+        err_type, code = OPENAI_ERRORS.get(
+            status, ("server_error" if status >= 500 else "invalid_request_error", None)
+        )
+        return {"error": {"message": message, "type": err_type, "param": None, "code": code}}
+    err_type = ANTHROPIC_ERRORS.get(
+        status, "api_error" if status >= 500 else "invalid_request_error"
+    )
+    return {
+        "type": "error",
+        "error": {"type": err_type, "message": message},
+        "request_id": "req_fake",
+    }
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
@@ -363,6 +531,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
 
     def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+            data = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
         length = int(self.headers.get("content-length") or 0)
         return self.rfile.read(length) if length else b""
 
@@ -439,6 +617,13 @@ class _Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         if url.path == "/_health":
             self._send_json(200, {"ok": True, "pid": os.getpid()})
+        elif url.path == "/_log" and "batch" in urllib.parse.parse_qs(url.query):
+            batch = urllib.parse.parse_qs(url.query)["batch"][0]
+            with self.server.state.lock:
+                log = self.server.state.batch_log
+                records = [r for r in log if batch == "*" or r["batch"] == batch]
+                payload = json.loads(json.dumps(records))
+            self._send_json(200, payload)
         elif url.path == "/_log":
             query = urllib.parse.parse_qs(url.query)
             model = query.get("model", [None])[0]
@@ -446,7 +631,9 @@ class _Handler(BaseHTTPRequestHandler):
                 records = [r for r in self.server.state.log if model is None or r["model"] == model]
                 payload = json.loads(json.dumps(records))
             self._send_json(200, payload)
-        else:
+        elif url.path == "/_batches" or url.path.startswith("/_batches/"):
+            self._control_batches("GET", url.path)
+        elif not self._batch_route("GET", url.path, b""):
             self._not_found(url.path)
 
     def do_POST(self) -> None:
@@ -465,7 +652,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"model": name})
         elif url.path in ("/v1/chat/completions", "/v1/messages"):
             self._llm(url.path, raw)
-        else:
+        elif url.path.startswith("/_batches/"):
+            self._control_batches("POST", url.path)
+        elif not self._batch_route("POST", url.path, raw):
             self._not_found(url.path)
 
     def _llm(self, path: str, raw: bytes) -> None:
@@ -483,32 +672,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
         state = self.server.state
         with state.lock:
-            spec = dict(state.scripts.get(model, {}))
-            attempt = state.attempts.get(model, 0) + 1
-            state.attempts[model] = attempt
-            status = spec.get("status")
-            if "statuses" in spec:
-                statuses = spec["statuses"]
-                status = statuses[attempt - 1] if attempt <= len(statuses) else 200
-                status = None if status == 200 else status
-            elif status is not None:
-                served = state.status_served.get(model, 0)
-                times = spec.get("status_times")
-                if times is not None and served >= int(times):
-                    status = None
-                else:
-                    state.status_served[model] = served + 1
-            rejected = [
-                f for f in spec.get("reject_fields", ()) if isinstance(body, dict) and f in body
-            ]
-            if status is None and rejected:
-                status = int(spec.get("reject_status", 400))
-                if "error_message" not in spec:
-                    spec["error_message"] = f"Unsupported parameter: {rejected[0]!r}"
-            answer = 0
-            if status is None:
-                answer = state.answers.get(model, 0) + 1
-                state.answers[model] = answer
+            spec, attempt, status, answer = _decide(state, model, body)
             record: dict[str, Any] = {
                 "path": path,
                 "model": model,
@@ -531,26 +695,12 @@ class _Handler(BaseHTTPRequestHandler):
         except ClientGone:
             return
         if status is not None:
-            extra = {
-                header: str(spec[key])
-                for key, header in (
-                    ("retry_after", "retry-after"),
-                    ("retry_after_ms", "retry-after-ms"),
-                )
-                if key in spec
-            }
-            self._error(provider, int(status), spec.get("error_message"), record, extra)
+            self._error(
+                provider, int(status), spec.get("error_message"), record, _retry_headers(spec)
+            )
             return
-        tokens = _tokens_of(spec, answer)
-        words = _prompt_words(body) if isinstance(body, dict) else 0
-        usage = spec.get("usage") or {}
-        prompt_tokens = int(usage.get("input_tokens", words))
-        completion_tokens = int(usage.get("output_tokens", len(tokens)))
-        finish = spec.get("finish_reason", "stop")
-        ctx = _Ctx(model or "fake-default", tokens, prompt_tokens, completion_tokens, finish)
-        ctx.cached_tokens = int(usage.get("cached_input_tokens", 0))
-        if provider == "anthropic" and isinstance(body, dict):
-            ctx.tool = _tool_name(body)
+        ctx = _make_ctx(provider, spec, model, body, answer)
+        tokens = ctx.tokens
         try:
             if not stream:
                 self._wait(float(spec.get("first_delay", 0)), record)
@@ -575,23 +725,7 @@ class _Handler(BaseHTTPRequestHandler):
         record: dict[str, Any],
         extra_headers: dict[str, str] | None = None,
     ) -> None:
-        message = str(message) if message is not None else f"fake error {status}"
-        if provider == "openai":
-            err_type, code = OPENAI_ERRORS.get(
-                status, ("server_error" if status >= 500 else "invalid_request_error", None)
-            )
-            payload: dict[str, Any] = {
-                "error": {"message": message, "type": err_type, "param": None, "code": code}
-            }
-        else:
-            err_type = ANTHROPIC_ERRORS.get(
-                status, "api_error" if status >= 500 else "invalid_request_error"
-            )
-            payload = {
-                "type": "error",
-                "error": {"type": err_type, "message": message},
-                "request_id": "req_fake",
-            }
+        payload = _error_payload(provider, status, message)
         try:
             self._send_json(status, payload, {**_id_headers(provider), **(extra_headers or {})})
         except OSError:
@@ -600,6 +734,368 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with self.server.state.lock:
             record["completed"] = True
+
+    # ---------------------------------------------------------------- batch services
+
+    def _base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def _batch_reply(
+        self,
+        status: int,
+        payload: Any,
+        *,
+        batch: str | None = None,
+        file: str | None = None,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer a batch-service request and log it (see ``GET /_log?batch=ID``)."""
+        state = self.server.state
+        with state.lock:
+            if batch is None and file is not None and file in state.files:
+                batch = state.files[file]["batch"]
+            state.batch_log.append(
+                {
+                    "path": urllib.parse.urlsplit(self.path).path,
+                    "method": self.command,
+                    "status": status,
+                    "received_at": self.received_at,
+                    "batch": batch,
+                    "file": file,
+                }
+            )
+        if raw is None:
+            self._send_json(status, payload, headers)
+            return
+        self.send_response(status)
+        for key, value in {"content-type": "application/octet-stream", **(headers or {})}.items():
+            self.send_header(key, value)
+        self.send_header("content-length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def _batch_error(
+        self,
+        provider: str,
+        status: int,
+        message: str,
+        *,
+        batch: str | None = None,
+        file: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        payload = _error_payload(provider, status, message)
+        headers = {**_id_headers(provider), **(headers or {})}
+        self._batch_reply(status, payload, batch=batch, file=file, headers=headers)
+
+    def _create_failure(self, provider: str, model: Any) -> bool:
+        """``batch_create_status`` of the first row's script: answer that error, True."""
+        with self.server.state.lock:
+            spec = dict(self.server.state.scripts.get(model, {})) if isinstance(model, str) else {}
+        if "batch_create_status" not in spec:
+            return False
+        status = int(spec["batch_create_status"])
+        message = str(spec.get("error_message") or f"fake error {status}")
+        self._batch_error(provider, status, message, headers=_retry_headers(spec))
+        return True
+
+    def _batch_route(self, method: str, path: str, raw: bytes) -> bool:
+        """Serve a batch-service endpoint; False if ``path`` is not one."""
+        parts = path.strip("/").split("/")
+        if parts[:3] == ["v1", "messages", "batches"]:
+            rest = parts[3:]
+            if method == "POST" and not rest:
+                self._anthropic_create(raw)
+            elif method == "GET" and len(rest) == 1:
+                self._batch_get("anthropic", rest[0])
+            elif method == "POST" and rest[1:] == ["cancel"]:
+                self._batch_cancel("anthropic", rest[0])
+            elif method == "GET" and rest[1:] == ["results"]:
+                self._anthropic_results(rest[0])
+            else:
+                self._batch_error("anthropic", 404, f"no route {method} {path}")
+            return True
+        if parts[:2] == ["v1", "batches"]:
+            rest = parts[2:]
+            if method == "POST" and not rest:
+                self._openai_create(raw)
+            elif method == "GET" and len(rest) == 1:
+                self._batch_get("openai", rest[0])
+            elif method == "POST" and rest[1:] == ["cancel"]:
+                self._batch_cancel("openai", rest[0])
+            else:
+                self._batch_error("openai", 404, f"no route {method} {path}")
+            return True
+        if parts[:2] == ["v1", "files"]:
+            rest = parts[2:]
+            if method == "POST" and not rest:
+                self._file_upload(raw)
+            elif method == "GET" and len(rest) == 1:
+                self._file_get(rest[0], content=False)
+            elif method == "GET" and rest[1:] == ["content"]:
+                self._file_get(rest[0], content=True)
+            else:
+                self._batch_error("openai", 404, f"no route {method} {path}")
+            return True
+        return False
+
+    def _json_object(self, provider: str, raw: bytes) -> dict[str, Any] | None:
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            self._batch_error(provider, 400, "The request body is not a JSON object.")
+            return None
+        return body
+
+    def _file_upload(self, raw: bytes) -> None:
+        try:
+            fields = _multipart(self.headers.get("content-type", ""), raw)
+        except ValueError as exc:
+            self._batch_error("openai", 400, f"Invalid multipart body: {exc}")
+            return
+        for name in ("purpose", "file"):
+            if name not in fields:
+                self._batch_error("openai", 400, f"Missing required parameter: '{name}'.")
+                return
+        purpose = fields["purpose"][1].decode("utf-8", "replace")
+        filename, content = fields["file"]
+        filename = filename or "upload"
+        if purpose not in FILE_PURPOSES:
+            self._batch_error("openai", 400, f"Invalid purpose {purpose!r}.")
+            return
+        if purpose == "batch" and not filename.endswith(".jsonl"):
+            self._batch_error("openai", 400, "Invalid file format for Batch API. Must be .jsonl")
+            return
+        with self.server.state.lock:
+            obj = _add_file(self.server.state, filename, purpose, content)
+        self._batch_reply(200, obj, file=obj["id"])
+
+    def _file_get(self, file_id: str, *, content: bool) -> None:
+        with self.server.state.lock:
+            stored = self.server.state.files.get(file_id)
+            stored = dict(stored) if stored is not None else None
+        if stored is None:
+            self._batch_error("openai", 404, f"No such File object: {file_id}", file=file_id)
+        elif content:
+            self._batch_reply(200, None, file=file_id, raw=stored["content"])
+        else:
+            self._batch_reply(200, stored["object"], file=file_id)
+
+    def _openai_create(self, raw: bytes) -> None:
+        body = self._json_object("openai", raw)
+        if body is None:
+            return
+        state = self.server.state
+        file_id = body.get("input_file_id")
+        with state.lock:
+            stored = state.files.get(file_id) if isinstance(file_id, str) else None
+            content = stored["content"] if stored is not None else b""
+        if stored is None:
+            self._batch_error("openai", 404, f"No such File object: {file_id}", file=file_id)
+            return
+        endpoint = body.get("endpoint")
+        if endpoint not in OPENAI_ENDPOINTS:
+            message = f"Invalid endpoint {endpoint!r}: this fake serves {OPENAI_ENDPOINTS}."
+            self._batch_error("openai", 400, message)
+            return
+        if body.get("completion_window") != "24h":
+            self._batch_error("openai", 400, "Invalid completion_window: only '24h' is supported.")
+            return
+        metadata = body.get("metadata")
+        if metadata is not None and not (
+            isinstance(metadata, dict)
+            and len(metadata) <= 16
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+        ):
+            self._batch_error("openai", 400, "metadata must map up to 16 strings to strings.")
+            return
+        rows, _ = _openai_rows(content, str(endpoint))
+        if rows and self._create_failure("openai", rows[0]["model"]):
+            return
+        created = int(time.time())
+        batch_id = _new_id("batch_")
+        obj: dict[str, Any] = {
+            "id": batch_id,
+            "object": "batch",
+            "endpoint": endpoint,
+            "model": None,
+            "errors": None,
+            "input_file_id": file_id,
+            "completion_window": "24h",
+            "status": "validating",
+            "output_file_id": None,
+            "error_file_id": None,
+            "created_at": created,
+            "in_progress_at": None,
+            "expires_at": created + DAY,
+            "finalizing_at": None,
+            "completed_at": None,
+            "failed_at": None,
+            "expired_at": None,
+            "cancelling_at": None,
+            "cancelled_at": None,
+            "request_counts": {"total": 0, "completed": 0, "failed": 0},
+            "metadata": metadata,
+        }
+        batch = _Batch("openai", batch_id, obj)
+        with state.lock:
+            state.batches[batch_id] = batch
+            state.files[str(file_id)]["batch"] = batch_id
+            for record in state.batch_log:
+                if record["file"] == file_id:
+                    record["batch"] = batch_id
+            snapshot = json.loads(json.dumps(obj))
+        _start_worker(_openai_worker, state, batch)
+        self._batch_reply(200, snapshot, batch=batch_id)
+
+    def _anthropic_create(self, raw: bytes) -> None:
+        body = self._json_object("anthropic", raw)
+        if body is None:
+            return
+        requests = body.get("requests")
+        if not isinstance(requests, list) or not requests:
+            self._batch_error("anthropic", 400, "requests: a non-empty list is required")
+            return
+        rows: list[dict[str, Any]] = []
+        for i, item in enumerate(requests):
+            problem = None
+            params = item.get("params") if isinstance(item, dict) else None
+            custom_id = item.get("custom_id") if isinstance(item, dict) else None
+            if not isinstance(custom_id, str) or not CUSTOM_ID.match(custom_id):
+                problem = "custom_id: must match ^[a-zA-Z0-9_-]{1,64}$"
+            elif any(row["custom_id"] == custom_id for row in rows):
+                problem = f"custom_id: {custom_id!r} is not unique"
+            elif not isinstance(params, dict) or not isinstance(params.get("model"), str):
+                problem = "params.model: Field required"
+            elif not isinstance(params.get("max_tokens"), int):
+                problem = "params.max_tokens: Field required"
+            elif not isinstance(params.get("messages"), list):
+                problem = "params.messages: Field required"
+            elif params.get("stream"):
+                problem = "params.stream: streaming is not supported in batches"
+            if problem is not None:
+                self._batch_error("anthropic", 400, f"requests.{i}.{problem}")
+                return
+            assert isinstance(params, dict)
+            rows.append({"custom_id": custom_id, "model": params["model"], "body": params})
+        if self._create_failure("anthropic", rows[0]["model"]):
+            return
+        created = time.time()
+        batch_id = _new_id("msgbatch_")
+        obj: dict[str, Any] = {
+            "id": batch_id,
+            "type": "message_batch",
+            "processing_status": "in_progress",
+            "request_counts": {
+                "processing": len(rows),
+                "succeeded": 0,
+                "errored": 0,
+                "canceled": 0,
+                "expired": 0,
+            },
+            "created_at": _rfc3339(created),
+            "expires_at": _rfc3339(created + DAY),
+            "ended_at": None,
+            "cancel_initiated_at": None,
+            "archived_at": None,
+            "results_url": None,
+        }
+        batch = _Batch("anthropic", batch_id, obj)
+        batch.set_rows(rows)
+        state = self.server.state
+        with state.lock:
+            state.batches[batch_id] = batch
+            snapshot = json.loads(json.dumps(obj))
+        _start_worker(_anthropic_worker, state, batch, self._base_url())
+        self._batch_reply(200, snapshot, batch=batch_id)
+
+    def _find_batch(self, provider: str, batch_id: str) -> _Batch | None:
+        with self.server.state.lock:
+            batch = self.server.state.batches.get(batch_id)
+        if batch is None or batch.provider != provider:
+            message = (
+                f"No batch found with id '{batch_id}'."
+                if provider == "openai"
+                else f"message_batch {batch_id!r} not found"
+            )
+            self._batch_error(provider, 404, message, batch=batch_id)
+            return None
+        return batch
+
+    def _batch_get(self, provider: str, batch_id: str) -> None:
+        batch = self._find_batch(provider, batch_id)
+        if batch is None:
+            return
+        with self.server.state.lock:
+            snapshot = json.loads(json.dumps(batch.obj))
+        self._batch_reply(200, snapshot, batch=batch_id)
+
+    def _batch_cancel(self, provider: str, batch_id: str) -> None:
+        batch = self._find_batch(provider, batch_id)
+        if batch is None:
+            return
+        conflict = None
+        with self.server.state.lock:
+            if provider == "openai":
+                status = batch.obj["status"]
+                if status in ("validating", "in_progress", "finalizing"):
+                    batch.stop = "cancel"
+                    batch.obj.update(status="cancelling", cancelling_at=int(time.time()))
+                elif status != "cancelling":
+                    conflict = f"Cannot cancel a batch with status '{status}'."
+            elif batch.obj["processing_status"] == "in_progress":
+                batch.stop = "cancel"
+                batch.obj.update(
+                    processing_status="canceling", cancel_initiated_at=_rfc3339(time.time())
+                )
+            snapshot = json.loads(json.dumps(batch.obj))
+        if conflict is not None:
+            self._batch_error("openai", 400, conflict, batch=batch_id)
+            return
+        self._batch_reply(200, snapshot, batch=batch_id)
+
+    def _anthropic_results(self, batch_id: str) -> None:
+        batch = self._find_batch("anthropic", batch_id)
+        if batch is None:
+            return
+        with self.server.state.lock:
+            ended = batch.obj["processing_status"] == "ended"
+            results = batch.results
+        if not ended:
+            message = f"message_batch {batch_id!r} has not ended yet: no results"
+            self._batch_error("anthropic", 400, message, batch=batch_id)
+            return
+        headers = {"content-type": "application/x-jsonl", **_id_headers("anthropic")}
+        self._batch_reply(200, None, batch=batch_id, raw=results, headers=headers)
+
+    def _control_batches(self, method: str, path: str) -> None:
+        """``GET /_batches``, ``GET /_batches/ID``, ``POST /_batches/ID/expire``."""
+        state = self.server.state
+        parts = path.strip("/").split("/")[1:]
+        with state.lock:
+            if not parts and method == "GET":
+                payload: Any = [b.view() for b in state.batches.values()]
+                self._send_json(200, json.loads(json.dumps(payload)))
+                return
+            batch = state.batches.get(parts[0]) if parts else None
+            if batch is None:
+                self._send_json(404, {"error": f"no batch {parts[:1]}"})
+                return
+            if method == "GET" and len(parts) == 1:
+                payload = batch.view()
+                payload["requests"] = [r for r in state.batch_log if r["batch"] == batch.id]
+            elif method == "POST" and parts[1:] == ["expire"]:
+                if batch.stop is None and not batch.finished:
+                    batch.stop = "expire"
+                payload = {"ok": True, "stop": batch.stop}
+            else:
+                self._send_json(404, {"error": f"no route {method} {path}"})
+                return
+            payload = json.loads(json.dumps(payload))
+        self._send_json(200, payload)
 
     def _stream(
         self,
@@ -861,6 +1357,9 @@ class _AnthropicEvents:
 
 def _openai_completion(ctx: _Ctx) -> dict[str, Any]:
     p, c = ctx.prompt_tokens, ctx.completion_tokens
+    usage: dict[str, Any] = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+    if ctx.cached_tokens:
+        usage["prompt_tokens_details"] = {"cached_tokens": ctx.cached_tokens}
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
@@ -874,7 +1373,7 @@ def _openai_completion(ctx: _Ctx) -> dict[str, Any]:
                 "finish_reason": ctx.finish,
             }
         ],
-        "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
+        "usage": usage,
     }
 
 
@@ -888,6 +1387,12 @@ def _anthropic_message(ctx: _Ctx) -> dict[str, Any]:
             data = {}
         content = {"type": "tool_use", "id": "toolu_fake", "name": ctx.tool, "input": data}
         stop = "tool_use" if ctx.finish == "stop" else stop
+    usage: dict[str, Any] = {
+        "input_tokens": ctx.prompt_tokens - ctx.cached_tokens,
+        "output_tokens": ctx.completion_tokens,
+    }
+    if ctx.cached_tokens:
+        usage["cache_read_input_tokens"] = ctx.cached_tokens
     return {
         "id": "msg_fake",
         "type": "message",
@@ -896,8 +1401,372 @@ def _anthropic_message(ctx: _Ctx) -> dict[str, Any]:
         "content": [content],
         "stop_reason": stop,
         "stop_sequence": None,
-        "usage": {"input_tokens": ctx.prompt_tokens, "output_tokens": ctx.completion_tokens},
+        "usage": usage,
     }
+
+
+# --------------------------------------------------------------------------- batch services
+
+BATCH_SECONDS = 0.01
+DAY = 86400
+OPENAI_ENDPOINTS = ("/v1/chat/completions",)
+FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+EXPIRED_MESSAGE = (
+    "This request could not be executed before the completion window for this batch expired."
+)
+
+
+def _new_id(prefix: str) -> str:
+    return prefix + os.urandom(12).hex()
+
+
+def _rfc3339(when: float | None) -> str | None:
+    if when is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(when, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _multipart(content_type: str, body: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """The fields of a ``multipart/form-data`` body: name -> (filename or None, bytes)."""
+    match = re.search(r'boundary="?([^";]+)"?', content_type)
+    if not content_type.lower().startswith("multipart/form-data") or match is None:
+        raise ValueError("expected a multipart/form-data body with a boundary")
+    delimiter = b"--" + match.group(1).encode("latin-1")
+    fields: dict[str, tuple[str | None, bytes]] = {}
+    for part in body.split(delimiter)[1:]:
+        if part.startswith(b"--"):
+            break
+        part = part.removeprefix(b"\r\n")
+        head, sep, content = part.partition(b"\r\n\r\n")
+        if not sep:
+            raise ValueError("malformed multipart part")
+        content = content.removesuffix(b"\r\n")
+        disposition = ""
+        for line in head.decode("utf-8", "replace").split("\r\n"):
+            key, _, value = line.partition(":")
+            if key.strip().lower() == "content-disposition":
+                disposition = value
+        name = re.search(r'(?<![a-z*])name="([^"]*)"', disposition)
+        filename = re.search(r'filename="([^"]*)"', disposition)
+        if name is None:
+            raise ValueError("multipart part without a name")
+        fields[name.group(1)] = (filename.group(1) if filename else None, content)
+    return fields
+
+
+class _Batch:
+    """One batch job: its rows, what the worker did with each, and the provider's object."""
+
+    def __init__(self, provider: str, batch_id: str, obj: dict[str, Any]) -> None:
+        self.provider = provider
+        self.id = batch_id
+        self.obj = obj
+        """The provider's batch object, as answered (kept up to date by the worker)."""
+        self.rows: list[dict[str, Any]] = []
+        """``custom_id``, ``model``, ``body`` (the request body the row stands for)."""
+        self.states: list[str] = []
+        """Per row: pending, running, succeeded, errored, canceled, expired."""
+        self.lines: list[dict[str, Any] | None] = []
+        """Per row: its output line once the worker ran it (or gave up on it)."""
+        self.stop: str | None = None
+        """``"cancel"`` or ``"expire"`` once asked; the worker stops at the next row."""
+        self.finished = False
+        self.results = b""
+        """Anthropic: the results JSONL, once ended."""
+        self.crash: str | None = None
+
+    def set_rows(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.states = ["pending"] * len(rows)
+        self.lines = [None] * len(rows)
+
+    def view(self) -> dict[str, Any]:
+        """The server's side of the batch (for ``GET /_batches/ID``)."""
+        return {
+            "id": self.id,
+            "provider": self.provider,
+            "status": self.obj.get("status") or self.obj.get("processing_status"),
+            "total": len(self.rows),
+            "done": sum(s in ("succeeded", "errored") for s in self.states),
+            "rows": [
+                {
+                    "custom_id": row["custom_id"],
+                    "model": row["model"],
+                    "state": state,
+                    "status_code": _line_status(line),
+                }
+                for row, state, line in zip(self.rows, self.states, self.lines, strict=True)
+            ],
+            "stop": self.stop,
+            "finished": self.finished,
+            "crash": self.crash,
+            "object": self.obj,
+        }
+
+
+def _line_status(line: dict[str, Any] | None) -> int | None:
+    if line is None:
+        return None
+    response = line.get("response")
+    if isinstance(response, dict):
+        return int(response["status_code"])
+    result = line.get("result")
+    if isinstance(result, dict):
+        return 200 if result.get("type") == "succeeded" else None
+    return None
+
+
+def _openai_rows(
+    content: bytes, endpoint: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows of an OpenAI batch input file, and the validation errors (as the batch's
+    ``errors.data``)."""
+    rows: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    seen: set[str] = set()
+
+    def error(code: str, message: str, line: int, param: str | None = None) -> None:
+        errors.append({"code": code, "message": message, "param": param, "line": line})
+
+    for number, raw in enumerate(content.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            item = json.loads(raw)
+        except ValueError:
+            error("invalid_json_line", f"Line {number} is not valid JSON.", number)
+            continue
+        if not isinstance(item, dict):
+            error("invalid_request", f"Line {number} is not a JSON object.", number)
+            continue
+        custom_id = item.get("custom_id")
+        body = item.get("body")
+        if not isinstance(custom_id, str) or not custom_id:
+            error("missing_required_parameter", "custom_id is missing.", number, "custom_id")
+        elif custom_id in seen:
+            error("duplicate_custom_id", f"custom_id {custom_id!r} is not unique.", number)
+        elif item.get("method") != "POST":
+            error("invalid_method", "Only POST is supported.", number, "method")
+        elif item.get("url") != endpoint:
+            error(
+                "mismatched_endpoint",
+                f"The url {item.get('url')!r} does not match the batch endpoint {endpoint}.",
+                number,
+                "url",
+            )
+        elif not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            error("missing_required_parameter", "body.model is missing.", number, "body.model")
+        elif body.get("stream"):
+            error("invalid_request", "Streaming is not supported in batches.", number, "stream")
+        else:
+            seen.add(custom_id)
+            rows.append({"custom_id": custom_id, "model": body["model"], "body": body})
+    if not rows and not errors:
+        error("empty_file", "The input file has no requests.", 0)
+    return rows, errors
+
+
+def _pause(batch: _Batch, seconds: float) -> bool:
+    """Sleep ``seconds``; False as soon as the batch is asked to stop."""
+    deadline = time.monotonic() + max(0.0, seconds)
+    while batch.stop is None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return True
+        time.sleep(min(POLL_INTERVAL, remaining))
+    return False
+
+
+def _run_rows(state: _State, batch: _Batch) -> None:
+    """Answer the rows one after another, ``batch_seconds`` each, until done or stopped."""
+    for i, row in enumerate(batch.rows):
+        with state.lock:
+            if batch.stop is not None:
+                return
+            seconds = float(state.scripts.get(row["model"], {}).get("batch_seconds", BATCH_SECONDS))
+            batch.states[i] = "running"
+        if not _pause(batch, seconds):
+            with state.lock:
+                batch.states[i] = "pending"
+            return
+        body = row["body"]
+        with state.lock:
+            spec, attempt, status, answer = _decide(state, row["model"], body)
+            now = time.time()
+            path = "/v1/chat/completions" if batch.provider == "openai" else "/v1/messages"
+            record: dict[str, Any] = {
+                "path": path,
+                "model": row["model"],
+                "body": body,
+                "headers": {},
+                "stream": False,
+                "status": int(status) if status is not None else 200,
+                "attempt": attempt,
+                "received_at": now,
+                "started": now,
+                "tokens_sent": 0,
+                "completed": True,
+                "client_disconnected": False,
+                "disconnected_at": None,
+                "batch": batch.id,
+                "custom_id": row["custom_id"],
+            }
+            state.log.append(record)
+            line: dict[str, Any]
+            if status is not None:
+                error = _error_payload(batch.provider, int(status), spec.get("error_message"))
+                if batch.provider == "openai":
+                    line = _openai_line(row["custom_id"], int(status), error)
+                else:
+                    line = {
+                        "custom_id": row["custom_id"],
+                        "result": {
+                            "type": "errored",
+                            "error": {"type": "error", "error": error["error"]},
+                        },
+                    }
+                batch.states[i] = "errored"
+            else:
+                ctx = _make_ctx(batch.provider, spec, row["model"], body, answer)
+                record["tokens_sent"] = len(ctx.tokens)
+                if batch.provider == "openai":
+                    line = _openai_line(row["custom_id"], 200, _openai_completion(ctx))
+                else:
+                    line = {
+                        "custom_id": row["custom_id"],
+                        "result": {"type": "succeeded", "message": _anthropic_message(ctx)},
+                    }
+                batch.states[i] = "succeeded"
+            batch.lines[i] = line
+            if batch.provider == "openai":  # OpenAI's counts move live, Anthropic's at the end
+                counts = batch.obj["request_counts"]
+                counts["completed" if status is None else "failed"] += 1
+
+
+def _openai_line(custom_id: str, status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": _new_id("batch_req_"),
+        "custom_id": custom_id,
+        "response": {"status_code": status, "request_id": _new_id("req_"), "body": body},
+        "error": None,
+    }
+
+
+def _jsonl(lines: list[dict[str, Any]]) -> bytes:
+    return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+
+
+def _add_file(
+    state: _State, filename: str, purpose: str, content: bytes, batch: str | None = None
+) -> dict[str, Any]:
+    """Store a file (call with ``state.lock`` held); returns its FileObject."""
+    created = int(time.time())
+    obj = {
+        "id": _new_id("file-"),
+        "object": "file",
+        "bytes": len(content),
+        "created_at": created,
+        "filename": filename,
+        "purpose": purpose,
+        "status": "processed",
+        "status_details": None,
+        "expires_at": created + 30 * DAY if purpose.startswith("batch") else None,
+    }
+    state.files[obj["id"]] = {"object": obj, "content": content, "batch": batch}
+    return obj
+
+
+def _openai_worker(state: _State, batch: _Batch) -> None:
+    with state.lock:
+        content = state.files[batch.obj["input_file_id"]]["content"]
+    rows, errors = _openai_rows(content, batch.obj["endpoint"])
+    with state.lock:
+        now = int(time.time())
+        if errors:
+            batch.obj.update(
+                status="failed", failed_at=now, errors={"object": "list", "data": errors}
+            )
+            return
+        batch.set_rows(rows)
+        batch.obj["request_counts"]["total"] = len(rows)
+        batch.obj["model"] = rows[0]["model"]
+        if batch.stop is None:
+            batch.obj.update(status="in_progress", in_progress_at=now)
+    _run_rows(state, batch)
+    with state.lock:
+        if batch.stop is None:
+            batch.obj.update(status="finalizing", finalizing_at=int(time.time()))
+    time.sleep(POLL_INTERVAL)
+    with state.lock:
+        stop = batch.stop
+        if stop == "expire":
+            for i, line in enumerate(batch.lines):
+                if line is None:
+                    batch.lines[i] = {
+                        "id": _new_id("batch_req_"),
+                        "custom_id": batch.rows[i]["custom_id"],
+                        "response": None,
+                        "error": {"code": "batch_expired", "message": EXPIRED_MESSAGE},
+                    }
+                    batch.states[i] = "expired"
+                    batch.obj["request_counts"]["failed"] += 1
+        for i, state_name in enumerate(batch.states):
+            if state_name in ("pending", "running"):
+                batch.states[i] = "canceled"
+        done = [line for line in reversed(batch.lines) if line is not None]  # not in row order
+        good = [line for line in done if _line_status(line) == 200]
+        bad = [line for line in done if _line_status(line) != 200]
+        output = _add_file(state, "batch_output.jsonl", "batch_output", _jsonl(good), batch.id)
+        batch.obj["output_file_id"] = output["id"]
+        if bad:
+            error_file = _add_file(
+                state, "batch_errors.jsonl", "batch_output", _jsonl(bad), batch.id
+            )
+            batch.obj["error_file_id"] = error_file["id"]
+        now = int(time.time())
+        if stop == "cancel":
+            batch.obj.update(status="cancelled", cancelled_at=now)
+        elif stop == "expire":
+            batch.obj.update(status="expired", expired_at=now)
+        else:
+            batch.obj.update(status="completed", completed_at=now)
+
+
+def _anthropic_worker(state: _State, batch: _Batch, base_url: str) -> None:
+    _run_rows(state, batch)
+    with state.lock:
+        kind = "expired" if batch.stop == "expire" else "canceled"
+        for i, line in enumerate(batch.lines):
+            if line is None:
+                batch.lines[i] = {"custom_id": batch.rows[i]["custom_id"], "result": {"type": kind}}
+                batch.states[i] = kind
+        counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+        for state_name in batch.states:
+            counts[state_name] += 1
+        batch.results = _jsonl([line for line in reversed(batch.lines) if line is not None])
+        batch.obj.update(
+            processing_status="ended",
+            request_counts=counts,
+            ended_at=_rfc3339(time.time()),
+            results_url=f"{base_url}/v1/messages/batches/{batch.id}/results",
+        )
+
+
+def _start_worker(target: Callable[..., None], state: _State, batch: _Batch, *args: Any) -> None:
+    def run() -> None:
+        try:
+            target(state, batch, *args)
+        except Exception:
+            with state.lock:
+                batch.crash = traceback.format_exc()
+            traceback.print_exc()
+        finally:
+            with state.lock:
+                batch.finished = True
+
+    threading.Thread(target=run, name=f"batch-{batch.id}", daemon=True).start()
 
 
 class _Server(ThreadingHTTPServer):
@@ -1054,6 +1923,49 @@ class FakeLLMServer:
     def log(self, model: str) -> list[dict[str, Any]]:
         """One record per request received for ``model``, oldest first."""
         return list(self._get("/_log?" + urllib.parse.urlencode({"model": model})))
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        """The server's view of a batch job (either API): ``provider``, ``status`` (the
+        provider's word), ``total``, ``done`` (rows answered, with success or error),
+        ``rows`` (``custom_id``, ``model``, ``state``: pending, running, succeeded, errored,
+        canceled or expired; ``status_code``), ``stop`` (``"cancel"``/``"expire"`` once asked),
+        ``finished`` (the worker is done), ``crash`` (a worker traceback, else None),
+        ``object`` (the provider's batch object) and ``requests`` (as :meth:`batch_log`)."""
+        return dict(self._get("/_batches/" + urllib.parse.quote(batch_id)))
+
+    def batches(self) -> list[dict[str, Any]]:
+        """:meth:`batch` of every batch job, oldest first (without ``requests``)."""
+        return list(self._get("/_batches"))
+
+    def batch_log(self, batch_id: str = "*") -> list[dict[str, Any]]:
+        """The batch-service requests for ``batch_id`` (its input file upload and output
+        downloads included; ``"*"``: every batch-service request), oldest first: ``path``,
+        ``method``, ``status``, ``received_at``, ``batch``, ``file``."""
+        return list(self._get("/_log?" + urllib.parse.urlencode({"batch": batch_id})))
+
+    def expire_batch(self, batch_id: str) -> None:
+        """Make a running batch expire at its next row (as if its 24 h window had passed)."""
+        req = urllib.request.Request(
+            f"{self.url}/_batches/{urllib.parse.quote(batch_id)}/expire", data=b"", method="POST"
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            resp.read()
+
+    def wait_batch(
+        self, batch_id: str, *, done: int | None = None, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        """Wait until the batch's worker has finished (or, with ``done``, until at least that
+        many rows are answered); returns :meth:`batch`."""
+        deadline = time.monotonic() + timeout
+        view: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            view = self.batch(batch_id)
+            if view["crash"]:
+                raise AssertionError(f"batch worker crashed: {view['crash']}")
+            if view["finished"] if done is None else view["done"] >= done:
+                return view
+            time.sleep(0.01)
+        raise AssertionError(f"batch {batch_id} not there within {timeout}s: {view}")
 
     def wait_for_disconnect(self, model: str, timeout: float = 5.0) -> dict[str, Any]:
         """Wait until the last request for ``model`` is marked client_disconnected."""

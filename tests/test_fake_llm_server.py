@@ -975,3 +975,338 @@ def test_script_rejects_bad_structured_keys(fake_llm: FakeLLMServer) -> None:
     for spec, match in bad:
         with pytest.raises(ValueError, match=match):
             fake_llm.script(**spec)
+
+
+# --------------------------------------------------------------------------- status_every
+
+
+def test_status_every_errors_every_nth_request_across_apis(fake_llm: FakeLLMServer) -> None:
+    model = fake_llm.script(
+        tokens=["ok"], status=429, status_every=3, error_message="slow", retry_after="0.5"
+    )
+    outcomes: list[Any] = []
+    with oai(fake_llm) as oclient, ant(fake_llm) as aclient:
+        for i in range(7):
+            try:
+                if i % 2:
+                    message = aclient.messages.create(model=model, max_tokens=5, messages=PROMPT)
+                    outcomes.append(message.content[0].text)
+                else:
+                    completion = oclient.chat.completions.create(model=model, messages=PROMPT)
+                    outcomes.append(completion.choices[0].message.content)
+            except (openai.RateLimitError, anthropic.RateLimitError) as exc:
+                assert exc.response.headers["retry-after"] == "0.5"
+                assert "slow" in str(exc)
+                outcomes.append(exc.status_code)
+    assert outcomes == ["ok", "ok", 429, "ok", "ok", 429, "ok"]
+    assert [r["status"] for r in fake_llm.log(model)] == [200, 200, 429, 200, 200, 429, 200]
+    assert [r["attempt"] for r in fake_llm.log(model)] == list(range(1, 8))
+
+
+def test_script_rejects_bad_batch_keys(fake_llm: FakeLLMServer) -> None:
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"status": 429, "status_every": 0}, "status_every"),
+        ({"status": 429, "status_every": "2"}, "status_every"),
+        ({"status": 429, "status_every": True}, "status_every"),
+        ({"status_every": 2}, "needs status"),
+        ({"status": 429, "status_every": 2, "status_times": 1}, "not both"),
+        ({"statuses": [429], "status_every": 2}, "not both"),
+        ({"batch_seconds": -1}, "batch_seconds"),
+        ({"batch_seconds": "1"}, "batch_seconds"),
+        ({"batch_create_status": 200}, "batch_create_status"),
+        ({"batch_create_status": "401"}, "batch_create_status"),
+    ]
+    for spec, match in bad:
+        with pytest.raises(ValueError, match=match):
+            fake_llm.script(**spec)
+    fake_llm.script(status=503, status_every=1, retry_after_ms=5, batch_seconds=0)
+
+
+# --------------------------------------------------------------------------- batch services
+
+
+def batch_lines(model: str, n: int, **body: Any) -> bytes:
+    lines = [
+        {
+            "custom_id": f"c{i}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": model, "messages": PROMPT, **body},
+        }
+        for i in range(n)
+    ]
+    return "".join(json.dumps(line) + "\n" for line in lines).encode()
+
+
+def anthropic_requests(model: str, n: int, **params: Any) -> list[Any]:
+    return [
+        {
+            "custom_id": f"c{i}",
+            "params": {"model": model, "max_tokens": 9, "messages": PROMPT, **params},
+        }
+        for i in range(n)
+    ]
+
+
+def post_json(server: FakeLLMServer, path: str, body: dict[str, Any]) -> Any:
+    req = urllib.request.Request(
+        server.url + path,
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def test_openai_files(fake_llm: FakeLLMServer) -> None:
+    data = batch_lines("m", 2)
+    with oai(fake_llm) as client:
+        uploaded = client.files.create(
+            file=("in.jsonl", data, "application/jsonl"), purpose="batch"
+        )
+        assert uploaded.id.startswith("file-")
+        assert (uploaded.object, uploaded.bytes, uploaded.filename) == (
+            "file",
+            len(data),
+            "in.jsonl",
+        )
+        assert (uploaded.purpose, uploaded.status) == ("batch", "processed")
+        assert client.files.retrieve(uploaded.id) == uploaded
+        assert client.files.content(uploaded.id).content == data
+        with pytest.raises(openai.BadRequestError, match=r"Must be \.jsonl"):
+            client.files.create(file=("in.txt", data), purpose="batch")
+        with pytest.raises(openai.BadRequestError, match="Invalid purpose"):
+            client.files.create(file=("in.jsonl", data), purpose="nonsense")
+        with pytest.raises(openai.NotFoundError, match="No such File object"):
+            client.files.content("file-nope")
+    records = fake_llm.batch_log("*")
+    assert {"path": "/v1/files", "method": "POST", "status": 200} in [
+        {k: r[k] for k in ("path", "method", "status")} for r in records
+    ]
+
+
+def test_openai_batch_lifecycle(fake_llm: FakeLLMServer) -> None:
+    model = fake_llm.script(
+        tokens=["Hi", "!"], status=500, status_every=2, error_message="boom", batch_seconds=0.05
+    )
+    with oai(fake_llm) as client:
+        uploaded = client.files.create(file=("in.jsonl", batch_lines(model, 4)), purpose="batch")
+        created = client.batches.create(
+            input_file_id=uploaded.id,
+            endpoint="/v1/chat/completions",
+            completion_window="24h",
+            metadata={"who": "test"},
+        )
+        assert created.id.startswith("batch_")
+        assert (created.status, created.object, created.input_file_id) == (
+            "validating",
+            "batch",
+            uploaded.id,
+        )
+        assert created.metadata == {"who": "test"}
+        view = fake_llm.wait_batch(created.id, done=1)
+        assert view["status"] == "in_progress" and view["rows"][0]["state"] == "succeeded"
+        live = client.batches.retrieve(created.id)
+        assert live.request_counts is not None and live.request_counts.total == 4
+        assert live.request_counts.completed + live.request_counts.failed < 4
+        fake_llm.wait_batch(created.id)
+        done = client.batches.retrieve(created.id)
+        assert done.status == "completed"
+        assert done.request_counts is not None
+        assert (done.request_counts.completed, done.request_counts.failed) == (2, 2)
+        stamps = [done.created_at, done.in_progress_at, done.finalizing_at, done.completed_at]
+        assert all(s is not None for s in stamps) and stamps == sorted(stamps)
+        assert done.output_file_id and done.error_file_id
+        output = [
+            json.loads(x) for x in client.files.content(done.output_file_id).content.splitlines()
+        ]
+        errors = [
+            json.loads(x) for x in client.files.content(done.error_file_id).content.splitlines()
+        ]
+        with pytest.raises(
+            openai.BadRequestError, match="Cannot cancel a batch with status 'completed'"
+        ):
+            client.batches.cancel(done.id)
+        with pytest.raises(openai.NotFoundError):
+            client.batches.retrieve("batch_nope")
+    assert [line["custom_id"] for line in output] == ["c2", "c0"]  # not in row order
+    assert [line["custom_id"] for line in errors] == ["c3", "c1"]
+    # a row's answer is the non-streaming endpoint's answer
+    same = fake_llm.script(tokens=["Hi", "!"])
+    direct = post_json(fake_llm, "/v1/chat/completions", {"model": same, "messages": PROMPT})
+    direct["model"] = model
+    row = output[0]
+    assert row["id"].startswith("batch_req_") and row["error"] is None
+    assert row["response"]["status_code"] == 200 and row["response"]["body"] == direct
+    assert errors[0]["response"]["status_code"] == 500
+    assert errors[0]["response"]["body"]["error"]["message"] == "boom"
+    # rows are logged like requests, and the batch's requests too
+    assert [(r["custom_id"], r["status"]) for r in fake_llm.log(model)] == [
+        ("c0", 200),
+        ("c1", 500),
+        ("c2", 200),
+        ("c3", 500),
+    ]
+    calls = [(r["method"], r["path"], r["status"]) for r in fake_llm.batch_log(done.id)]
+    assert calls[:2] == [("POST", "/v1/files", 200), ("POST", "/v1/batches", 200)]
+    assert ("POST", f"/v1/batches/{done.id}/cancel", 400) in calls
+    assert ("GET", f"/v1/files/{done.output_file_id}/content", 200) in calls
+    assert fake_llm.batch(done.id)["requests"] == fake_llm.batch_log(done.id)
+
+
+def test_openai_batch_cancel(fake_llm: FakeLLMServer) -> None:
+    model = fake_llm.script(batch_seconds=0.2)
+    with oai(fake_llm) as client:
+        uploaded = client.files.create(file=("in.jsonl", batch_lines(model, 6)), purpose="batch")
+        batch = client.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        fake_llm.wait_batch(batch.id, done=2)
+        cancelling = client.batches.cancel(batch.id)
+        assert cancelling.status == "cancelling" and cancelling.cancelling_at is not None
+        view = fake_llm.wait_batch(batch.id)
+        final = client.batches.retrieve(batch.id)
+        assert final.output_file_id is not None
+        output = client.files.content(final.output_file_id).content.splitlines()
+    assert (final.status, final.error_file_id) == ("cancelled", None)
+    assert final.cancelled_at is not None and final.completed_at is None
+    done = view["done"]
+    assert 2 <= done < 6 and view["stop"] == "cancel"
+    assert [r["state"] for r in view["rows"]] == ["succeeded"] * done + ["canceled"] * (6 - done)
+    assert sorted(json.loads(x)["custom_id"] for x in output) == [f"c{i}" for i in range(done)]
+    assert final.request_counts is not None and final.request_counts.completed == done
+
+
+def test_openai_batch_input_is_validated(fake_llm: FakeLLMServer) -> None:
+    model = fake_llm.script()
+    good = batch_lines(model, 1)
+    with oai(fake_llm) as client:
+        uploaded = client.files.create(
+            file=("in.jsonl", good + b"{broken\n" + good), purpose="batch"
+        )
+        with pytest.raises(openai.BadRequestError, match="Invalid endpoint"):
+            client.batches.create(
+                input_file_id=uploaded.id, endpoint="/v1/embeddings", completion_window="24h"
+            )
+        with pytest.raises(openai.NotFoundError):
+            client.batches.create(
+                input_file_id="file-nope", endpoint="/v1/chat/completions", completion_window="24h"
+            )
+        batch = client.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        fake_llm.wait_batch(batch.id)
+        failed = client.batches.retrieve(batch.id)
+    assert failed.status == "failed" and failed.failed_at is not None
+    assert failed.errors is not None and failed.errors.data is not None
+    assert [(e.code, e.line) for e in failed.errors.data] == [
+        ("invalid_json_line", 2),
+        ("duplicate_custom_id", 3),
+    ]
+    assert fake_llm.log(model) == []  # nothing ran
+
+
+def test_anthropic_batch_lifecycle(fake_llm: FakeLLMServer) -> None:
+    model = fake_llm.script(
+        tokens=["Yo"], status=529, status_every=3, error_message="busy", batch_seconds=0.05
+    )
+    with ant(fake_llm) as client:
+        created = client.messages.batches.create(requests=anthropic_requests(model, 4))
+        assert created.id.startswith("msgbatch_")
+        assert (created.type, created.processing_status, created.results_url) == (
+            "message_batch",
+            "in_progress",
+            None,
+        )
+        assert created.request_counts.processing == 4
+        assert created.expires_at > created.created_at
+        fake_llm.wait_batch(created.id, done=1)
+        running = client.messages.batches.retrieve(created.id)
+        assert running.request_counts.processing == 4 and running.request_counts.succeeded == 0
+        with pytest.raises(anthropic.AnthropicError, match="No `results_url`"):
+            list(client.messages.batches.results(created.id))
+        fake_llm.wait_batch(created.id)
+        ended = client.messages.batches.retrieve(created.id)
+        results = list(client.messages.batches.results(created.id))
+        with pytest.raises(anthropic.NotFoundError):
+            client.messages.batches.retrieve("msgbatch_nope")
+    assert ended.processing_status == "ended" and ended.ended_at is not None
+    counts = ended.request_counts
+    assert (counts.processing, counts.succeeded, counts.errored, counts.canceled) == (0, 3, 1, 0)
+    assert ended.results_url == f"{fake_llm.url}/v1/messages/batches/{ended.id}/results"
+    assert [r.custom_id for r in results] == ["c3", "c2", "c1", "c0"]
+    by_id = {r.custom_id: r.result for r in results}
+    assert by_id["c2"].type == "errored"
+    assert by_id["c2"].error.error.type == "overloaded_error"
+    assert by_id["c2"].error.error.message == "busy"
+    same = fake_llm.script(tokens=["Yo"])
+    direct = post_json(
+        fake_llm, "/v1/messages", {"model": same, "max_tokens": 9, "messages": PROMPT}
+    )
+    direct["model"] = model
+    with urllib.request.urlopen(str(ended.results_url), timeout=5) as resp:
+        raw = {line["custom_id"]: line for line in map(json.loads, resp.read().splitlines())}
+    assert raw["c0"] == {"custom_id": "c0", "result": {"type": "succeeded", "message": direct}}
+    assert raw["c2"]["result"] == {
+        "type": "errored",
+        "error": {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}},
+    }
+    calls = [(r["method"], r["path"], r["status"]) for r in fake_llm.batch_log(ended.id)]
+    assert calls[0] == ("POST", "/v1/messages/batches", 200)
+    assert calls[-1] == ("GET", f"/v1/messages/batches/{ended.id}/results", 200)
+
+
+def test_anthropic_batch_cancel_and_tools(fake_llm: FakeLLMServer) -> None:
+    model = fake_llm.script(text='{"city": "Oslo"}', batch_seconds=0.2)
+    with ant(fake_llm) as client:
+        batch = client.messages.batches.create(
+            requests=anthropic_requests(
+                model, 5, tools=[TOOL], tool_choice={"type": "tool", "name": "City"}
+            )
+        )
+        fake_llm.wait_batch(batch.id, done=1)
+        canceling = client.messages.batches.cancel(batch.id)
+        assert canceling.processing_status == "canceling"
+        assert canceling.cancel_initiated_at is not None
+        view = fake_llm.wait_batch(batch.id)
+        ended = client.messages.batches.retrieve(batch.id)
+        results = {r.custom_id: r.result for r in client.messages.batches.results(batch.id)}
+        again = client.messages.batches.cancel(batch.id)
+    done = view["done"]
+    assert 1 <= done < 5
+    assert (ended.processing_status, again.processing_status) == ("ended", "ended")
+    assert (ended.request_counts.succeeded, ended.request_counts.canceled) == (done, 5 - done)
+    assert [results[f"c{i}"].type for i in range(5)] == ["succeeded"] * done + ["canceled"] * (
+        5 - done
+    )
+    message = results["c0"].message
+    assert message.stop_reason == "tool_use"
+    assert message.content[0].type == "tool_use"
+    assert message.content[0].input == {"city": "Oslo"}
+
+
+def test_anthropic_batch_requests_are_validated(fake_llm: FakeLLMServer) -> None:
+    model = fake_llm.script()
+    with ant(fake_llm) as client:
+        with pytest.raises(anthropic.BadRequestError, match="not unique"):
+            client.messages.batches.create(requests=anthropic_requests(model, 2) * 2)
+        with pytest.raises(anthropic.BadRequestError, match="max_tokens"):
+            client.messages.batches.create(
+                requests=[{"custom_id": "a", "params": {"model": model, "messages": PROMPT}}]
+            )
+
+
+def test_batch_create_status_refuses_the_batch(fake_llm: FakeLLMServer) -> None:
+    model = fake_llm.script(batch_create_status=401, error_message="Incorrect API key provided")
+    before = len(fake_llm.batches())
+    with oai(fake_llm) as oclient, ant(fake_llm) as aclient:
+        uploaded = oclient.files.create(file=("in.jsonl", batch_lines(model, 2)), purpose="batch")
+        with pytest.raises(openai.AuthenticationError, match="Incorrect API key"):
+            oclient.batches.create(
+                input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+        with pytest.raises(anthropic.AuthenticationError, match="Incorrect API key"):
+            aclient.messages.batches.create(requests=anthropic_requests(model, 2))
+    assert len(fake_llm.batches()) == before
+    assert fake_llm.log(model) == []
