@@ -257,13 +257,6 @@ def test_a_variable_reassigned_meanwhile_is_left_alone(llm_kernel, fake_llm):
 
 
 @pytest.mark.kernel
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="needs Response.__await__ / Response.wait() returning the response itself "
-    "(src/nbstream/response.py, outside this change): once a --bg answer ended, `x` is "
-    "the Response and `await x` is a TypeError",
-)
 def test_await_after_the_answer_ended(llm_kernel, fake_llm):
     kernel = llm_kernel
     start_bg(kernel, fake_llm, 3, 0.0, "ended")
