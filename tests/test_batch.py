@@ -112,6 +112,17 @@ def test_a_429_holds_back_new_requests():
     assert 1.5 < limiter.wait_for(1, time.monotonic()) <= 2.0
 
 
+def test_only_mostly_429s_hold_the_batch_back():
+    limiter = Limiter(rpm=None, tpm=None)
+    for _ in range(9):
+        limiter.answered(False)
+    assert not limiter.answered(True, 5.0)  # one in ten: the engine retries that row
+    assert limiter.wait_for(1, time.monotonic()) == 0.0
+    held = [limiter.answered(True, 5.0) for _ in range(9)]
+    assert held[-1] and not held[0]  # half of the last 20 were 429s: over the limit
+    assert 4.5 < limiter.wait_for(1, time.monotonic()) <= 5.0
+
+
 # -- streaming rows -------------------------------------------------------------------------------
 
 

@@ -50,6 +50,7 @@ from .engine import Stream
 from .errors import SettingsError
 from .kernel import get_shell, in_kernel, widget_messages_pumped
 from .prompt import field_names, interpolate
+from .providers.common import shared_clients
 from .response import Response
 from .settings import UNSET, Settings, resolve
 
@@ -180,6 +181,7 @@ class Limiter:
     pause of new requests after a 429 (:meth:`hold`)."""
 
     WINDOW = 60.0
+    RECENT = 20
 
     def __init__(self, rpm: int | None, tpm: int | None) -> None:
         self.rpm = rpm
@@ -187,6 +189,7 @@ class Limiter:
         self.starts: collections.deque[float] = collections.deque()
         self.tokens: collections.deque[list[float]] = collections.deque()  # [time, tokens]
         self.held_until = 0.0
+        self.recent: collections.deque[bool] = collections.deque(maxlen=self.RECENT)
 
     def wait_for(self, estimate: int, now: float) -> float:
         """Seconds until a request of ``estimate`` tokens may start (0: now)."""
@@ -224,6 +227,18 @@ class Limiter:
     def hold(self, seconds: float) -> None:
         """No new request for ``seconds`` (the server said 429: do not pile on)."""
         self.held_until = max(self.held_until, time.monotonic() + seconds)
+
+    def answered(self, limited: bool, wait: float = 0.0) -> bool:
+        """Count how a request was answered (``limited``: HTTP 429, asking to wait
+        ``wait`` s). New requests are held back only when at least half of the last
+        :data:`RECENT` answers were 429s — the batch is over the server's limit; an
+        occasional 429 is the engine's to retry (Retry-After honoured) while the others
+        go on. True when this answer started a hold."""
+        self.recent.append(limited)
+        if limited and len(self.recent) >= 4 and sum(self.recent) * 2 >= len(self.recent):
+            self.hold(wait)
+            return True
+        return False
 
 
 # -- the job ----------------------------------------------------------------------------------
@@ -342,14 +357,19 @@ class RowSink:
         pass
 
     def on_delta(self, stream: Stream, delta: str) -> None:
+        if stream.chunks == 1:
+            self.runner.limiter.answered(False)
         self.runner.delta(self.index, delta)
 
     def on_status(self, stream: Stream) -> None:
         if stream.state == "retrying" and stream.retry is not None:
             status, wait = stream.retry
             if status == 429:
-                self.runner.limiter.hold(wait)
-                self.runner.note(f"rate limited (HTTP 429): new requests wait {wait:.1f} s")
+                self.runner.throttled += 1
+                if self.runner.limiter.answered(True, wait):
+                    self.runner.note(f"rate limited (HTTP 429): new requests wait {wait:.1f} s")
+                else:
+                    self.runner.note(f"HTTP 429 on {self.runner.throttled} requests: retried")
 
     def on_end(self, stream: Stream, response: Response) -> None:
         pass
@@ -384,6 +404,7 @@ class StreamRunner:
         self.focus: int | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.average_output = 256.0
+        self.throttled = 0
 
     def stop(self) -> None:
         """Thread-safe: no new row starts; every running stream stops."""
@@ -419,12 +440,13 @@ class StreamRunner:
         self.loop = asyncio.get_running_loop()
         cache.REPLAY_PACE.set(0.0)  # resumed rows are there at once (copied into the workers)
         order = iter(range(len(self.prompts)))
-        workers = [
-            asyncio.ensure_future(self._worker(order))
-            for _ in range(min(self.concurrency, len(self.prompts)))
-        ]
         try:
-            await asyncio.gather(*workers)
+            async with shared_clients():  # one SDK client (and its connections) for all rows
+                workers = [
+                    asyncio.ensure_future(self._worker(order))
+                    for _ in range(min(self.concurrency, len(self.prompts)))
+                ]
+                await asyncio.gather(*workers)
         finally:
             self.tally.ended = time.monotonic()
             self.tally.running = 0

@@ -15,7 +15,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .base import Final, ProviderError, Request, WireFinish
-from .common import Wire, mask_url, missing_key_message, sdk_error, sdk_exceptions, timeout_config
+from .common import (
+    Wire,
+    http_client,
+    mask_url,
+    missing_key_message,
+    sdk_client,
+    sdk_error,
+    sdk_exceptions,
+    timeout_config,
+)
 
 DEFAULT_MAX_TOKENS = 4096
 ANTHROPIC_URL = "https://api.anthropic.com"
@@ -71,13 +80,18 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
         mask_url(base_url or ANTHROPIC_URL),
         (api_key, auth_token),
     )
-    client = anthropic.AsyncAnthropic(
-        api_key=api_key,
-        auth_token=None if api_key else auth_token,
-        base_url=base_url,
-        timeout=timeout_config(anthropic, request.connect_timeout),
-        max_retries=0,  # the engine retries (before the first token only)
-    )
+
+    def make_client() -> Any:
+        return anthropic.AsyncAnthropic(
+            api_key=api_key,
+            auth_token=None if api_key else auth_token,
+            base_url=base_url,
+            timeout=timeout_config(anthropic, request.connect_timeout),
+            http_client=http_client(anthropic, timeout_config(anthropic, request.connect_timeout)),
+            max_retries=0,  # the engine retries (before the first token only)
+        )
+
+    key = ("anthropic", base_url, api_key, auth_token, request.connect_timeout)
     input_tokens = output_tokens = None
     cache_read = cache_write = 0
     stop_reason: str | None = None
@@ -86,7 +100,7 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
     held: list[str] = []  # text outside the tool call, with a schema (see the docstring)
     tool_input = False
     try:
-        async with client:
+        async with sdk_client(key, make_client) as client:
             events = await client.messages.create(model=request.model, **request_options(request))
             async with events:
                 wire.connected = True

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import email.utils
+import functools
 import json
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -218,6 +221,70 @@ def dropped_message(label: str, exc: BaseException) -> str:
 def sdk_exceptions(sdk: ModuleType) -> tuple[type[BaseException], ...]:
     """What :func:`sdk_error` maps: the SDK's errors, malformed JSON, bad UTF-8, transport."""
     return (sdk.APIError, json.JSONDecodeError, UnicodeDecodeError, *transport_errors())
+
+
+CLIENTS: contextvars.ContextVar[dict[tuple[Any, ...], Any] | None] = contextvars.ContextVar(
+    "nbstream_clients", default=None
+)
+"""SDK clients shared by the requests of a batch (:func:`shared_clients`); ``None``: one
+client per request."""
+
+
+@contextlib.asynccontextmanager
+async def shared_clients() -> AsyncIterator[None]:
+    """Within this block (a batch of rows: :mod:`nbstream.batch`), the requests made in
+    this context share one SDK client per configuration: kept-alive connections (no TCP
+    and TLS handshake per row) and ~1.5 ms less CPU per request. A stopped stream still
+    closes its own connection (a response closed before its end never goes back to the
+    pool). The clients are closed when the block ends."""
+    pool: dict[tuple[Any, ...], Any] = {}
+    token = CLIENTS.set(pool)
+    try:
+        yield
+    finally:
+        CLIENTS.reset(token)
+        for client in pool.values():
+            with contextlib.suppress(Exception):
+                await client.close()
+
+
+@contextlib.asynccontextmanager
+async def sdk_client(key: tuple[Any, ...], make: Callable[[], Any]) -> AsyncIterator[Any]:
+    """The SDK client for one request: the batch's shared one for ``key`` (see
+    :func:`shared_clients`), else a new one, closed when the request ends."""
+    pool = CLIENTS.get()
+    if pool is not None:
+        client = pool.get(key)
+        if client is None:
+            client = pool[key] = make()
+        yield client
+        return
+    async with make() as client:
+        yield client
+
+
+def http_client(sdk: ModuleType, timeout: Any) -> Any:
+    """A new HTTP client for ``sdk`` (``openai`` or ``anthropic``) that shares one TLS
+    context per process: building the default one reads the CA bundle, ~40 ms of CPU per
+    client, which limited a batch of 1,000 rows to ~20 rows/s."""
+    context = _tls_context(
+        sdk.__name__, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    )
+    return sdk.DefaultAsyncHttpxClient(verify=context, timeout=timeout)
+
+
+@functools.lru_cache(maxsize=8)
+def _tls_context(sdk_name: str, cert_file: str | None, cert_dir: str | None) -> Any:
+    """The TLS context the SDK's HTTP library builds by default (it reads ``SSL_CERT_FILE``
+    and ``SSL_CERT_DIR``, hence they are part of the cache key), built once."""
+    import importlib
+
+    sdk = importlib.import_module(sdk_name)
+    for cls in sdk.DefaultAsyncHttpxClient.__mro__:  # the SDK's httpx (httpx or httpx2)
+        library = cls.__module__.partition(".")[0]
+        if library != sdk_name and library != "builtins":
+            return importlib.import_module(library).create_ssl_context()
+    raise RuntimeError(f"{sdk_name}.DefaultAsyncHttpxClient is not an httpx client")
 
 
 def timeout_config(sdk: ModuleType, connect: float) -> Any:
