@@ -62,7 +62,8 @@ def run_batch(
 ) -> dict[str, Any]:
     kernel.run_ok(  # warm up: the SDK's import (~1 s) belongs to no batch but the first
         "import json, resource, nbstream\n"
-        f"await nbstream.map(['warm up'], '{{item}}', model='openai:{model}', display='none', cache='off')\n"
+        f"await nbstream.map(['warm up'], '{{item}}', model='openai:{model}', "
+        "display='none', cache='off')\n"
         "rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss"
     )
     start_msgs = len(kernel.iopub)

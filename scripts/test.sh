@@ -73,5 +73,6 @@ run_pytest tests/browser "$@"
 step "benchmarks (quick)"
 .venv/bin/python bench/bench_stream.py --quick --out test-artifacts/bench-quick.md
 .venv/bin/python bench/bench_render.py --quick
+.venv/bin/python bench/bench_batch.py --quick
 
 step "done"
