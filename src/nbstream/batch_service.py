@@ -556,7 +556,7 @@ def _anthropic_row(result: Any, wire: Wire, model_id: str) -> Response:
         return _failed("Anthropic stopped the answer: the model refused", model_id)
     usage = None
     if message_obj.usage is not None:
-        read, write = _cache_tokens(message_obj.usage)
+        read, write = _cache_tokens(message_obj.usage.model_dump())
         usage = {
             "input_tokens": int(message_obj.usage.input_tokens or 0) + read + write,
             "output_tokens": int(message_obj.usage.output_tokens or 0),

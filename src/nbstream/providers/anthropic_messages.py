@@ -101,30 +101,47 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
     tool_input = False
     try:
         async with sdk_client(key, make_client) as client:
-            events = await client.messages.create(model=request.model, **request_options(request))
+            body = request_options(request)
+            body.update(body.pop("extra_body", None) or {})
+            # The SDK's request path, SSE decoder and error events, with the events as the
+            # JSON dicts they are (no pydantic model per event: see openai_chat.py).
+            events = await client.post(
+                "/v1/messages",
+                body={"model": request.model, **body},
+                cast_to=object,
+                stream=True,
+                stream_cls=anthropic.AsyncStream[object],
+            )
             async with events:
                 wire.connected = True
                 async for event in events:
-                    kind = event.type
+                    if not isinstance(event, dict):
+                        continue
+                    kind = event.get("type")
                     if kind == "content_block_delta":
-                        delta = event.delta
-                        if delta.type == "text_delta" and delta.text:
+                        delta = event.get("delta") or {}
+                        text = delta.get("text")
+                        if delta.get("type") == "text_delta" and text:
                             if structured:
-                                held.append(delta.text)
+                                held.append(text)
                             else:
-                                yield delta.text
-                        elif delta.type == "input_json_delta" and structured and delta.partial_json:
-                            tool_input = True
-                            yield delta.partial_json
+                                yield text
+                        elif delta.get("type") == "input_json_delta" and structured:
+                            partial = delta.get("partial_json")
+                            if partial:
+                                tool_input = True
+                                yield partial
                     elif kind == "message_start":
-                        input_tokens = event.message.usage.input_tokens
-                        cache_read, cache_write = _cache_tokens(event.message.usage)
+                        usage_start = (event.get("message") or {}).get("usage") or {}
+                        input_tokens = usage_start.get("input_tokens")
+                        cache_read, cache_write = _cache_tokens(usage_start)
                     elif kind == "message_delta":
-                        stop_reason = event.delta.stop_reason or stop_reason
-                        output_tokens = event.usage.output_tokens
-                        if getattr(event.usage, "input_tokens", None) is not None:
-                            input_tokens = event.usage.input_tokens  # the final count
-                            cache_read, cache_write = _cache_tokens(event.usage)
+                        stop_reason = (event.get("delta") or {}).get("stop_reason") or stop_reason
+                        usage_end = event.get("usage") or {}
+                        output_tokens = usage_end.get("output_tokens")
+                        if usage_end.get("input_tokens") is not None:
+                            input_tokens = usage_end["input_tokens"]  # the final count
+                            cache_read, cache_write = _cache_tokens(usage_end)
                     elif kind == "message_stop":
                         saw_stop = True
     except sdk_exceptions(anthropic) as exc:
@@ -146,8 +163,8 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
     yield Final(FINISH.get(stop_reason or "end_turn", "stop"), usage)
 
 
-def _cache_tokens(usage: Any) -> tuple[int, int]:
+def _cache_tokens(usage: dict[str, Any]) -> tuple[int, int]:
     """Prompt-cache reads and writes, which Anthropic counts apart from ``input_tokens``."""
-    read = getattr(usage, "cache_read_input_tokens", None) or 0
-    write = getattr(usage, "cache_creation_input_tokens", None) or 0
+    read = usage.get("cache_read_input_tokens") or 0
+    write = usage.get("cache_creation_input_tokens") or 0
     return int(read), int(write)
