@@ -14,7 +14,6 @@ from pydantic import BaseModel
 import nbstream
 from fake_llm_fixture import point_sdks_at
 from nbstream import batch
-from nbstream.batch import Limiter, fill_prompts, take_rows
 
 
 @pytest.fixture
@@ -27,49 +26,6 @@ def sdks(fake_llm, monkeypatch, tmp_path):
 
 def prompts_sent(server, model):
     return [r["body"]["messages"][-1]["content"] for r in server.log(model)]
-
-
-# -- rows and prompts ---------------------------------------------------------------------------
-
-
-def test_a_dataframe_row_names_its_columns_and_its_index():
-    df = pd.DataFrame({"review": ["good", "bad"], "stars": [5, 1]}, index=["a", "b"])
-    rows = take_rows(df)
-    assert rows.kind == "dataframe" and rows.labels == ["a", "b"]
-    prompts = fill_prompts("{index}: {review} ({stars}★) {x + 1} {{review}}", rows, {}, 4000)
-    assert prompts == ["a: good (5★) {x + 1} {review}", "b: bad (1★) {x + 1} {review}"]
-
-
-def test_list_rows_scalars_dicts_and_a_series():
-    assert fill_prompts("Q: {item}", take_rows(["x", "y"]), {}, 4000) == ["Q: x", "Q: y"]
-    rows = take_rows([{"name": "Ada"}, {"name": "Bob"}])
-    assert fill_prompts("Hi {name} #{index}", rows, {}, 4000) == ["Hi Ada #0", "Hi Bob #1"]
-    s = pd.Series(["p", "q"], name="text", index=[10, 20])
-    assert fill_prompts("{text}/{item}/{index}", take_rows(s), {}, 4000) == ["p/p/10", "q/q/20"]
-
-
-def test_a_field_falls_back_to_the_callers_variables():
-    rows = take_rows(["x"])
-    assert fill_prompts("{tone}: {item}", rows, {"tone": "brief"}, 4000) == ["brief: x"]
-
-
-def test_a_misspelt_column_is_refused_before_anything_is_sent():
-    df = pd.DataFrame({"review": ["good"]})
-    with pytest.raises(ValueError, match=r"\{reveiw\} names no column.*review"):
-        fill_prompts("Classify {reveiw}", take_rows(df), {}, 4000)
-
-
-def test_a_prompt_function_gets_the_row():
-    rows = take_rows([{"a": 1}, {"a": 2}])
-    assert fill_prompts(lambda r: f"n={r['a']}", rows, {}, 4000) == ["n=1", "n=2"]
-    with pytest.raises(TypeError, match="must return the prompt as a str"):
-        fill_prompts(lambda r: 3, rows, {}, 4000)
-
-
-@pytest.mark.parametrize("items", ["a string", {"a": 1}, 42])
-def test_items_that_are_not_rows(items):
-    with pytest.raises(TypeError, match="list, a pandas Series or a DataFrame"):
-        take_rows(items)
 
 
 def test_bad_arguments_are_refused_before_anything_is_sent(sdks):
@@ -85,42 +41,6 @@ def test_bad_arguments_are_refused_before_anything_is_sent(sdks):
         nbstream.map_sync(["x"], "{item}", temperature=7)
     with pytest.raises(TypeError, match=r"unknown keyword.*temprature"):
         nbstream.map_sync(["x"], "{item}", temprature=1)  # type: ignore[call-arg]
-
-
-# -- the limiter ----------------------------------------------------------------------------------
-
-
-def test_rpm_window():
-    limiter = Limiter(rpm=2, tpm=None)
-    limiter.starts.extend([100.0, 110.0])
-    assert limiter.wait_for(10, 120.0) == pytest.approx(40.0)  # the first start leaves at 160
-    assert limiter.wait_for(10, 160.5) == 0.0
-
-
-def test_tpm_window_and_settle():
-    limiter = Limiter(rpm=None, tpm=1000)
-    entry = [100.0, 900.0]
-    limiter.tokens.append(entry)
-    assert limiter.wait_for(200, 101.0) == pytest.approx(59.0)
-    limiter.settle(entry, 300)  # it used fewer tokens than estimated
-    assert limiter.wait_for(200, 101.0) == 0.0
-
-
-def test_a_429_holds_back_new_requests():
-    limiter = Limiter(rpm=None, tpm=None)
-    limiter.hold(2.0)
-    assert 1.5 < limiter.wait_for(1, time.monotonic()) <= 2.0
-
-
-def test_only_mostly_429s_hold_the_batch_back():
-    limiter = Limiter(rpm=None, tpm=None)
-    for _ in range(9):
-        limiter.answered(False)
-    assert not limiter.answered(True, 5.0)  # one in ten: the engine retries that row
-    assert limiter.wait_for(1, time.monotonic()) == 0.0
-    held = [limiter.answered(True, 5.0) for _ in range(9)]
-    assert held[-1] and not held[0]  # half of the last 20 were 429s: over the limit
-    assert 4.5 < limiter.wait_for(1, time.monotonic()) <= 5.0
 
 
 # -- streaming rows -------------------------------------------------------------------------------

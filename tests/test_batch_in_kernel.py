@@ -101,3 +101,36 @@ def test_a_background_batch_leaves_the_kernel_free(kernel, fake_llm):
         kernel.run_ok("res = await job\nprint(json.dumps([len(res), sum(r.ok for r in res)]))")
     )
     assert result == [60, 60]
+
+
+def test_a_provider_batch_is_collected_by_another_kernel(kernel, fake_llm, tmp_path):
+    """mode="batch" returns a Job at once; its id, kept in the history file, lets a new
+    kernel collect the results in row order."""
+    from kernel_harness import KernelSession
+
+    model = fake_llm.script(tokens=["B"], batch_seconds=0.2)
+    history = tmp_path / "history.sqlite"
+    ex = kernel.run_ok(
+        "import time\n"
+        "t0 = time.monotonic()\n"
+        f"job = await nbstream.map(['a', 'b', 'c'], 'Q {{item}}', model='anthropic:{model}', "
+        f"mode='batch', history={str(history)!r})\n"
+        "print(json.dumps([job.id, job.done, time.monotonic() - t0 < 0.5]))",
+        timeout=60,
+    )
+    job_id, done, quick = last_json(ex)
+    assert job_id.startswith("anthropic:msgbatch_") and not done and quick
+    env = {
+        "ANTHROPIC_API_KEY": "sk-ant-test-secret-0123456789",
+        "ANTHROPIC_BASE_URL": fake_llm.anthropic_base_url,
+    }
+    with KernelSession(python=kernel.python, env=env) as other:
+        out = other.run_ok(
+            "import json, nbstream\n"
+            f"res = await nbstream.collect({job_id!r}, history={str(history)!r})\n"
+            "print(json.dumps([[r.prompt, str(r), r.finish_reason] for r in res]))",
+            timeout=60,
+        )
+    assert last_json(out) == [["Q a", "B", "stop"], ["Q b", "B", "stop"], ["Q c", "B", "stop"]]
+    first = last_json(kernel.run_ok("res = await job\nprint(json.dumps([str(r) for r in res]))"))
+    assert first == ["B", "B", "B"]

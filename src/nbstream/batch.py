@@ -40,7 +40,6 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from typing_extensions import Unpack
@@ -49,9 +48,10 @@ from . import cache
 from .engine import Stream
 from .errors import SettingsError
 from .kernel import get_shell, in_kernel, widget_messages_pumped
-from .prompt import field_names, interpolate
+from .limits import Limiter
 from .providers.common import shared_clients
 from .response import Response
+from .rows import Rows, fill_prompts, shape, take_rows
 from .settings import UNSET, Settings, resolve
 
 if TYPE_CHECKING:
@@ -70,175 +70,6 @@ MAX_CONCURRENCY = 256
 POLL_FIRST = 1.0
 POLL_MAX = 30.0
 """``mode="batch"``: seconds between status polls, growing ×1.5 from the first to the max."""
-
-
-# -- rows --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Rows:
-    """The input, taken apart: one namespace per row, and how to put the results back."""
-
-    kind: Literal["list", "series", "dataframe"]
-    items: Any
-    namespaces: list[dict[str, Any]]
-    labels: list[Any]
-
-
-def _pandas() -> Any | None:
-    return sys.modules.get("pandas")
-
-
-def take_rows(items: Any) -> Rows:
-    """A list (of dicts, objects or scalars), a pandas Series or DataFrame → :class:`Rows`.
-
-    Every row's namespace has ``item`` (the element itself; for a DataFrame the row as a
-    dict) and ``index`` (its position or index label); a dict row adds its keys, a
-    DataFrame row its columns, a Series element the Series' name."""
-    pd = _pandas()
-    if pd is not None and isinstance(items, pd.DataFrame):
-        columns = [str(c) for c in items.columns]
-        spaces = []
-        for label, values in zip(
-            items.index, items.itertuples(index=False, name=None), strict=True
-        ):
-            row = dict(zip(columns, values, strict=True))
-            spaces.append({"item": row, "index": label, **row})
-        return Rows("dataframe", items, spaces, list(items.index))
-    if pd is not None and isinstance(items, pd.Series):
-        name = items.name if isinstance(items.name, str) else None
-        spaces = []
-        for label, value in items.items():
-            space = {"item": value, "index": label}
-            if name:
-                space[name] = value
-            spaces.append(space)
-        return Rows("series", items, spaces, list(items.index))
-    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
-        raise TypeError(
-            f"map() takes a list, a pandas Series or a DataFrame of rows, not "
-            f"{type(items).__name__}"
-            + (
-                " (for a dict, pass list(d.items()) or a list of dicts)"
-                if isinstance(items, Mapping)
-                else ""
-            )
-        )
-    values = list(items)
-    spaces = []
-    for i, value in enumerate(values):
-        space = {"item": value, "index": i}
-        if isinstance(value, Mapping):
-            space.update({str(k): v for k, v in value.items()})
-        spaces.append(space)
-    return Rows("list", values, spaces, list(range(len(values))))
-
-
-def fill_prompts(
-    template: str | Callable[[Any], str],
-    rows: Rows,
-    namespace: Mapping[str, Any],
-    budget: int,
-) -> list[str]:
-    """The prompt of every row. A template field that names neither a column / key of the
-    rows nor a variable would reach every row as written: that is refused before anything
-    is sent. A function gets the row's ``item`` and returns the prompt."""
-    if callable(template):
-        prompts = []
-        for space in rows.namespaces:
-            text = template(space["item"])
-            if not isinstance(text, str):
-                raise TypeError(
-                    f"the prompt function returned {type(text).__name__} for row "
-                    f"{space['index']!r}; it must return the prompt as a str"
-                )
-            prompts.append(text)
-        return prompts
-    if not isinstance(template, str) or not template.strip():
-        raise ValueError("the prompt is empty: pass a template such as 'Classify: {review}'")
-    known = set(rows.namespaces[0]) if rows.namespaces else set()
-    unknown = [n for n in field_names(template) if n not in known and n not in namespace]
-    if unknown and rows.namespaces:
-        fields = ", ".join(f"{{{n}}}" for n in unknown)
-        columns = sorted(k for k in known if k not in ("item", "index"))
-        have = f"the rows have {', '.join(columns)}" if columns else "the rows are not records"
-        raise ValueError(
-            f"the prompt's {fields} names no column, key or variable ({have}; every row also "
-            "has {item} and {index}): fix the name, or write {{…}} to send braces as written"
-        )
-    fallback = dict(namespace)
-    return [
-        interpolate(template, collections.ChainMap(space, fallback), budget=budget)
-        for space in rows.namespaces
-    ]
-
-
-# -- rate limits ---------------------------------------------------------------------------------
-
-
-class Limiter:
-    """Requests per minute and tokens per minute over sliding one-minute windows, and a
-    pause of new requests after a 429 (:meth:`hold`)."""
-
-    WINDOW = 60.0
-    RECENT = 20
-
-    def __init__(self, rpm: int | None, tpm: int | None) -> None:
-        self.rpm = rpm
-        self.tpm = tpm
-        self.starts: collections.deque[float] = collections.deque()
-        self.tokens: collections.deque[list[float]] = collections.deque()  # [time, tokens]
-        self.held_until = 0.0
-        self.recent: collections.deque[bool] = collections.deque(maxlen=self.RECENT)
-
-    def wait_for(self, estimate: int, now: float) -> float:
-        """Seconds until a request of ``estimate`` tokens may start (0: now)."""
-        while self.starts and self.starts[0] <= now - self.WINDOW:
-            self.starts.popleft()
-        while self.tokens and self.tokens[0][0] <= now - self.WINDOW:
-            self.tokens.popleft()
-        wait = self.held_until - now
-        if self.rpm is not None and len(self.starts) >= self.rpm:
-            wait = max(wait, self.starts[0] + self.WINDOW - now)
-        if self.tpm is not None and self.tokens:
-            used = sum(t[1] for t in self.tokens)
-            if used + estimate > self.tpm:
-                wait = max(wait, self.tokens[0][0] + self.WINDOW - now)
-        return max(wait, 0.0)
-
-    async def acquire(self, estimate: int, stopping: Callable[[], bool]) -> list[float] | None:
-        """Wait for a slot; returns the token entry to :meth:`settle` (``None`` if stopped)."""
-        while not stopping():
-            now = time.monotonic()
-            wait = self.wait_for(estimate, now)
-            if wait <= 0:
-                self.starts.append(now)
-                entry = [now, float(estimate)]
-                if self.tpm is not None:
-                    self.tokens.append(entry)
-                return entry
-            await asyncio.sleep(min(wait, 0.1))  # short naps: Stop is seen at once
-        return None
-
-    def settle(self, entry: list[float], tokens: int) -> None:
-        """Replace a request's estimate by the tokens it used."""
-        entry[1] = float(tokens)
-
-    def hold(self, seconds: float) -> None:
-        """No new request for ``seconds`` (the server said 429: do not pile on)."""
-        self.held_until = max(self.held_until, time.monotonic() + seconds)
-
-    def answered(self, limited: bool, wait: float = 0.0) -> bool:
-        """Count how a request was answered (``limited``: HTTP 429, asking to wait
-        ``wait`` s). New requests are held back only when at least half of the last
-        :data:`RECENT` answers were 429s — the batch is over the server's limit; an
-        occasional 429 is the engine's to retry (Retry-After honoured) while the others
-        go on. True when this answer started a hold."""
-        self.recent.append(limited)
-        if limited and len(self.recent) >= 4 and sum(self.recent) * 2 >= len(self.recent):
-            self.hold(wait)
-            return True
-        return False
 
 
 # -- the job ----------------------------------------------------------------------------------
@@ -530,45 +361,6 @@ class StreamRunner:
             tally.pane_title = f"row {self.job._rows.labels[index]!r} · {response.ending}"
             tally.pane_text = response.text[-2000:]
         self.display.refresh()
-
-
-# -- shaping the results ------------------------------------------------------------------
-
-
-def shape(rows: Rows, responses: list[Response], column: str, schema: Schema | None) -> Any:
-    """The results in the input's shape (see :func:`map`)."""
-    if rows.kind == "list":
-        return responses
-    pd = _pandas()
-    assert pd is not None
-    if rows.kind == "series":
-        return pd.Series(responses, index=rows.items.index, name=column, dtype=object)
-    if schema is None:
-        new = pd.DataFrame({column: pd.Series(responses, index=rows.items.index, dtype=object)})
-    else:
-        from .structured import to_plain
-
-        records = []
-        for response in responses:
-            data = to_plain(response.data) if response.data is not None else None
-            records.append(data if isinstance(data, dict) else {column: data})
-        new = pd.DataFrame.from_records(records, index=rows.items.index)
-        if new.columns.empty:
-            new[column] = None
-    problems = [_problem(r) for r in responses]
-    if any(problems):
-        new["error"] = pd.Series(problems, index=rows.items.index, dtype=object)
-    taken = set(rows.items.columns)
-    new = new.rename(columns={c: f"{c}_llm" for c in new.columns if c in taken})
-    return rows.items.join(new)
-
-
-def _problem(response: Response) -> str | None:
-    if response.finish_reason == "stop":
-        return None
-    if response.finish_reason == "error":
-        return f"failed: {response.error}"
-    return response.ending
 
 
 # -- the front doors -------------------------------------------------------------------------
@@ -1066,4 +858,4 @@ def collect(
     return job
 
 
-__all__ = ["MAP_DEFAULTS", "Job", "Limiter", "collect", "map", "map_sync", "take_rows"]
+__all__ = ["MAP_DEFAULTS", "Job", "collect", "map", "map_sync"]

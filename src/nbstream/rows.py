@@ -1,0 +1,158 @@
+"""The rows of a batch (:func:`nbstream.map`): the input taken apart into one namespace
+per row, the prompt filled per row, and the results put back in the input's shape."""
+
+from __future__ import annotations
+
+import collections
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from .prompt import field_names, interpolate
+from .response import Response
+
+if TYPE_CHECKING:
+    from .structured import Schema
+
+# -- the input ------------------------------------------------------------------------------
+
+
+@dataclass
+class Rows:
+    """The input, taken apart: one namespace per row, and how to put the results back."""
+
+    kind: Literal["list", "series", "dataframe"]
+    items: Any
+    namespaces: list[dict[str, Any]]
+    labels: list[Any]
+
+
+def _pandas() -> Any | None:
+    return sys.modules.get("pandas")
+
+
+def take_rows(items: Any) -> Rows:
+    """A list (of dicts, objects or scalars), a pandas Series or DataFrame → :class:`Rows`.
+
+    Every row's namespace has ``item`` (the element itself; for a DataFrame the row as a
+    dict) and ``index`` (its position or index label); a dict row adds its keys, a
+    DataFrame row its columns, a Series element the Series' name."""
+    pd = _pandas()
+    if pd is not None and isinstance(items, pd.DataFrame):
+        columns = [str(c) for c in items.columns]
+        spaces = []
+        for label, values in zip(
+            items.index, items.itertuples(index=False, name=None), strict=True
+        ):
+            row = dict(zip(columns, values, strict=True))
+            spaces.append({"item": row, "index": label, **row})
+        return Rows("dataframe", items, spaces, list(items.index))
+    if pd is not None and isinstance(items, pd.Series):
+        name = items.name if isinstance(items.name, str) else None
+        spaces = []
+        for label, value in items.items():
+            space = {"item": value, "index": label}
+            if name:
+                space[name] = value
+            spaces.append(space)
+        return Rows("series", items, spaces, list(items.index))
+    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
+        raise TypeError(
+            f"map() takes a list, a pandas Series or a DataFrame of rows, not "
+            f"{type(items).__name__}"
+            + (
+                " (for a dict, pass list(d.items()) or a list of dicts)"
+                if isinstance(items, Mapping)
+                else ""
+            )
+        )
+    values = list(items)
+    spaces = []
+    for i, value in enumerate(values):
+        space = {"item": value, "index": i}
+        if isinstance(value, Mapping):
+            space.update({str(k): v for k, v in value.items()})
+        spaces.append(space)
+    return Rows("list", values, spaces, list(range(len(values))))
+
+
+def fill_prompts(
+    template: str | Callable[[Any], str],
+    rows: Rows,
+    namespace: Mapping[str, Any],
+    budget: int,
+) -> list[str]:
+    """The prompt of every row. A template field that names neither a column / key of the
+    rows nor a variable would reach every row as written: that is refused before anything
+    is sent. A function gets the row's ``item`` and returns the prompt."""
+    if callable(template):
+        prompts = []
+        for space in rows.namespaces:
+            text = template(space["item"])
+            if not isinstance(text, str):
+                raise TypeError(
+                    f"the prompt function returned {type(text).__name__} for row "
+                    f"{space['index']!r}; it must return the prompt as a str"
+                )
+            prompts.append(text)
+        return prompts
+    if not isinstance(template, str) or not template.strip():
+        raise ValueError("the prompt is empty: pass a template such as 'Classify: {review}'")
+    known = set(rows.namespaces[0]) if rows.namespaces else set()
+    unknown = [n for n in field_names(template) if n not in known and n not in namespace]
+    if unknown and rows.namespaces:
+        fields = ", ".join(f"{{{n}}}" for n in unknown)
+        columns = sorted(k for k in known if k not in ("item", "index"))
+        have = f"the rows have {', '.join(columns)}" if columns else "the rows are not records"
+        raise ValueError(
+            f"the prompt's {fields} names no column, key or variable ({have}; every row also "
+            "has {item} and {index}): fix the name, or write {{…}} to send braces as written"
+        )
+    fallback = dict(namespace)
+    return [
+        interpolate(template, collections.ChainMap(space, fallback), budget=budget)
+        for space in rows.namespaces
+    ]
+
+
+# -- shaping the results ------------------------------------------------------------------
+
+
+def shape(rows: Rows, responses: list[Response], column: str, schema: Schema | None) -> Any:
+    """The results in the input's shape (see :func:`map`)."""
+    if rows.kind == "list":
+        return responses
+    pd = _pandas()
+    assert pd is not None
+    if rows.kind == "series":
+        return pd.Series(responses, index=rows.items.index, name=column, dtype=object)
+    if schema is None:
+        new = pd.DataFrame({column: pd.Series(responses, index=rows.items.index, dtype=object)})
+    else:
+        from .structured import to_plain
+
+        records = []
+        for response in responses:
+            data = to_plain(response.data) if response.data is not None else None
+            records.append(data if isinstance(data, dict) else {column: data})
+        new = pd.DataFrame.from_records(records, index=rows.items.index)
+        if new.columns.empty:
+            new[column] = None
+    problems = [_problem(r) for r in responses]
+    if any(problems):
+        new["error"] = pd.Series(problems, index=rows.items.index, dtype=object)
+    taken = set(rows.items.columns)
+    new = new.rename(columns={c: f"{c}_llm" for c in new.columns if c in taken})
+    return rows.items.join(new)
+
+
+def _problem(response: Response) -> str | None:
+    if response.finish_reason == "stop":
+        return None
+    if response.finish_reason == "error":
+        return f"failed: {response.error}"
+    return response.ending
+
+
+__all__ = ["Rows", "fill_prompts", "shape", "take_rows"]
