@@ -111,15 +111,13 @@ def test_a_provider_batch_is_collected_by_another_kernel(kernel, fake_llm, tmp_p
     model = fake_llm.script(tokens=["B"], batch_seconds=0.2)
     history = tmp_path / "history.sqlite"
     ex = kernel.run_ok(
-        "import time\n"
-        "t0 = time.monotonic()\n"
         f"job = await nbstream.map(['a', 'b', 'c'], 'Q {{item}}', model='anthropic:{model}', "
         f"mode='batch', history={str(history)!r})\n"
-        "print(json.dumps([job.id, job.done, time.monotonic() - t0 < 0.5]))",
+        "print(json.dumps([job.id, job.done]))",
         timeout=60,
     )
-    job_id, done, quick = last_json(ex)
-    assert job_id.startswith("anthropic:msgbatch_") and not done and quick
+    job_id, done = last_json(ex)
+    assert job_id.startswith("anthropic:msgbatch_") and not done  # the cell did not wait
     env = {
         "ANTHROPIC_API_KEY": "sk-ant-test-secret-0123456789",
         "ANTHROPIC_BASE_URL": fake_llm.anthropic_base_url,
