@@ -121,6 +121,7 @@ def test_a_provider_batch_is_collected_by_another_kernel(kernel, fake_llm, tmp_p
     env = {
         "ANTHROPIC_API_KEY": "sk-ant-test-secret-0123456789",
         "ANTHROPIC_BASE_URL": fake_llm.anthropic_base_url,
+        "NBSTREAM_CACHE_DIR": str(tmp_path / "other-cache"),
     }
     with KernelSession(python=kernel.python, env=env) as other:
         out = other.run_ok(
