@@ -410,11 +410,109 @@ Three European capitals and their populations."""
 print(list(frame.columns), len(frame) >= 1)"""),
 ]
 
+BATCH = [
+    md("""
+# One prompt over many rows: `nbstream.map`
+
+Classify, extract, summarise: the same prompt over every row of a DataFrame. `nbstream.map`
+fills the prompt per row (`{review}` is the row's `review` column), runs the rows a few at a
+time, shows **one** progress view (done / failed / running, tokens/s, ETA, the answer streaming
+in a small pane, a **Stop** button), and returns a new DataFrame with the answers next to the
+input. Everything here runs on the embedded local model (a small *base* model: look at the
+mechanics, not the wisdom).
+"""),
+    code("""%load_ext nbstream
+import pandas as pd
+import nbstream"""),
+    code("""reviews = pd.DataFrame({
+    "review": [
+        "Great battery life and a sharp screen.",
+        "Stopped working after two days.",
+        "Does what it says, nothing more.",
+        "The best purchase I made this year!",
+    ],
+    "stars": [5, 1, 3, 5],
+})
+reviews"""),
+    md("""
+## Map a prompt over a DataFrame
+
+`concurrency` bounds the requests in flight (the local model answers one at a time anyway);
+`rpm=` / `tpm=` cap requests and tokens per minute for a hosted API. A row that fails keeps its
+error and the batch goes on (an `error` column appears). Finished rows are recorded in the
+replay cache, so **re-running the cell after a Stop or a crash does not pay again** for them.
+"""),
+    code(
+        IGNORE
+        + """labels = await nbstream.map(
+    reviews,
+    "Review: {review}\\nIs this review positive or negative?",
+    model="local", max_tokens=8, concurrency=2,
+)"""
+    ),
+    code("""print(list(labels.columns), len(labels))
+print(all(isinstance(answer, str) for answer in labels["answer"]))  # each one a Response"""),
+    md("""
+## Structured answers as columns
+
+With `schema=`, each row's answer is validated and its fields become columns.
+"""),
+    code("""from pydantic import BaseModel
+
+class Verdict(BaseModel):
+    positive: bool"""),
+    code(
+        IGNORE
+        + """verdicts = await nbstream.map(
+    reviews, "Is this review positive? {review}", model="local", schema=Verdict, max_tokens=16,
+)"""
+    ),
+    code("""print(len(verdicts) == len(reviews), "positive" in verdicts.columns)"""),
+    md("""
+## In the background
+
+`background=True` returns a `Job` at once: the kernel stays free while the rows run, and
+`await job` (or `job.wait()`) gives the results; `job.stop()` stops it. A single answer works the
+same way with `%%llm --bg -o name` (or `ask(..., background=True)`): the cell returns at once,
+the answer keeps streaming into its view, and `await name` waits for it.
+"""),
+    code(
+        IGNORE
+        + """job = await nbstream.map(
+    reviews["review"], "Five words on: {review}", model="local", max_tokens=12,
+    background=True,
+)"""
+    ),
+    code("""1 + 1  # runs while the job does"""),
+    code("""summaries = await job
+print(type(summaries).__name__, len(summaries))"""),
+    code(
+        IGNORE
+        + """%%llm --bg -m local -o later --max-tokens 20
+Name three uses of a DataFrame."""
+    ),
+    code("""final = await later
+print(type(final).__name__, final.finish_reason in {"stop", "length"})"""),
+    md("""
+## When one kernel is not enough
+
+* `mode="batch"` sends the rows to the provider's own batch service (OpenAI Batch API,
+  Anthropic Message Batches) through their SDKs: half the price, no rate limits to juggle,
+  hours of work on the provider's side. It returns a `Job` at once whose view polls;
+  `job.id` (e.g. `"openai:batch_abc123"`) is recorded in the history file, so a new kernel
+  picks the results up with `nbstream.collect(job.id, reviews)`.
+* Self-hosted scale-out is an OpenAI-compatible cluster (vLLM, several GPUs behind one URL):
+  `nbstream.map(df, prompt, model="openai:my-model", base_url="http://vllm:8000/v1",
+  concurrency=64)`.
+"""),
+]
+
 NOTEBOOK_SPECS = {
     "01-quickstart.ipynb": QUICKSTART,
     "02-providers.ipynb": PROVIDERS,
     "03-custom-provider.ipynb": CUSTOM_PROVIDER,
     "04-conversations-and-data.ipynb": CONVERSATIONS,
+    "05-batch.ipynb": BATCH,
 }
 
 

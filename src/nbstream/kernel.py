@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import importlib.metadata
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -69,3 +71,34 @@ async def widget_messages_pumped(interval: float = 0.02) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
+
+
+def update_display(obj: Any, **kwargs: Any) -> None:
+    """``IPython.display.update_display``, attributed to the cell the kernel runs now when
+    called from another thread (a background answer or batch that ends while other cells
+    run). Front ends route a display update by its display id to the cell that shows it
+    (JupyterLab, Notebook 7, and nbclient across cells), but nbclient reads only the
+    messages of the cell it is executing: from the background, with the parent message of
+    the cell that started it (ipykernel 7 keeps one per context), a headless run would
+    drop the final answer. ipykernel < 7 attributes every message to the current cell."""
+    from IPython.display import update_display as publish
+
+    shell = get_shell()
+    kernel: Any = getattr(shell, "kernel", None)
+    context = getattr(kernel, "_shell_context", None)  # ipykernel 7: the latest request's
+    if threading.current_thread() is threading.main_thread() or not isinstance(
+        context, contextvars.Context
+    ):
+        publish(obj, **kwargs)
+        return
+
+    def in_current_cell() -> None:
+        # The display publisher keeps its own parent (a context variable set after the
+        # kernel's): point it at the request the kernel runs now, in this copy only.
+        parent = kernel.get_parent("shell")
+        publisher: Any = getattr(shell, "display_pub", None)
+        if parent and hasattr(publisher, "set_parent"):
+            publisher.set_parent(parent)
+        publish(obj, **kwargs)
+
+    context.copy().run(in_current_cell)

@@ -113,8 +113,7 @@ class HtmlSink:
             self._throttle.request()
 
     def on_end(self, stream: Stream, response: Response) -> None:
-        from IPython.display import update_display
-
+        from .kernel import update_display
         from .store import provenance
         from .widget import static_bundle, structured_html
 
@@ -139,7 +138,7 @@ class HtmlSink:
         self._push()
 
     def _push(self) -> None:
-        from IPython.display import update_display
+        from .kernel import update_display
 
         stream = self._stream
         assert stream is not None

@@ -399,7 +399,7 @@ class HtmlProgress:
         self._update(progress_bundle(self.tally, final=False))
 
     def _update(self, bundle: dict[str, str]) -> None:
-        from IPython.display import update_display
+        from .kernel import update_display
 
         self.updates += 1
         self.bytes_sent += len(json.dumps(bundle).encode())
@@ -528,7 +528,7 @@ class WidgetProgress:
     def close(self) -> None:
         """The final state (to any view still showing), the static bundle in the widget's
         place, then the widget and its layout closed (each is a comm of its own)."""
-        from IPython.display import update_display
+        from .kernel import update_display
 
         if self.closed:
             return

@@ -148,7 +148,9 @@ def shape(rows: Rows, responses: list[Response], column: str, schema: Schema | N
 
 
 def _problem(response: Response) -> str | None:
-    if response.finish_reason == "stop":
+    """The ``error`` column's entry: failed or stopped rows (a cut answer is the
+    ``max_tokens`` you chose, not an error: its Response says ``length``)."""
+    if response.finish_reason in ("stop", "length"):
         return None
     if response.finish_reason == "error":
         return f"failed: {response.error}"

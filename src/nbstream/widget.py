@@ -257,8 +257,7 @@ class WidgetSink:
             self._emit({"type": "status", "state": stream.state, "label": stream.label})
 
     def on_end(self, stream: Stream, response: Response) -> None:
-        from IPython.display import update_display
-
+        from .kernel import update_display
         from .store import provenance
 
         if self.view is not None and response.error:
@@ -317,7 +316,7 @@ class WidgetSink:
         if final:
             update = _merge(update, self._md.finish())
         if self.html_fallback and not final:
-            from IPython.display import update_display
+            from .kernel import update_display
 
             bundle = live_bundle(self._md.html, status_words(self._stream))
             update_display(bundle, raw=True, display_id=self.display_id)
