@@ -133,3 +133,17 @@ def test_a_provider_batch_is_collected_by_another_kernel(kernel, fake_llm, tmp_p
     assert last_json(out) == [["Q a", "B", "stop"], ["Q b", "B", "stop"], ["Q c", "B", "stop"]]
     first = last_json(kernel.run_ok("res = await job\nprint(json.dumps([str(r) for r in res]))"))
     assert first == ["B", "B", "B"]
+
+
+def test_a_background_batch_ends_into_the_cell_that_runs_then(kernel, fake_llm):
+    """nbclient reads only the running cell's messages: the final summary of a batch that
+    ends while another cell runs must be attributed to that cell (a headless run keeps it)."""
+    model = fake_llm.script(tokens=["x"] * 5, delay=0.05)
+    kernel.run_ok(
+        f"job = await nbstream.map(list(range(6)), 'n={{item}}', model='openai:{model}', "
+        "concurrency=2, background=True)"
+    )
+    waiting = kernel.run_ok("res = job.wait()", timeout=60)
+    updates = [m for m in waiting.messages if m["msg_type"] == "update_display_data"]
+    assert updates, "the final summary was not attributed to the running cell"
+    assert "6 rows · 6 done" in updates[-1]["content"]["data"]["text/plain"]
