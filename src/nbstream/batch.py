@@ -395,7 +395,6 @@ def _check(concurrency: int, rpm: int | None, tpm: int | None, mode: str) -> Non
 def _start(
     items: Any,
     prompt: str | Callable[[Any], str],
-    *,
     concurrency: int,
     rpm: int | None,
     tpm: int | None,
@@ -510,18 +509,8 @@ async def map(  # nbstream.map, as users name it (shadows the builtin in this mo
     they are in ``_llm``). Re-running the same call resumes: finished rows are replayed
     from the replay cache (``cache="auto"`` here unless configured) at no cost.
     """
-    job = _start(
-        items,
-        prompt,
-        concurrency=concurrency,
-        rpm=rpm,
-        tpm=tpm,
-        mode=mode,
-        background=background,
-        column=column,
-        options=dict(options),
-        namespace=_caller_namespace(2),
-    )
+    knobs = (concurrency, rpm, tpm, mode, background, column)
+    job = _start(items, prompt, *knobs, dict(options), _caller_namespace(2))
     if background or mode == "batch":
         return job
     return await job
@@ -542,18 +531,8 @@ def map_sync(
     """Blocking :func:`map` for scripts and plain functions (same arguments). Ctrl-C stops
     the batch and returns what finished plus cancelled rows (in a kernel: stores them in
     ``_llm`` and raises KeyboardInterrupt)."""
-    job = _start(
-        items,
-        prompt,
-        concurrency=concurrency,
-        rpm=rpm,
-        tpm=tpm,
-        mode=mode,
-        background=background,
-        column=column,
-        options=dict(options),
-        namespace=_caller_namespace(2),
-    )
+    knobs = (concurrency, rpm, tpm, mode, background, column)
+    job = _start(items, prompt, *knobs, dict(options), _caller_namespace(2))
     if background or mode == "batch":
         return job
     return job.wait()

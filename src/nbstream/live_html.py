@@ -33,8 +33,12 @@ HTML_INTERVAL = 0.25
 
 
 class Throttle:
-    """Calls ``push`` at most once per ``interval`` seconds: at once when the window is
-    open, else once when it opens (one timer, never a backlog)."""
+    """Calls ``push`` at most once per ``interval`` seconds. A request in an open window
+    pushes at once (``now=True``: always); one in a closed window schedules ONE trailing
+    push on the running asyncio loop, and later requests ride on it (a request costs an
+    attribute check: a batch calls it per token). With no running loop the request is
+    dropped: the next one after the window, or the caller's final push, shows the state.
+    Call it on the loop's thread."""
 
     def __init__(self, interval: float, push: Callable[[], None]) -> None:
         self.interval = interval
@@ -43,11 +47,20 @@ class Throttle:
         self._timer: asyncio.TimerHandle | None = None
 
     def request(self, now: bool = False) -> None:
-        wait = self.interval - (time.monotonic() - self._last)
-        if now or wait <= 0:
+        if now:
             self.fire()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(wait, self.fire)
+            return
+        if self._timer is not None:
+            return
+        wait = self.interval - (time.monotonic() - self._last)
+        if wait <= 0:
+            self.fire()
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._timer = loop.call_later(wait, self.fire)
 
     def fire(self) -> None:
         self.cancel()

@@ -29,7 +29,6 @@ widget and HTML-escaped everywhere else.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import html as htmlmod
 import json
@@ -44,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from .live_html import Throttle
 from .pricing import format_cost
 
 if TYPE_CHECKING:
@@ -261,43 +261,6 @@ _STYLE = " ".join(
 # -- pacing ---------------------------------------------------------------------------------
 
 
-class Pacer:
-    """Calls ``push`` at most once per ``interval`` seconds. A request in an open window
-    pushes at once; one in a closed window schedules ONE trailing push on the running
-    asyncio loop (later requests ride on it, so a request costs an attribute check). With
-    no running loop the request is dropped: the next one after the window, or the
-    display's ``close``, shows the state. Call it on the loop's thread."""
-
-    def __init__(self, interval: float, push: Callable[[], None]) -> None:
-        self.interval = interval
-        self._push = push
-        self._last = -1.0e9
-        self._timer: asyncio.TimerHandle | None = None
-
-    def request(self) -> None:
-        if self._timer is not None:
-            return
-        wait = self.interval - (time.monotonic() - self._last)
-        if wait <= 0:
-            self.fire()
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._timer = loop.call_later(wait, self.fire)
-
-    def fire(self) -> None:
-        self.cancel()
-        self._last = time.monotonic()
-        self._push()
-
-    def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
-
-
 # -- the displays ---------------------------------------------------------------------------
 
 
@@ -325,19 +288,14 @@ def _end(tally: Tally) -> None:
         tally.ended = time.monotonic()
 
 
-class TextProgress:
-    """One line on stderr (``out``), rewritten in place with ``\\r``:
-    ``nbstream: 412/1,000 · 3 failed · 32 running · 2,931 tok/s · 4.2 s · ETA 5.9 s``; the
-    summary and a newline at the end. Cut to the terminal's width: a wrapped line could
-    not be rewritten."""
+class _Paced:
+    """What the paced displays share: ``refresh`` asks the throttle for a push, ``close``
+    (once) ends the tally and shows the final state (:meth:`_final`)."""
 
-    def __init__(self, tally: Tally, out: TextIO | None = None, interval: float = TEXT_INTERVAL):
+    def __init__(self, tally: Tally, interval: float) -> None:
         self.tally = tally
-        self.out = out
-        self.updates = 0
         self.closed = False
-        self._width = 0
-        self._pacer = Pacer(interval, self._push)
+        self._pacer = Throttle(interval, self._push)
 
     def refresh(self) -> None:
         if not self.closed:
@@ -349,6 +307,28 @@ class TextProgress:
         self.closed = True
         self._pacer.cancel()
         _end(self.tally)
+        self._final()
+
+    def _push(self) -> None:
+        raise NotImplementedError
+
+    def _final(self) -> None:
+        raise NotImplementedError
+
+
+class TextProgress(_Paced):
+    """One line on stderr (``out``), rewritten in place with ``\\r``:
+    ``nbstream: 412/1,000 · 3 failed · 32 running · 2,931 tok/s · 4.2 s · ETA 5.9 s``; the
+    summary and a newline at the end. Cut to the terminal's width: a wrapped line could
+    not be rewritten."""
+
+    def __init__(self, tally: Tally, out: TextIO | None = None, interval: float = TEXT_INTERVAL):
+        super().__init__(tally, interval)
+        self.out = out
+        self.updates = 0
+        self._width = 0
+
+    def _final(self) -> None:
         self._write(f"nbstream: {self.tally.summary()}", end="\n")
 
     def _push(self) -> None:
@@ -368,31 +348,20 @@ class TextProgress:
         self._width = 0 if end else len(line)
 
 
-class HtmlProgress:
+class HtmlProgress(_Paced):
     """The static bundle, re-sent with ``update_display`` at most every ``interval``
     seconds, for front ends without widgets; the final bundle at the end."""
 
     def __init__(self, tally: Tally, interval: float = HTML_INTERVAL) -> None:
         from IPython.display import display
 
-        self.tally = tally
+        super().__init__(tally, interval)
         self.display_id = f"nbstream-progress-{uuid.uuid4().hex}"
         self.updates = 0
         self.bytes_sent = 0
-        self.closed = False
-        self._pacer = Pacer(interval, self._push)
         display(progress_bundle(tally, final=False), raw=True, display_id=self.display_id)
 
-    def refresh(self) -> None:
-        if not self.closed:
-            self._pacer.request()
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self._pacer.cancel()
-        _end(self.tally)
+    def _final(self) -> None:
         self._update(progress_bundle(self.tally, final=True))
 
     def _push(self) -> None:
@@ -474,7 +443,7 @@ def __getattr__(name: str) -> Any:  # `from nbstream.progress import ProgressVie
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class WidgetProgress:
+class WidgetProgress(_Paced):
     """The batch in a :class:`ProgressView`, then the static bundle in its place.
 
     ``on_stop`` is called (once) when the Stop button is clicked. It may run on another
@@ -492,14 +461,12 @@ class WidgetProgress:
     ) -> None:
         from IPython.display import display
 
-        self.tally = tally
+        super().__init__(tally, interval)
         self.on_stop = on_stop
         self.display_id = f"nbstream-progress-{uuid.uuid4().hex}"
-        self.closed = False
         self.stop_requested = False
         self._bundle_bytes = 0
         self._lock = threading.Lock()
-        self._pacer = Pacer(interval, self._push)
         self.view: Any = view_class()(
             llm_model=tally.model,
             stoppable=on_stop is not None,
@@ -521,20 +488,11 @@ class WidgetProgress:
         """Their JSON payload in bytes (without the protocol's envelope)."""
         return int(self.view.bytes_sent) + self._bundle_bytes
 
-    def refresh(self) -> None:
-        if not self.closed:
-            self._pacer.request()
-
-    def close(self) -> None:
+    def _final(self) -> None:
         """The final state (to any view still showing), the static bundle in the widget's
         place, then the widget and its layout closed (each is a comm of its own)."""
         from .kernel import update_display
 
-        if self.closed:
-            return
-        self.closed = True
-        self._pacer.cancel()
-        _end(self.tally)
         self._push()
         bundle = progress_bundle(self.tally, final=True)
         self._bundle_bytes = len(json.dumps(bundle).encode())
