@@ -189,6 +189,9 @@ def test_mode_batch_submits_polls_and_maps_results_back(sdks, provider, tmp_path
     assert list(out.index) == list("abcde") and list(out["answer"]) == ["B!"] * 5
     assert [r.prompt for r in out["answer"]] == [f"q{i}" for i in range(5)]
     assert job.tally.done == 5 and job.tally.failed == 0
+    from nbstream import pricing
+
+    assert pricing.session()[f"{provider}:{model}"].answers == 5  # in %llm cost
     # a new kernel would collect it by id from the history file
     again = nbstream.collect(job.id, df, history=str(history)).wait(timeout=30)
     assert list(again["answer"]) == ["B!"] * 5

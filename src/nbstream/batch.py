@@ -655,7 +655,7 @@ class ServiceRunner:
     async def run(self) -> Any:
         """Poll until the provider's batch ends, then fetch and place the results."""
         from . import batch_service
-        from .pricing import BATCH_DISCOUNT, cost
+        from .pricing import BATCH_DISCOUNT, add_to_session, cost
 
         tally = self.job.tally
         try:
@@ -695,6 +695,7 @@ class ServiceRunner:
                     response.prompt = self.prompts[i]
                     price = cost(response.model, response.usage, prices_file=self.settings.prices)
                     response.cost = None if price is None else price * BATCH_DISCOUNT
+                    add_to_session(response)  # %llm cost
                     self._validate(response)
                     self._record(i, response)
                     self.job.responses[i] = response
