@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import warnings
@@ -411,6 +412,7 @@ def flag_of(name: str) -> str:
     return longs[0] if longs else flags[0]
 
 
+@functools.cache
 def request_fields() -> tuple[str, ...]:
     """Options that providers receive in :class:`~nbstream.providers.base.Request`."""
     return tuple(n for n in NAMES if _extra(n)["request"])
