@@ -49,7 +49,7 @@ from .engine import Stream
 from .errors import SettingsError
 from .kernel import get_shell, in_kernel, widget_messages_pumped
 from .limits import Limiter
-from .providers.common import shared_clients
+from .providers.common import one_line, redact, shared_clients
 from .response import Response
 from .rows import Rows, fill_prompts, shape, take_rows
 from .settings import UNSET, Settings, resolve
@@ -86,19 +86,17 @@ class Job:
         self.tally = tally
         self.id: str | None = None
         self.responses: list[Response | None] = [None] * len(rows.namespaces)
-        self._rows = rows
+        self.rows = rows
         self._column = column
         self._schema = schema
         self._future: concurrent.futures.Future[Any] | None = None
         self._stopper: Callable[[], None] | None = None
-        self._stop_asked = False
         self.interrupted = False
 
     # -- control
 
     def stop(self) -> None:
         """Stop the batch (thread-safe; the Stop button calls it). Finished rows are kept."""
-        self._stop_asked = True
         if self._stopper is not None:
             self._stopper()
 
@@ -142,7 +140,10 @@ class Job:
         return self._result(wrapped.result())
 
     def _result(self, value: Any) -> Any:
+        """The results; after an interrupt in a kernel, stored in ``_llm`` and the
+        interrupt raised (once: a later ``await job`` returns them)."""
         if self.interrupted and in_kernel():
+            self.interrupted = False
             shell = get_shell()
             if shell is not None:
                 shell.user_ns["_llm"] = value
@@ -152,7 +153,7 @@ class Job:
     def results(self) -> Any:
         """The results shaped like the input, from what has finished so far."""
         return shape(
-            self._rows,
+            self.rows,
             [self._or_cancelled(i) for i in range(len(self.responses))],
             self._column,
             self._schema,
@@ -256,7 +257,7 @@ class StreamRunner:
         tally.output_tokens += 1
         if self.focus is None:
             self.focus = index
-            tally.pane_title = f"row {self.job._rows.labels[index]!r}"
+            tally.pane_title = f"row {self.job.rows.labels[index]!r}"
             tally.pane_text = ""
         if self.focus == index:
             text = tally.pane_text + delta
@@ -294,7 +295,7 @@ class StreamRunner:
                 response = Response(
                     "",
                     finish_reason="error",
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=redact(one_line(f"{type(exc).__name__}: {exc}")),
                     model=self.tally.model,
                     prompt=self.prompts[index],
                 )
@@ -358,7 +359,7 @@ class StreamRunner:
         if tally.cost is not None:
             tally.cost = None if response.cost is None else tally.cost + response.cost
         if self.focus is None and response.text:  # the pane shows the last finished answer
-            tally.pane_title = f"row {self.job._rows.labels[index]!r} · {response.ending}"
+            tally.pane_title = f"row {self.job.rows.labels[index]!r} · {response.ending}"
             tally.pane_text = response.text[-2000:]
         self.display.refresh()
 
