@@ -20,8 +20,11 @@ version), so the view's Stop button works (the sink is made stoppable). The fron
 not return before the view is displayed (:meth:`Pending.shown` / :meth:`Pending.wait_shown`):
 on ipykernel < 7 the parent message of an output is the kernel's current one, not the
 context's, so a display made after the cell ended would land in whatever cell runs then.
-Everything later (the view's comm messages, the ``update_display`` that replaces it with the
-static answer) is routed by comm id and display id, not by the running cell.
+Everything later is routed by comm id (the view's messages) and by display id (the
+``update_display`` that replaces it with the static answer), which front ends apply to the
+cell that shows the display; that update is sent as part of the cell the kernel runs then
+(:func:`nbstream.kernel.update_display`), so a headless run (nbclient reads only the running
+cell's messages) keeps the final answer too.
 
 **Interrupts** (■, Ctrl-C) reach the foreground only: background streams go on until they
 end, their view's Stop is clicked or :meth:`Pending.stop` is called.
