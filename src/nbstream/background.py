@@ -46,10 +46,11 @@ import time
 from collections.abc import Callable, Coroutine, Generator, Iterable, MutableMapping
 from typing import Any, TypeVar
 
+from .call import Relay, call_of
 from .engine import Sink, Stream
 from .kernel import get_shell, in_kernel, widget_messages_pumped
 from .response import LABELS, Response
-from .run import Relay, _call_of, run_awaited
+from .run import run_awaited
 
 T = TypeVar("T")
 
@@ -193,7 +194,7 @@ class _Watch:
 
 def _watch(stream: Stream) -> _Watch:
     """Put a :class:`_Watch` in front of the display of ``stream`` (inside a
-    :class:`~nbstream.run.Relay`, so it sees the re-asks' streams too)."""
+    :class:`~nbstream.call.Relay`, so it sees the re-asks' streams too)."""
     sink = stream.sink
     if isinstance(sink, Relay):
         watch = _Watch(sink.sink, stream)
@@ -308,7 +309,7 @@ class Pending:
         """Stop the stream, as its view's Stop button does (thread-safe; no effect once it
         ended). The answer ends as ``"cancelled"`` with the text so far."""
         stream = self._watch.current
-        call = _call_of(stream)
+        call = call_of(stream)
         if call is not None:
             call.halted = True  # no validation re-ask after it
         stream.stop()

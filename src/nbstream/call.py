@@ -1,0 +1,298 @@
+"""One front-door call beyond its first stream: validation re-asks and bookkeeping.
+
+Two options of issue 11 are handled here, above the engine, which knows neither:
+
+* ``chat``: the thread's earlier turns (:mod:`nbstream.conversation`, within the budget,
+  up to the running cell's own turn) go into ``Request.messages`` / ``system``; the status
+  note says what was sent; when the call ends its turn is recorded (re-running a cell
+  replaces it), also when it was stopped or failed.
+* ``schema``: resolved before anything is sent (:func:`nbstream.structured.resolve_schema`);
+  the wire form goes into ``Request.schema``, the sinks render the JSON as a table. An
+  answer that finished is validated (``Response.data``); one that does not match becomes
+  ``finish_reason == "error"`` with the validator's message, and up to ``retries`` times a
+  new provider call asks again with the bad answer and the error (:class:`Call`): a new
+  :class:`Stream` whose sink (:class:`Relay`) continues the same display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from . import cache
+from . import store as records
+from .engine import Sink, Stream
+from .providers import get_provider
+from .providers.base import Request
+from .response import Response
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .conversation import History
+    from .structured import Schema
+
+
+def _join(*notes: str | None) -> str | None:
+    return " · ".join(n for n in notes if n) or None
+
+
+class Chat:
+    """The conversation side of one call: its thread, the key of its turn, what was sent."""
+
+    def __init__(self, name: str, key: str | None, history: History) -> None:
+        self.name = name
+        self.key = key
+        self.history = history
+
+    def note(self) -> str:
+        """``chat: 2 earlier turns sent (~40 tokens)`` (+ ``appending: no cell id``)."""
+        label = "chat" if self.name == "default" else f"chat {self.name!r}"
+        text = f"{label}: {self.history.summary()}"
+        if self.key is None:
+            text += "; appending: no cell id"
+        return text
+
+
+REASK = (
+    "That answer cannot be used: {error}. Answer the same question again, with JSON only "
+    "that matches the schema."
+)
+"""The prompt of a validation re-ask (the bad answer is sent before it)."""
+
+
+class Call:
+    """One front-door call: the stream of its first request and, with a schema, the re-asks
+    that follow an answer that does not validate (each a new provider call, in a new
+    :class:`Stream` sharing the sink). Every stream's ``on_response`` is a
+    :class:`Bookkeeping` of this call: it validates, decides on a re-ask, does the cost
+    and history bookkeeping of that provider call, and for the last one records the turn
+    of the conversation and sums what the calls cost."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        provider_name: str,
+        model_id: str,
+        prompt: str,
+        schema: Schema | None,
+        chat: Chat | None,
+        sink: Sink,
+        describe_option: Callable[[str], str],
+        notes: list[str],
+    ) -> None:
+        self.settings = settings
+        self.provider_name = provider_name
+        self.model_id = model_id
+        self.prompt = prompt
+        self.schema = schema
+        self.chat = chat
+        self.sink = sink
+        self.describe_option = describe_option
+        self.notes = notes
+        self.context = records.front_end_context()
+        self.responses: list[Response] = []
+        self.pending: tuple[Request, str] | None = None
+        """The next request and its status note, once an answer did not validate."""
+        self.halted = False
+        """Interrupted: no further stream."""
+
+    def stream(self, request: Request, note: str | None = None) -> Stream:
+        provider, lookup = cache.wrap(
+            get_provider(self.provider_name),
+            self.provider_name,
+            self.model_id,
+            request,
+            self.settings,
+        )
+        notes = [note, "cached" if lookup.hit else None, *self.notes]
+        return Stream(
+            provider,
+            request,
+            model_id=self.model_id,
+            settings=self.settings,
+            sink=self.sink,
+            note=_join(*notes),
+            describe_option=self.describe_option,
+            on_response=Bookkeeping(lookup, self.context, self),
+        )
+
+    def follow_up(self, stream: Stream) -> Stream | None:
+        """The next stream after ``stream`` ended (a validation re-ask), or ``None``."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return None
+        if stream.interrupted or self.halted:  # the re-ask is not sent: this is the answer
+            self._settle(stream)
+            return None
+        request, note = pending
+        try:
+            return self.stream(request, note)
+        except BaseException:  # the re-ask cannot even start: show the answer as it is
+            self._settle(stream)
+            raise
+
+    def _settle(self, stream: Stream) -> None:
+        """The last answer stays the answer: finish it and show its held end."""
+        self.finish(stream, self.responses[-1])
+        if isinstance(self.sink, Relay):
+            self.sink.flush()
+
+    # -- the hooks, in the order Bookkeeping calls them -------------------------------------
+
+    def check(self, stream: Stream, response: Response) -> None:
+        """Validate a finished answer against the schema; a failure makes the response an
+        error (text kept) and, if re-asks are left, queues one."""
+        if self.schema is None or response.finish_reason != "stop":
+            return
+        from .errors import SchemaValidationError
+
+        try:
+            response.data = self.schema.validate(response.text)
+            return
+        except SchemaValidationError as exc:
+            error = exc
+        reasks = len(self.responses)
+        message = str(error)
+        if reasks:
+            message += f" (after asking again {reasks} {'time' if reasks == 1 else 'times'})"
+        response.finish_reason = stream.state = "error"
+        response.error = message
+        if reasks < self.settings.retries and not stream.interrupted and not self.halted:
+            what = "invalid JSON" if error.field is None else "the JSON does not match"
+            note = f"{what} — asking again ({reasks + 1}/{self.settings.retries})"
+            request = stream.request
+            retry = replace(
+                request,
+                prompt=REASK.format(error=str(error)),
+                messages=(
+                    *request.messages,
+                    {"role": "user", "content": request.prompt},
+                    {"role": "assistant", "content": response.text},
+                ),
+            )
+            self.pending = (retry, note)
+            if isinstance(self.sink, Relay):
+                self.sink.hold = True
+
+    def finish(self, stream: Stream, response: Response) -> None:
+        """The last answer of the call: the prompt the user asked, the cost and usage of
+        every provider call of it, and its turn in the conversation."""
+        earlier = self.responses
+        if earlier:
+            response.prompt = self.prompt
+            response.usage = _add_usage([*[r.usage for r in earlier], response.usage])
+            costs = [r.cost for r in [*earlier, response]]
+            response.cost = None if None in costs else sum(c for c in costs if c is not None)
+        if self.chat is not None:
+            from .conversation import Turn, record
+
+            turn = Turn.from_response(response, system=self.settings.system, cell_id=self.chat.key)
+            record(turn, self.chat.name)
+
+
+def _add_usage(usages: list[dict[str, int] | None]) -> dict[str, int] | None:
+    total: dict[str, int] = {}
+    for usage in usages:
+        for key, value in (usage or {}).items():
+            total[key] = total.get(key, 0) + int(value)
+    return total or None
+
+
+class Relay:
+    """The sink of a call with validation re-asks: passes everything on to ``sink``, except
+    the end of an answer that is asked again (:attr:`hold`). The next stream's start then
+    continues the same display in place (``sink.on_restart``) or, for sinks that cannot,
+    ends the held answer there and starts the next one after it."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.pumps_widget_messages = sink.pumps_widget_messages
+        self.hold = False
+        self._held: tuple[Stream, Response] | None = None
+
+    def on_start(self, stream: Stream) -> None:
+        held, self._held = self._held, None
+        if held is None:
+            self.sink.on_start(stream)
+            return
+        restart = getattr(self.sink, "on_restart", None)
+        if restart is not None:
+            restart(stream)
+        else:
+            self.sink.on_end(*held)
+            self.sink.on_start(stream)
+
+    def on_delta(self, stream: Stream, delta: str) -> None:
+        self.sink.on_delta(stream, delta)
+
+    def on_status(self, stream: Stream) -> None:
+        self.sink.on_status(stream)
+
+    def on_end(self, stream: Stream, response: Response) -> None:
+        if self.hold:
+            self.hold = False
+            self._held = (stream, response)
+            return
+        self.sink.on_end(stream, response)
+
+    def flush(self) -> None:
+        """Show the end of a held answer whose re-ask will not run (interrupted)."""
+        held, self._held = self._held, None
+        if held is not None:
+            self.sink.on_end(*held)
+
+
+class Bookkeeping:
+    """What happens to every answer before it is shown as ended (the engine's
+    ``on_response``, which also runs after an interrupt): validation against the schema,
+    its cost, the session's total, a row in the history (queued: the stream never waits
+    for the disk), and for the last answer of a call its turn in the conversation."""
+
+    def __init__(
+        self, lookup: cache.Lookup, context: dict[str, str | None], call: Call | None = None
+    ) -> None:
+        self.lookup = lookup
+        self.context = context
+        self.call = call
+
+    def __call__(self, stream: Stream, response: Response) -> None:
+        from . import pricing
+
+        call = self.call
+        settings = stream.settings
+        response.cached = self.lookup.hit
+        try:
+            if call is not None:
+                call.check(stream, response)
+            if self.lookup.replay_miss:
+                response.cost = 0.0  # nothing was sent
+            else:
+                response.cost = pricing.cost(
+                    response.model,
+                    response.usage,
+                    cached=response.cached,
+                    prices_file=settings.prices,
+                )
+        finally:  # a prices file gone bad must not lose the answer's record
+            pricing.add_to_session(response)
+            path = records.history_path(settings.history)
+            if path is not None:
+                row = records.record_of(
+                    stream, response, request_key=self.lookup.key, context=self.context
+                )
+                records.record(path, row)
+            if call is not None:
+                if call.pending is None:
+                    call.finish(stream, response)
+                call.responses.append(response)
+
+
+def call_of(stream: Stream) -> Call | None:
+    """The :class:`Call` a stream belongs to (``None``: a stream made without one)."""
+    hook = stream.on_response
+    return hook.call if isinstance(hook, Bookkeeping) else None
+
+
+__all__ = ["REASK", "Bookkeeping", "Call", "Chat", "Relay", "call_of"]
