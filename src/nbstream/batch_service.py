@@ -26,28 +26,27 @@ streaming mode.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 from .errors import ProviderError
-from .providers.anthropic_messages import ANTHROPIC_URL, _cache_tokens
 from .providers.anthropic_messages import FINISH as ANTHROPIC_FINISH
+from .providers.anthropic_messages import _cache_tokens
+from .providers.anthropic_messages import connection as anthropic_connection
 from .providers.anthropic_messages import request_options as anthropic_options
 from .providers.base import Request
 from .providers.common import (
     Wire,
+    http_client,
     http_error_message,
-    mask_url,
-    missing_key_message,
     one_line,
     sdk_error,
     sdk_exceptions,
     server_message,
 )
 from .providers.openai_chat import FINISH as OPENAI_FINISH
-from .providers.openai_chat import OPENAI_URL
+from .providers.openai_chat import connection as openai_connection
 from .providers.openai_chat import request_options as openai_options
 from .response import Response
 
@@ -143,17 +142,13 @@ def _openai_client(
     api.openai.com (which wants ``max_completion_tokens``)."""
     import openai
 
-    base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
-    api_key = os.environ.get("OPENAI_API_KEY")
-    if not api_key:
-        if base_url is None:
-            raise ProviderError(missing_key_message("OPENAI_API_KEY", "OpenAI"))
-        api_key = "no-key"  # as the streaming provider: compatible servers need none
-    wire = Wire("OpenAI", "OPENAI_API_KEY", mask_url(base_url or OPENAI_URL), (api_key,))
+    base_url, api_key, wire = openai_connection(base_url)
+    timeout = openai.Timeout(CONTROL_READ_TIMEOUT, connect=connect_timeout)
     client = openai.AsyncOpenAI(
         api_key=api_key,
         base_url=base_url,
-        timeout=openai.Timeout(CONTROL_READ_TIMEOUT, connect=connect_timeout),
+        timeout=timeout,
+        http_client=http_client(openai, timeout),
         max_retries=CONTROL_RETRIES,
     )
     return client, wire, base_url is None
@@ -164,22 +159,14 @@ def _anthropic_client(
 ) -> tuple[anthropic.AsyncAnthropic, Wire]:
     import anthropic
 
-    api_key = os.environ.get("ANTHROPIC_API_KEY")
-    auth_token = os.environ.get("ANTHROPIC_AUTH_TOKEN")
-    if not api_key and not auth_token:
-        raise ProviderError(missing_key_message("ANTHROPIC_API_KEY", "Anthropic"))
-    base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
-    wire = Wire(
-        "Anthropic",
-        "ANTHROPIC_API_KEY" if api_key else "ANTHROPIC_AUTH_TOKEN",
-        mask_url(base_url or ANTHROPIC_URL),
-        (api_key, auth_token),
-    )
+    base_url, api_key, auth_token, wire = anthropic_connection(base_url)
+    timeout = anthropic.Timeout(CONTROL_READ_TIMEOUT, connect=connect_timeout)
     client = anthropic.AsyncAnthropic(
         api_key=api_key,
         auth_token=None if api_key else auth_token,
         base_url=base_url,
-        timeout=anthropic.Timeout(CONTROL_READ_TIMEOUT, connect=connect_timeout),
+        timeout=timeout,
+        http_client=http_client(anthropic, timeout),
         max_retries=CONTROL_RETRIES,
     )
     return client, wire

@@ -65,29 +65,39 @@ def request_options(request: Request) -> dict[str, Any]:
     return options
 
 
-async def stream(request: Request) -> AsyncIterator[str | Final]:
-    """Stream ``anthropic:MODEL``."""
-    import anthropic
-
+def connection(base_url: str | None) -> tuple[str | None, str | None, str | None, Wire]:
+    """Where ``anthropic:`` requests go and with which credentials: ``base_url`` (the
+    option), else ``$ANTHROPIC_BASE_URL``, else api.anthropic.com (``None``);
+    ``$ANTHROPIC_API_KEY`` or ``$ANTHROPIC_AUTH_TOKEN`` (one is required); and the
+    :class:`Wire` that words errors. Streams and batches (:mod:`nbstream.batch_service`)."""
     api_key = os.environ.get("ANTHROPIC_API_KEY")
     auth_token = os.environ.get("ANTHROPIC_AUTH_TOKEN")
     if not api_key and not auth_token:
         raise ProviderError(missing_key_message("ANTHROPIC_API_KEY", "Anthropic"))
-    base_url = request.base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+    base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
     wire = Wire(
         "Anthropic",
         "ANTHROPIC_API_KEY" if api_key else "ANTHROPIC_AUTH_TOKEN",
         mask_url(base_url or ANTHROPIC_URL),
         (api_key, auth_token),
     )
+    return base_url, api_key, auth_token, wire
+
+
+async def stream(request: Request) -> AsyncIterator[str | Final]:
+    """Stream ``anthropic:MODEL``."""
+    import anthropic
+
+    base_url, api_key, auth_token, wire = connection(request.base_url)
 
     def make_client() -> Any:
+        timeout = timeout_config(anthropic, request.connect_timeout)
         return anthropic.AsyncAnthropic(
             api_key=api_key,
             auth_token=None if api_key else auth_token,
             base_url=base_url,
-            timeout=timeout_config(anthropic, request.connect_timeout),
-            http_client=http_client(anthropic, timeout_config(anthropic, request.connect_timeout)),
+            timeout=timeout,
+            http_client=http_client(anthropic, timeout),
             max_retries=0,  # the engine retries (before the first token only)
         )
 

@@ -57,15 +57,24 @@ def _ollama_url() -> str:
     return host.rstrip("/") + "/v1"
 
 
-async def stream(request: Request) -> AsyncIterator[str | Final]:
-    """Stream ``openai:MODEL``."""
-    base_url = request.base_url or os.environ.get("OPENAI_BASE_URL") or None
+def connection(base_url: str | None) -> tuple[str | None, str, Wire]:
+    """Where ``openai:`` requests go and with which key: ``base_url`` (the option), else
+    ``$OPENAI_BASE_URL``, else api.openai.com (``None``); ``$OPENAI_API_KEY``, required
+    there only (self-hosted OpenAI-compatible servers usually need none); and the
+    :class:`Wire` that words errors. Streams and batches (:mod:`nbstream.batch_service`)."""
+    base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
     api_key = os.environ.get("OPENAI_API_KEY")
     if not api_key:
         if base_url is None:
             raise ProviderError(missing_key_message("OPENAI_API_KEY", "OpenAI"))
-        api_key = "no-key"  # self-hosted OpenAI-compatible servers usually need none
+        api_key = "no-key"
     wire = Wire("OpenAI", "OPENAI_API_KEY", mask_url(base_url or OPENAI_URL), (api_key,))
+    return base_url, api_key, wire
+
+
+async def stream(request: Request) -> AsyncIterator[str | Final]:
+    """Stream ``openai:MODEL``."""
+    base_url, api_key, wire = connection(request.base_url)
     async for item in _stream(request, base_url=base_url, api_key=api_key, wire=wire):
         yield item
 
@@ -128,11 +137,12 @@ async def _stream(
     import openai
 
     def make_client() -> Any:
+        timeout = timeout_config(openai, request.connect_timeout)
         return openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
-            timeout=timeout_config(openai, request.connect_timeout),
-            http_client=http_client(openai, timeout_config(openai, request.connect_timeout)),
+            timeout=timeout,
+            http_client=http_client(openai, timeout),
             max_retries=0,  # the engine retries (before the first token only)
         )
 
