@@ -221,6 +221,27 @@ def test_interrupt_stops_the_running_cell_not_the_background_stream(llm_kernel, 
 
 
 @pytest.mark.kernel
+def test_interrupt_ends_an_await_at_once_and_the_stream_goes_on(llm_kernel, fake_llm):
+    """``await x`` waits in short steps: the kernel's loop sees an interrupt at once (it used
+    to be seen only when the 4 s answer ended, on ipykernel 7)."""
+    kernel = llm_kernel
+    model, *_ = start_bg(kernel, fake_llm, 100, 0.04, "aw")
+    streaming(fake_llm, model, 2)
+    waiting = kernel.submit("r = await aw")
+    time.sleep(0.5)
+    interrupted = time.monotonic()
+    kernel.interrupt()
+    kernel.wait(waiting, 30)
+    latency = waiting.reply["_t"] - interrupted
+    print(f"interrupt during `await aw` → reply: {latency * 1000:.0f} ms")
+    assert waiting.status == "error" and waiting.error()["ename"] == "KeyboardInterrupt"
+    assert latency < 1.5 and not fake_llm.log(model)[-1]["completed"]
+    kernel.run_ok(SETTLED)
+    out = kernel.run_ok("ra = settled(aw)\nprint(ra.finish_reason, len(ra))").stdout()
+    assert out.split() == ["stop", str(len(text_of(100)))]  # the stream went on
+
+
+@pytest.mark.kernel
 def test_ask_and_ask_sync_in_the_background(llm_kernel, fake_llm):
     kernel = llm_kernel
     first = fake_llm.script(tokens=tokens(30), delay=0.04)

@@ -143,6 +143,57 @@ def run_in_background(
     return future
 
 
+WAIT_STEP = 0.1
+"""Seconds between the checks of a wait for a background future (see :func:`wait_in_cell`)."""
+
+
+def wait_blocking(
+    future: concurrent.futures.Future[T],
+    timeout: float | None,
+    *,
+    still: Callable[[], str],
+    on_interrupt: Callable[[], None] | None = None,
+) -> T:
+    """Block until ``future`` (of the background loop) is done, in short steps so Ctrl-C or
+    a kernel interrupt is seen at once: ``on_interrupt`` runs then and the wait goes on
+    (a batch stops and returns what finished), or without one the interrupt ends the wait.
+    ``TimeoutError(still())`` after ``timeout`` seconds (the work goes on)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            return future.result(timeout=0.05)
+        except concurrent.futures.TimeoutError:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(still()) from None
+        except KeyboardInterrupt:
+            if on_interrupt is None:
+                raise
+            on_interrupt()
+
+
+async def wait_in_cell(
+    future: concurrent.futures.Future[T], *, on_interrupt: Callable[[], None] | None = None
+) -> T:
+    """Await ``future`` (of the background loop) from another loop, e.g. a cell's, without
+    ever cancelling it. The wait goes in :data:`WAIT_STEP` steps: the kernel's loop must
+    wake up to see an interrupt (``docs/design.md#batches-and-background-streams``;
+    awaiting the future alone, an interrupt on ipykernel 7 was seen only when it ended). A
+    cell pumps widget messages meanwhile on ipykernel < 7.4 (the Stop buttons). On an
+    interrupt ``on_interrupt`` runs and the wait goes on, or without one the wait ends with
+    KeyboardInterrupt (the work goes on)."""
+    wrapped = asyncio.wrap_future(future)
+    pumped = contextlib.nullcontext() if in_background_thread() else widget_messages_pumped()
+    async with pumped:
+        while not wrapped.done():
+            try:
+                await asyncio.wait({wrapped}, timeout=WAIT_STEP)
+            except asyncio.CancelledError:
+                if on_interrupt is None:
+                    raise KeyboardInterrupt from None
+                on_interrupt()
+    return wrapped.result()
+
+
 def defaults() -> dict[str, Any] | None:
     """The front door's defaults for a background answer (below ``%config`` and the
     environment): outside a kernel nothing is displayed while it streams."""
@@ -322,39 +373,16 @@ class Pending:
             raise RuntimeError(
                 "Pending.wait() would block nbstream's background loop: use `await` there"
             )
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not future.done():  # short waits: an interrupt is seen at once
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"the answer from {self.model} is still {self.state}")
-            with contextlib.suppress(concurrent.futures.TimeoutError):
-                future.result(0.05)
-        return future.result()
+        return wait_blocking(
+            future, timeout, still=lambda: f"the answer from {self.model} is still {self.state}"
+        )
 
     def __await__(self) -> Generator[Any, None, Response]:
         return self._wait_async().__await__()
 
     async def _wait_async(self) -> Response:
-        future = self._started()
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-
-        def wake(_: object) -> None:
-            def settle() -> None:
-                if not waiter.done():
-                    waiter.set_result(None)
-
-            with contextlib.suppress(RuntimeError):  # the awaiting loop is gone
-                loop.call_soon_threadsafe(settle)
-
-        # Not asyncio.wrap_future: cancelling the waiter (a kernel interrupt) must not
-        # cancel the stream.
-        future.add_done_callback(wake)
-        if in_background_thread():
-            await waiter
-        else:  # a cell awaits: on ipykernel < 7.4 the view's Stop needs pumping meanwhile
-            async with widget_messages_pumped():
-                await waiter
-        return future.result()
+        # an interrupt ends the wait (KeyboardInterrupt), not the stream
+        return await wait_in_cell(self._started())
 
     def _started(self) -> concurrent.futures.Future[Response]:
         if self._future is None:
@@ -446,4 +474,6 @@ __all__ = [
     "in_background_thread",
     "run_in_background",
     "start",
+    "wait_blocking",
+    "wait_in_cell",
 ]

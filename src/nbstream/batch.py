@@ -45,9 +45,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from typing_extensions import Unpack
 
 from . import cache
+from .background import run_in_background, wait_blocking, wait_in_cell
 from .engine import Stream
 from .errors import SettingsError
-from .kernel import get_shell, in_kernel, widget_messages_pumped
+from .kernel import get_shell, in_kernel
 from .limits import Limiter
 from .providers.common import one_line, redact, shared_clients
 from .response import Response
@@ -109,35 +110,25 @@ class Job:
         a kernel interrupt stops the batch and returns (in a kernel: stores in ``_llm`` and
         raises KeyboardInterrupt) what finished plus the cancelled rows."""
         assert self._future is not None
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            try:
-                return self._result(self._future.result(timeout=0.05))
-            except concurrent.futures.TimeoutError:
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"the batch is still running: {self.tally.summary()}"
-                    ) from None
-            except KeyboardInterrupt:
-                self.interrupted = True
-                self.stop()
+        value = wait_blocking(
+            self._future,
+            timeout,
+            still=lambda: f"the batch is still running: {self.tally.summary()}",
+            on_interrupt=self._interrupted,
+        )
+        return self._result(value)
 
     def __await__(self) -> Any:
         return self._awaited().__await__()
 
     async def _awaited(self) -> Any:
         assert self._future is not None
-        wrapped = asyncio.wrap_future(self._future)
-        async with widget_messages_pumped():  # the Stop button, on ipykernel < 7.4
-            while not wrapped.done():
-                try:
-                    # a 0.1 s tick: the kernel's loop must wake up to see an interrupt
-                    # (docs/design.md#stop-while-a-cell-runs); the batch runs on another loop
-                    await asyncio.wait({wrapped}, timeout=0.1)
-                except asyncio.CancelledError:  # kernel interrupt: stop, keep what finished
-                    self.interrupted = True
-                    self.stop()
-        return self._result(wrapped.result())
+        return self._result(await wait_in_cell(self._future, on_interrupt=self._interrupted))
+
+    def _interrupted(self) -> None:
+        """Ctrl-C or a kernel interrupt while waiting: stop, keep what finished."""
+        self.interrupted = True
+        self.stop()
 
     def _result(self, value: Any) -> Any:
         """The results; after an interrupt in a kernel, stored in ``_llm`` and the
@@ -447,7 +438,6 @@ def _start(
     if background and not in_kernel() and "display" not in options:
         display_mode = "none"  # a progress line over the terminal's prompt is unusable
     display = make_progress(display_mode, tally, on_stop=job.stop)
-    from .background import run_in_background
 
     if mode == "batch":
         from .batch_service import SUPPORTED
@@ -784,7 +774,6 @@ def collect(
     ``batch_id`` is ``job.id`` (``"openai:batch_…"``); the rows' prompts and model come from
     the history file where the submission was recorded."""
     from . import store as records
-    from .background import run_in_background
     from .progress import Tally, make_progress
     from .run import configured
 
