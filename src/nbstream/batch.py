@@ -335,20 +335,11 @@ class StreamRunner:
 
     def _count(self, index: int, response: Response) -> None:
         tally = self.tally
-        if response.finish_reason in ("stop", "length"):
-            tally.done += 1
-            if response.cached:
-                tally.cached += 1
-            finished = tally.done - tally.cached
-            if not response.cached and finished:
-                self.average_output += (response.output_tokens - self.average_output) / finished
-        elif response.finish_reason == "cancelled":
-            tally.cancelled += 1
-        else:
-            tally.failed += 1
-        tally.output_tokens += response.output_tokens - response.chunks
-        if tally.cost is not None:
-            tally.cost = None if response.cost is None else tally.cost + response.cost
+        tally.output_tokens -= response.chunks  # counted live, a delta each: now the reported
+        tally.record(response)
+        paid = tally.done - tally.cached
+        if response.finish_reason in ("stop", "length") and not response.cached and paid:
+            self.average_output += (response.output_tokens - self.average_output) / paid
         if self.focus is None and response.text:  # the pane shows the last finished answer
             tally.pane_title = f"row {self.job.rows.labels[index]!r} · {response.ending}"
             tally.pane_text = response.text[-2000:]
@@ -690,22 +681,11 @@ class ServiceRunner:
                     self._validate(response)
                     self._record(i, response)
                     self.job.responses[i] = response
-            tally.done = tally.failed = tally.cancelled = 0
-            tally.output_tokens = 0
+            tally.done = tally.failed = tally.cancelled = tally.cached = tally.output_tokens = 0
             tally.cost = 0.0
-            for row in self.job.responses:
-                if row is None:
-                    continue
-                response = row
-                if response.finish_reason in ("stop", "length"):
-                    tally.done += 1
-                elif response.finish_reason == "cancelled":
-                    tally.cancelled += 1
-                else:
-                    tally.failed += 1
-                tally.output_tokens += response.output_tokens
-                if tally.cost is not None:
-                    tally.cost = None if response.cost is None else tally.cost + response.cost
+            for row in self.job.responses:  # counted again from what came back
+                if row is not None:
+                    tally.record(row)
             tally.running = 0
         finally:
             tally.ended = time.monotonic()
