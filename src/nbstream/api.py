@@ -13,8 +13,6 @@ it is declared in the overloads, so the functions' own signature stays
 from __future__ import annotations
 
 import os
-import sys
-from collections import ChainMap
 from collections.abc import Mapping
 from typing import Any, Literal, TypedDict, overload
 
@@ -26,7 +24,7 @@ from .engine import Stream
 from .errors import SettingsError
 from .kernel import in_kernel
 from .response import Response
-from .run import make_stream, run_awaited, run_blocking, store
+from .run import caller_namespace, make_stream, run_awaited, run_blocking, store
 from .settings import CacheMode, DisplayMode
 
 
@@ -64,15 +62,6 @@ def _background(options: dict[str, Any]) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"background must be True or False, got {value!r}")
     return value
-
-
-def _caller_namespace(depth: int = 2) -> Mapping[str, Any]:
-    """The variables of the code that called ``ask`` (a schema may be named by a string)."""
-    try:
-        frame = sys._getframe(depth)
-    except ValueError:
-        return {}
-    return ChainMap(frame.f_locals, frame.f_globals)
 
 
 class Options(TypedDict, total=False):
@@ -150,7 +139,7 @@ async def ask(prompt: str, **options: Any) -> Response | Pending:
     options = dict(options)
     background = _background(options)
     stream = _stream(
-        prompt, options, awaited=True, namespace=_caller_namespace(), background=background
+        prompt, options, awaited=True, namespace=caller_namespace(), background=background
     )
     if background:
         pending = bg.start(stream)
@@ -195,7 +184,7 @@ def ask_sync(prompt: str, **options: Any) -> Response | Pending:
     options = dict(options)
     background = _background(options)
     stream = _stream(
-        prompt, options, awaited=False, namespace=_caller_namespace(), background=background
+        prompt, options, awaited=False, namespace=caller_namespace(), background=background
     )
     if background:
         pending = bg.start(stream)

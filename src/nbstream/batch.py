@@ -34,10 +34,8 @@ file, so ``nbstream.collect(job_id)`` picks the results up from another kernel.
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import contextlib
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -50,9 +48,18 @@ from .engine import Stream
 from .errors import SettingsError
 from .kernel import get_shell, in_kernel
 from .limits import Limiter
+from .providers.base import Final
 from .providers.common import one_line, redact, shared_clients
 from .response import Response
 from .rows import Rows, fill_prompts, shape, take_rows
+from .run import (
+    caller_namespace,
+    configured,
+    make_request,
+    make_stream,
+    resolve_model,
+    run_awaited,
+)
 from .settings import UNSET, Settings, resolve
 
 if TYPE_CHECKING:
@@ -297,8 +304,6 @@ class StreamRunner:
         prompt = self.prompts[index]
         if self.stopping:
             return self._cancelled(index)
-        from .run import make_stream, run_awaited
-
         stream = make_stream(
             prompt,
             self.call,
@@ -349,14 +354,6 @@ class StreamRunner:
 # -- the front doors -------------------------------------------------------------------------
 
 
-def _caller_namespace(depth: int) -> Mapping[str, Any]:
-    try:
-        frame = sys._getframe(depth)
-    except ValueError:
-        return {}
-    return collections.ChainMap(frame.f_locals, frame.f_globals)
-
-
 def _check(concurrency: int, rpm: int | None, tpm: int | None, mode: str) -> None:
     if (
         isinstance(concurrency, bool)
@@ -390,7 +387,6 @@ def _start(
     """Check everything, show the progress display (in the caller's thread: its output
     belongs to the running cell) and start the batch on the background loop."""
     from .progress import Tally, make_progress
-    from .run import configured, resolve_model
     from .structured import resolve_schema
 
     _check(concurrency, rpm, tpm, mode)
@@ -492,7 +488,7 @@ async def map(  # nbstream.map, as users name it (shadows the builtin in this mo
     from the replay cache (``cache="auto"`` here unless configured) at no cost.
     """
     knobs = (concurrency, rpm, tpm, mode, background, column)
-    job = _start(items, prompt, *knobs, dict(options), _caller_namespace(2))
+    job = _start(items, prompt, *knobs, dict(options), caller_namespace())
     if background or mode == "batch":
         return job
     return await job
@@ -514,7 +510,7 @@ def map_sync(
     the batch and returns what finished plus cancelled rows (in a kernel: stores them in
     ``_llm`` and raises KeyboardInterrupt)."""
     knobs = (concurrency, rpm, tpm, mode, background, column)
-    job = _start(items, prompt, *knobs, dict(options), _caller_namespace(2))
+    job = _start(items, prompt, *knobs, dict(options), caller_namespace())
     if background or mode == "batch":
         return job
     return job.wait()
@@ -558,8 +554,6 @@ class ServiceRunner:
         self.display.refresh()
 
     def _requests(self) -> list[Any]:
-        from .run import make_request
-
         name = self.model_id.partition(":")[2]
         return [make_request(self.settings, p, name, schema=self.schema) for p in self.prompts]
 
@@ -571,21 +565,18 @@ class ServiceRunner:
         self.requests = self._requests()
         tally = self.job.tally
         cached: dict[int, Response] = {}
-        if self.settings.cache in ("auto", "read", "replay"):
-            for i, request in enumerate(self.requests):
-                entry = cache.read(
-                    self.settings.cache_dir, cache.request_key(self.provider, request)
+        for i, request in enumerate(self.requests):
+            entry = cache.recorded(self.provider, request, self.settings)
+            if entry is not None:
+                cached[i] = Response(
+                    "".join(entry.deltas),
+                    finish_reason=entry.finish_reason,  # type: ignore[arg-type]
+                    model=self.model_id,
+                    usage=entry.usage,
+                    prompt=self.prompts[i],
+                    cost=0.0,
+                    cached=True,
                 )
-                if entry is not None:
-                    cached[i] = Response(
-                        "".join(entry.deltas),
-                        finish_reason=entry.finish_reason,  # type: ignore[arg-type]
-                        model=self.model_id,
-                        usage=entry.usage,
-                        prompt=self.prompts[i],
-                        cost=0.0,
-                        cached=True,
-                    )
         for i, response in cached.items():
             self._validate(response)
             self.job.responses[i] = response
@@ -614,13 +605,14 @@ class ServiceRunner:
             from .providers.common import mask_url
 
             base_url = self.requests[0].base_url
+            if base_url and mask_url(base_url) != base_url:
+                base_url = None  # never stored with credentials: collect() uses the option
             records.save_batch(
                 path,
                 {
                     "id": job_id,
-                    "created": _now(),
                     "model": self.model_id,
-                    "base_url": mask_url(base_url) if base_url else None,
+                    "base_url": base_url,
                     "rows": len(self.prompts),
                     "prompts": self.prompts,
                     "options": {
@@ -705,38 +697,18 @@ class ServiceRunner:
 
     def _record(self, index: int, response: Response) -> None:
         """A finished row goes into the replay cache (when it records)."""
-        if self.settings.cache not in ("auto", "write") or response.finish_reason not in (
-            "stop",
-            "length",
-        ):
+        if response.cached or response.finish_reason not in ("stop", "length"):
             return
-        if response.cached:
-            return
-        from .providers.base import Final
-
-        request = self.requests[index]
-        key = cache.request_key(self.provider, request)
-        with contextlib.suppress(OSError):
-            cache.write(
-                self.settings.cache_dir,
-                key,
-                cache.key_material(self.provider, request),
-                self.model_id,
-                [response.text],
-                Final("length" if response.finish_reason == "length" else "stop", response.usage),
-            )
+        final = Final("length" if response.finish_reason == "length" else "stop", response.usage)
+        cache.keep(
+            self.provider, self.model_id, self.requests[index], self.settings, final, response.text
+        )
 
 
 async def _nap(seconds: float, wake: Callable[[], bool]) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end and not wake():
         await asyncio.sleep(0.05)
-
-
-def _now() -> str:
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def collect(
@@ -755,7 +727,6 @@ def collect(
     the history file where the submission was recorded."""
     from . import store as records
     from .progress import Tally, make_progress
-    from .run import configured
 
     provider, sep, provider_id = batch_id.partition(":")
     if not sep or not provider_id:
@@ -790,12 +761,12 @@ def collect(
         from .structured import resolve_schema
 
         with contextlib.suppress(Exception):
-            schema = resolve_schema(label, _caller_namespace(2))
+            schema = resolve_schema(label, caller_namespace())
     tally = Tally(total=len(prompts), mode="batch", model=model_id)
     job = Job(tally, rows, column, schema)
     job.id = batch_id
     settings_b = settings
-    if found.get("base_url") and "***" not in str(found["base_url"]):
+    if found.get("base_url"):
         settings_b = settings.model_copy(update={"base_url": found["base_url"]})
     display_view = make_progress(settings.display, tally, on_stop=job.stop)
     runner = ServiceRunner(

@@ -76,6 +76,11 @@ PACE = 0.002
 MAX_REPLAY = 1.0
 """...and at most this long for the whole answer."""
 
+READS = frozenset({"auto", "read", "replay"})
+"""The modes that reuse a recorded answer."""
+WRITES = frozenset({"auto", "write"})
+"""The modes that record an answer."""
+
 REPLAY_PACE: contextvars.ContextVar[float] = contextvars.ContextVar(
     "nbstream_replay_pace", default=PACE
 )
@@ -194,6 +199,27 @@ def write(
     return path
 
 
+def recorded(provider_name: str, request: Request, settings: Settings) -> Entry | None:
+    """The recorded answer for ``request`` when ``settings.cache`` reuses answers, else
+    ``None`` (for answers that are not streamed: a provider batch's rows)."""
+    if settings.cache not in READS:
+        return None
+    return read(settings.cache_dir, request_key(provider_name, request))
+
+
+def keep(
+    provider_name: str, model_id: str, request: Request, settings: Settings, final: Final, text: str
+) -> None:
+    """Record a completed answer when ``settings.cache`` records (as one delta; a disk
+    error loses the record, never the answer)."""
+    if settings.cache not in WRITES:
+        return
+    key = request_key(provider_name, request)
+    material = key_material(provider_name, request)
+    with contextlib.suppress(OSError):
+        write(settings.cache_dir, key, material, model_id, [text], final)
+
+
 # -- the provider wrapper ---------------------------------------------------------------------
 
 
@@ -276,7 +302,7 @@ def wrap(
         return provider, lookup
     cache_dir = settings.cache_dir
     lookup.path = cache_path(cache_dir, key)
-    if mode in ("auto", "read", "replay"):
+    if mode in READS:
         entry = read(cache_dir, key)
         if entry is not None:
             lookup.hit = True
@@ -284,7 +310,7 @@ def wrap(
     if mode == "replay":
         lookup.replay_miss = True
         return refuser(lookup, cache_dir), lookup
-    if mode in ("auto", "write"):
+    if mode in WRITES:
         material = key_material(provider_name, request)
         return recorder(provider, cache_dir, key, material, model_id), lookup
     return provider, lookup  # read, miss
@@ -292,12 +318,16 @@ def wrap(
 
 __all__ = [
     "NOT_IN_KEY",
+    "READS",
     "REPLAY_PACE",
+    "WRITES",
     "Entry",
     "Lookup",
     "cache_path",
+    "keep",
     "key_material",
     "read",
+    "recorded",
     "request_key",
     "wrap",
     "write",

@@ -16,7 +16,9 @@ import asyncio
 import contextvars
 import os
 import signal
+import sys
 import threading
+from collections import ChainMap
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -162,6 +164,16 @@ def make_stream(
         notes=[n for n in (note, chat.note() if chat else None) if n],
     )
     return plan.stream(request)
+
+
+def caller_namespace(depth: int = 2) -> Mapping[str, Any]:
+    """The variables of the code that called the front door which calls this (``depth``
+    frames up): a schema or a prompt field may name them."""
+    try:
+        frame = sys._getframe(depth)
+    except ValueError:
+        return {}
+    return ChainMap(frame.f_locals, frame.f_globals)
 
 
 def user_namespace(namespace: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -323,6 +335,7 @@ def store(response: Response, out: str | None = None) -> None:
 
 
 __all__ = [
+    "caller_namespace",
     "configured",
     "make_request",
     "make_sink",

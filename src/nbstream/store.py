@@ -90,7 +90,7 @@ BATCH_COLUMNS: dict[str, str] = {
     "id": "TEXT PRIMARY KEY",  # "provider:batch id", what nbstream.collect() takes
     "created": "TEXT NOT NULL",
     "model": "TEXT NOT NULL",  # "provider:name"
-    "base_url": "TEXT",  # the server it went to (credentials masked), NULL: the SDK's default
+    "base_url": "TEXT",  # the server it went to; NULL: the default (or a URL with credentials)
     "rows": "INTEGER NOT NULL",
     "prompts": "TEXT",  # JSON list: the prompt of each row, as sent (row order)
     "options": "TEXT",  # JSON: options that differ from their defaults
@@ -296,8 +296,10 @@ _INSERT = (
 
 
 def save_batch(path: Path, row: dict[str, Any]) -> None:
-    """Record a submitted provider batch (written at once: its id must outlive the kernel)."""
-    values = dict(row, session=SESSION)
+    """Record a submitted provider batch (written at once: its id must outlive the kernel);
+    ``created`` is now unless the row says."""
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    values = {"created": created, **row, "session": SESSION}
     for name in ("prompts", "options"):
         if values.get(name) is not None:
             values[name] = json.dumps(values[name], ensure_ascii=False, default=str)
