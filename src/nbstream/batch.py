@@ -48,6 +48,7 @@ from .engine import Stream
 from .errors import SettingsError
 from .kernel import get_shell, in_kernel
 from .limits import Limiter
+from .progress import PANE_CHARS
 from .providers.base import Final
 from .providers.common import one_line, redact, shared_clients
 from .response import Response
@@ -258,8 +259,8 @@ class StreamRunner:
             tally.pane_title = f"row {self.job.rows.labels[index]!r}"
             tally.pane_text = ""
         if self.focus == index:
-            text = tally.pane_text + delta
-            tally.pane_text = text if len(text) < 4000 else text[-2000:]
+            text = tally.pane_text + delta  # kept short: the display sends its last PANE_CHARS
+            tally.pane_text = text if len(text) < 2 * PANE_CHARS else text[-PANE_CHARS:]
         self.display.refresh()
 
     def note(self, text: str) -> None:
@@ -347,7 +348,7 @@ class StreamRunner:
             self.average_output += (response.output_tokens - self.average_output) / paid
         if self.focus is None and response.text:  # the pane shows the last finished answer
             tally.pane_title = f"row {self.job.rows.labels[index]!r} · {response.ending}"
-            tally.pane_text = response.text[-2000:]
+            tally.pane_text = response.text[-PANE_CHARS:]
         self.display.refresh()
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import html as htmlmod
+import re
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -30,6 +32,13 @@ math itself (MathML), and MathJax would turn "$5 and $10" in prose into math."""
 
 HTML_INTERVAL = 0.25
 """Seconds between live HTML updates (each carries the whole answer so far)."""
+
+
+def inline_css(name: str) -> str:
+    """The stylesheet ``static/<name>`` without comments or line breaks, for the ``<style>``
+    of a static bundle (a saved notebook carries its own styles)."""
+    text = (Path(__file__).parent / "static" / name).read_text(encoding="utf-8")
+    return " ".join(re.sub(r"/\*.*?\*/", "", text, flags=re.S).split())
 
 
 class Throttle:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import functools
 import html as htmlmod
 import json
-import re
 import shutil
 import sys
 import threading
@@ -43,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from .live_html import Throttle
+from .live_html import Throttle, inline_css
 from .pricing import format_cost
 
 if TYPE_CHECKING:
@@ -250,12 +249,8 @@ def progress_bundle(tally: Tally, *, final: bool) -> dict[str, str]:
     return {"text/html": html, "text/plain": text}
 
 
-_STYLE = " ".join(
-    re.sub(
-        r"/\*.*?\*/", "", (_STATIC / "progress.css").read_text(encoding="utf-8"), flags=re.S
-    ).split()
-)
-"""progress.css without comments or line breaks: the static bundle's own stylesheet."""
+_STYLE = inline_css("progress.css")
+"""The static bundle's own stylesheet."""
 
 
 # -- pacing ---------------------------------------------------------------------------------

@@ -83,18 +83,11 @@ def field_names(template: str) -> list[str]:
     """The first names of the fields :func:`interpolate` would look up, in order, once each
     (``"{row.a} {{x}} {n:,}"`` → ``["row", "n"]``)."""
     names: list[str] = []
-    escaped = 0
     for match in _TOKEN.finditer(template):
-        whole = match.group(0)
-        if whole == "{{":
-            escaped += 1
-        elif whole == "}}":
-            escaped = max(0, escaped - 1)
-        else:
-            head = _HEAD.match(match.group("path"))
-            assert head is not None
-            if head.group() not in names:
-                names.append(head.group())
+        path = match.group("path")  # None for "{{" and "}}"
+        head = _HEAD.match(path) if path else None
+        if head is not None and head.group() not in names:
+            names.append(head.group())
     return names
 
 

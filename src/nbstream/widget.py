@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import html as htmlmod
 import json
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -35,7 +34,14 @@ import traitlets
 from typing_extensions import NotRequired
 
 from . import markdown
-from .live_html import ANSWER_OPEN, HTML_INTERVAL, Throttle, live_bundle, status_words
+from .live_html import (
+    ANSWER_OPEN,
+    HTML_INTERVAL,
+    Throttle,
+    inline_css,
+    live_bundle,
+    status_words,
+)
 
 if TYPE_CHECKING:
     from .engine import Stream
@@ -426,7 +432,5 @@ def _static_css(with_code: bool) -> str:
     return css
 
 
-_STYLE = " ".join(
-    re.sub(r"/\*.*?\*/", "", (_STATIC / "view.css").read_text(encoding="utf-8"), flags=re.S).split()
-)
-"""view.css without comments or line breaks: the saved answer's own stylesheet."""
+_STYLE = inline_css("view.css")
+"""The saved answer's own stylesheet."""
