@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from typing_extensions import Unpack
 
 from . import cache
+from .background import defaults as background_defaults
 from .background import run_in_background, wait_blocking, wait_in_cell
 from .engine import Stream
 from .errors import SettingsError
@@ -401,7 +402,8 @@ def _start(
         schema = resolve_schema(given, namespace)
         call["schema"] = schema
     try:
-        settings = resolve({**call, "schema": UNSET}, configured(), defaults=MAP_DEFAULTS)
+        defaults = {**MAP_DEFAULTS, **(background_defaults() or {})} if background else MAP_DEFAULTS
+        settings = resolve({**call, "schema": UNSET}, configured(), defaults=defaults)
     except SettingsError as exc:
         raise SettingsError(exc.problems, call_name=str) from None
     if settings.chat:
@@ -422,10 +424,7 @@ def _start(
 
     tally = Tally(total=len(prompts), mode=mode, model=full_id)
     job = Job(tally, rows, column, schema)
-    display_mode = settings.display
-    if background and not in_kernel() and "display" not in options:
-        display_mode = "none"  # a progress line over the terminal's prompt is unusable
-    display = make_progress(display_mode, tally, on_stop=job.stop)
+    display = make_progress(settings.display, tally, on_stop=job.stop)
 
     if mode == "batch":
         from .batch_service import SUPPORTED
