@@ -32,6 +32,16 @@ def in_kernel(shell: Any | None = None) -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
+def widgets_available() -> bool:
+    """ipywidgets and anywidget import (nbstream's live views need both)."""
+    try:
+        import anywidget  # noqa: F401
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def ipykernel_version() -> tuple[int, ...]:
     try:
         version = importlib.metadata.version("ipykernel")

@@ -522,10 +522,10 @@ def make_progress(
     once. ``on_stop``: see :class:`WidgetProgress` (thread-safe)."""
     mode = display
     if mode == "auto":
-        from .kernel import in_kernel
+        from .kernel import in_kernel, widgets_available
 
         if in_kernel():
-            mode = "widget" if _widgets_available() else "html"
+            mode = "widget" if widgets_available() else "html"
         else:
             mode = "text" if _isatty(sys.stderr) else "none"
     if mode == "widget":
@@ -537,15 +537,6 @@ def make_progress(
     if mode == "none":
         return NullProgress()
     raise ValueError(f"unknown display {display!r}: expected auto, widget, html, text or none")
-
-
-def _widgets_available() -> bool:
-    try:
-        import anywidget  # noqa: F401
-        import ipywidgets  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _isatty(stream: TextIO | None) -> bool:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from .call import Call, Chat, Relay, call_of
 from .engine import NullSink, Sink, Stream, neutral
-from .kernel import get_shell, in_kernel, widget_messages_pumped
+from .kernel import get_shell, in_kernel, widget_messages_pumped, widgets_available
 from .providers import is_builtin, parse_model_id
 from .providers.base import Request
 from .response import Response
@@ -199,7 +199,7 @@ def make_sink(settings: Settings, *, stoppable: bool = True, schema: Schema | No
     if mode == "none":
         return NullSink()
     if mode == "auto":
-        mode = ("widget" if _widgets_available() else "html") if in_kernel() else "text"
+        mode = ("widget" if widgets_available() else "html") if in_kernel() else "text"
     if mode == "widget":
         from .widget import WidgetSink
 
@@ -217,15 +217,6 @@ def make_sink(settings: Settings, *, stoppable: bool = True, schema: Schema | No
     from .terminal import TerminalSink
 
     return TerminalSink(show_prompt=settings.show_prompt)
-
-
-def _widgets_available() -> bool:
-    try:
-        import anywidget  # noqa: F401
-        import ipywidgets  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 async def run_awaited(stream: Stream, *, pump: bool = True) -> Response:
