@@ -249,3 +249,76 @@ def test_replay_streams_at_a_brisk_fixed_pace(tmp_path, n, at_least, at_most):
     r = ask("openai:m", tmp_path, "replay", prompt="p")
     assert r.cached and r.chunks == n and r == "".join(deltas)
     assert at_least <= r.elapsed <= at_most, r.elapsed
+
+
+# -- the verdict, damaged entries, folders that cannot be written ---------------------------------
+
+
+def test_an_answer_that_fails_validation_is_not_recorded_and_is_asked_again(fake_llm, tmp_path):
+    """Recorded after the verdict: a validation failure used to be replayed forever."""
+    model = fake_llm.script(text='{"name": "Oslo"}')  # no population
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["name", "population"],
+    }
+    first = ask(f"openai:{model}", tmp_path, "auto", schema=schema, retries=0)
+    assert first.finish_reason == "error" and "population" in (first.error or "")
+    assert files(tmp_path) == []
+    second = ask(f"openai:{model}", tmp_path, "auto", schema=schema, retries=0)
+    assert not second.cached and len(fake_llm.log(model)) == 2
+
+
+def test_a_valid_schema_answer_is_recorded_once_judged(fake_llm, tmp_path):
+    model = fake_llm.script(text='{"name": "Oslo", "population": 7}')
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["name", "population"],
+    }
+    ask(f"openai:{model}", tmp_path, "auto", schema=schema)
+    again = ask(f"openai:{model}", tmp_path, "auto", schema=schema)
+    assert again.cached and again.data == {"name": "Oslo", "population": 7}
+    assert len(files(tmp_path)) == 1 and len(fake_llm.log(model)) == 1
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: data.pop("model"),
+        lambda data: data["usage"].update(input_tokens=None),
+        lambda data: data.update(deltas="not a list"),
+        lambda data: data.update(finish_reason=None),
+        "{not json",
+        "[]",
+    ],
+)
+def test_a_damaged_entry_is_a_miss_said_once(fake_llm, tmp_path, damage):
+    model = fake_llm.script(tokens=TOKENS, usage={"input_tokens": 3, "output_tokens": 4})
+    ask(f"openai:{model}", tmp_path, "write")
+    (path,) = tmp_path.glob("*.json")
+    if isinstance(damage, str):
+        path.write_text(damage)
+    else:
+        data = json.loads(path.read_text())
+        damage(data)
+        path.write_text(json.dumps(data))
+    with pytest.warns(RuntimeWarning, match="damaged") as seen:
+        r = ask(f"openai:{model}", tmp_path, "read")
+        ask(f"openai:{model}", tmp_path, "read")
+    assert len([w for w in seen if "damaged" in str(w.message)]) == 1
+    assert str(path) in str(seen[0].message)
+    assert not r.cached and r == "The answer is **42**." and r.finish_reason == "stop"
+    assert len(fake_llm.log(model)) == 3
+
+
+def test_an_unwritable_cache_folder_warns_once_and_loses_no_answer(fake_llm, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    model = fake_llm.script(tokens=TOKENS)
+    with pytest.warns(RuntimeWarning, match="cannot record answers") as seen:
+        first = ask(f"openai:{model}", blocker, "auto")
+        second = ask(f"openai:{model}", blocker, "write")
+    assert first == second == "The answer is **42**." and second.finish_reason == "stop"
+    assert len([w for w in seen if "cannot record" in str(w.message)]) == 1
+    assert "cache_dir" in str(seen[0].message)

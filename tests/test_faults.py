@@ -216,6 +216,38 @@ def test_credentials_in_a_base_url_never_show_in_llm_config(ip, monkeypatch, cap
     assert "http://***@proxy.local:8080/v1" in out and "https://***@gw.local/v1" in out
 
 
+SECRET_QUERY = (
+    "?api-key=QS1-SECRET&key=QS2-SECRET&token=QS3-SECRET&access_token=QS4-SECRET&region=eu"
+)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_secret_query_values_in_a_base_url_never_show(provider, monkeypatch):
+    """Azure-style ``?api-key=``, ``?key=``, ``?token=``, ``?access_token=`` and any value equal
+    to a configured key are masked like ``user:password@``."""
+    key = OPENAI_KEY if provider == "openai" else ANTHROPIC_KEY
+    url = "http://127.0.0.1:9" + ("/v1" if provider == "openai" else "")
+    r = ask(provider, "m", base_url=f"{url}{SECRET_QUERY}&k={key}", http_retries=0)
+    assert r.finish_reason == "error" and "SECRET" not in r.error and key not in r.error
+    assert "api-key=***" in r.error and "access_token=***" in r.error and "region=eu" in r.error
+    assert "SECRET" not in repr(r) and "SECRET" not in str(r.__dict__)
+
+
+def test_secret_query_values_never_show_in_llm_config_or_the_history(ip, monkeypatch, capsys):
+    from nbstream import store
+    from nbstream.settings import Settings
+
+    monkeypatch.setenv("NBSTREAM_BASE_URL", f"http://proxy.local:8080/v1{SECRET_QUERY}")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"https://gw.local/v1?k={OPENAI_KEY}")
+    ip.run_line_magic("llm", "config")
+    out = capsys.readouterr().out
+    assert "SECRET" not in out and OPENAI_KEY not in out
+    assert "?api-key=***&key=***&token=***&access_token=***&region=eu" in out
+    assert "https://gw.local/v1?k=***" in out
+    options = store.options_of(Settings(base_url=f"http://h/v1{SECRET_QUERY}"))
+    assert "SECRET" not in str(options) and "region=eu" in options["base_url"]
+
+
 def test_401_with_only_an_auth_token_names_that_variable(fake_llm, monkeypatch):
     monkeypatch.delenv("ANTHROPIC_API_KEY")
     monkeypatch.setenv("ANTHROPIC_AUTH_TOKEN", "tok-faultsuite-SECRET-987654321")

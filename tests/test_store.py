@@ -145,6 +145,62 @@ def test_a_locked_file_does_not_hold_up_the_answer(keys, fake_llm, tmp_path):
     assert row["text"] == "quick"
 
 
+def test_a_damaged_history_file_warns_once_and_keeps_every_answer(keys, fake_llm, tmp_path, ip):
+    path = tmp_path / "h.sqlite"
+    path.write_bytes(b"this is not a database, someone edited it\n" * 50)
+    model = fake_llm.script(tokens=["kept"])
+    with pytest.warns(RuntimeWarning, match="damaged") as seen:
+        first, second = ask(model, path), ask(model, path)
+    assert first == second == "kept" and first.finish_reason == "stop"
+    messages = [str(w.message) for w in seen if "history" in str(w.message)]
+    assert len(messages) == 1 and str(path) in messages[0] and "rename" in messages[0]
+    with pytest.raises(nbstream.HistoryError, match="damaged") as info:
+        nbstream.history(path=path)
+    assert "rename it to h.sqlite.bad" in str(info.value) and "\n" not in str(info.value)
+    from IPython.core.error import UsageError
+
+    ip.run_line_magic("config", f"LLMMagics.history = {str(path)!r}")
+    try:
+        with pytest.raises(UsageError, match="is damaged"):
+            ip.run_line_magic("llm", "history")
+    finally:
+        ip.run_line_magic("config", "LLMMagics.history = None")
+
+
+def test_reading_a_file_locked_by_another_process_waits_about_a_second(tmp_path):
+    path = tmp_path / "h.sqlite"
+    fill(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode = DELETE")  # a reader then needs the shared lock
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    blocker.execute("INSERT INTO answers (created) VALUES ('2026-12-07T00:00:00+00:00')")
+    try:
+        started = time.monotonic()
+        with pytest.raises(nbstream.HistoryError, match="locked by another process") as info:
+            store.history(path=path)
+        took = time.monotonic() - started
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert took < 5.0, took  # was 30-40 s, then a raw OperationalError
+    assert "Try again in a moment" in str(info.value)
+    assert len(store.history(path=path)) == 4  # released: readable again
+
+
+def test_llm_history_0_is_a_usage_error_not_no_answers(tmp_path, ip):
+    from IPython.core.error import UsageError
+
+    path = tmp_path / "h.sqlite"
+    fill(path)
+    ip.run_line_magic("config", f"LLMMagics.history = {str(path)!r}")
+    try:
+        with pytest.raises(UsageError, match="1 or more"):
+            ip.run_line_magic("llm", "history 0")
+    finally:
+        ip.run_line_magic("config", "LLMMagics.history = None")
+
+
 WRITER = textwrap.dedent(
     """
     import sys

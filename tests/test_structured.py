@@ -878,3 +878,76 @@ class TestWithModel:
         assert list(data) == ["name", "population"]
         city = schema.validate(choice["text"])
         assert isinstance(city, City) and city.name
+
+
+def _shout(value: str) -> str:
+    raise AssertionError("a schema's validator was called")
+
+
+@dataclasses.dataclass
+class _Holder:
+    callback: typing.Callable[[], None]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        _shout,
+        print,
+        len,
+        str.upper,
+        sys,
+        re.compile,
+        HTMLParser,  # a class of behaviour, not a record
+        list[_shout],  # type: ignore[valid-type]
+        typing.Optional[HTMLParser],  # noqa: UP045 - the typing spelling
+        typing.Annotated[str, _shout],
+        type[int],
+    ],
+)
+def test_only_data_types_describe_an_answer(spec: typing.Any) -> None:
+    with pytest.raises(S.SchemaError, match="schema"):
+        resolve_schema(spec)
+
+
+def test_the_refusal_is_one_line_naming_the_thing_and_what_is_accepted() -> None:
+    import shutil
+
+    with pytest.raises(S.SchemaError) as info:
+        resolve_schema("shutil.rmtree", {"shutil": shutil})
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith("cannot describe shutil.rmtree as an answer: it is a function")
+    assert "pydantic model" in message and "JSON-schema dict" in message
+
+
+def test_data_types_and_constraints_are_accepted() -> None:
+    import datetime
+    import decimal
+    import enum
+    import uuid
+
+    from pydantic import Field
+
+    class Color(enum.Enum):
+        RED = "red"
+
+    class Pair(typing.NamedTuple):
+        a: int
+        b: str
+
+    for spec in (
+        int,
+        typing.Any,
+        dict[str, float],
+        list[Color],
+        Pair,
+        tuple[int, ...],
+        typing.Optional[datetime.date],  # noqa: UP045 - the typing spelling
+        decimal.Decimal | uuid.UUID,
+        typing.Annotated[int, Field(gt=0)],
+        typing.Literal["a", "b"],
+        typing.Sequence[int],
+        typing.Dict[str, typing.List[int]],  # noqa: UP006
+    ):
+        assert resolve_schema(spec).json_schema

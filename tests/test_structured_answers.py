@@ -12,7 +12,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 import pickle
+import shutil
+import subprocess
 import time
 import typing
 
@@ -84,6 +87,37 @@ def _keys(monkeypatch, fake_llm):
 
 def ask(provider: str, model: str, prompt: str = "Tell me", **options):
     return nbstream.ask_sync(prompt, model=f"{provider}:{model}", display="none", **options)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "shutil.rmtree",
+        "subprocess.getoutput",
+        "os.system",
+        "subprocess.Popen",
+        "shutil",
+        "json.dumps",
+    ],
+)
+def test_a_schema_that_is_not_a_data_type_is_refused_before_anything_is_sent(
+    fake_llm, tmp_path, spec
+):
+    """pydantic would call a function given as a type with the model's arguments: the
+    model's {"path": ...} went to shutil.rmtree. Nothing named in a schema is ever called."""
+    victim = tmp_path / "keep-me"
+    victim.mkdir()
+    (victim / "data.csv").write_text("a,b\n")
+    answer = json.dumps({"path": str(victim), "cmd": f"rm -r {victim}", "command": "true"})
+    model = fake_llm.script(text=answer)
+    assert shutil and subprocess and os  # the names the schema looks up (module globals)
+    with pytest.raises(
+        nbstream.SchemaError, match=r"cannot describe .* as an answer: it is .*; a schema describes"
+    ) as info:
+        ask("openai", model, schema=spec)
+    assert "\n" not in str(info.value)  # one line
+    assert victim.is_dir() and (victim / "data.csv").exists()
+    assert fake_llm.log(model) == []
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

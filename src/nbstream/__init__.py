@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import (
+    HistoryError,
     ModelIdError,
     NbstreamError,
     ProviderError,
@@ -30,6 +31,7 @@ __version__ = "0.2.0"
 __all__ = [
     "UNSET",
     "Final",
+    "HistoryError",
     "Job",
     "ModelIdError",
     "NbstreamError",

@@ -197,17 +197,20 @@ def ask_sync(prompt: str, **options: Any) -> Response | Pending:
     return response
 
 
-def history(n: int | None = 20, search: str | None = None) -> Any:
+def history(
+    n: int | None = 20, search: str | None = None, *, path: str | os.PathLike[str] | None = None
+) -> Any:
     """The ``n`` most recent recorded answers, oldest first (``n=None``: all), optionally only
     those whose prompt, system prompt, answer, error or model contain ``search``.
 
     A pandas DataFrame indexed by id when pandas is installed, else a list of dicts; the
     columns are described in :mod:`nbstream.store` (prompt, model, options, text,
     finish_reason, usage, cost, cached, timings, notebook, cell_id, …). Reads the file of the
-    ``history`` option (``%config LLMMagics.history``, ``$NBSTREAM_HISTORY``)."""
+    ``history`` option (``%config LLMMagics.history``, ``$NBSTREAM_HISTORY``), or ``path``.
+    A damaged or locked file raises :class:`~nbstream.HistoryError` saying how to fix it."""
     from .store import history as read_history
 
-    return read_history(n, search)
+    return read_history(n, search, path=path)
 
 
 def thread(name: str | None = None) -> list[dict[str, str]]:

@@ -27,8 +27,11 @@ left out, so adding an optional field to ``Request`` keeps existing keys valid.
     Recorded answers only: a miss is an error and nothing is sent. Record with
     ``cache="write"`` (or ``"auto"``) first.
 
-Only answers that completed on the wire (the provider's :class:`Final` arrived: ``stop`` or
-``length``) are recorded; stopped or failed answers never are.
+Only answers that completed (``stop`` or ``length``) are recorded, and only after the verdict
+(:meth:`Lookup.commit`, called by the front door's bookkeeping once a schema answer is
+validated): stopped, failed and invalid answers never are, so a re-run asks again.
+A cache folder that cannot be written warns once (per folder) and loses no answer; a damaged
+file (hand-edited, truncated) is a miss, said once per file.
 
 **The files**: one pretty-printed JSON file per request, ``<cache_dir>/<first 16 hex digits of
 the key>.json``, holding the key and the key material (for reviewers, and to detect a
@@ -49,11 +52,13 @@ import asyncio
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import hashlib
 import json
 import os
 import time
-from collections.abc import AsyncIterator
+import warnings
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -150,19 +155,53 @@ def read(cache_dir: str | os.PathLike[str], key: str) -> Entry | None:
     name, or a file that is not a recorded answer)."""
     path = cache_path(cache_dir, key)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or data.get("key") != key:
-        return None
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return None  # not recorded (or unreadable: the same as not recorded)
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return _damaged(path, f"not valid JSON ({exc})")
+    if not isinstance(data, dict):
+        return _damaged(path, "not a JSON object")
+    if data.get("key") != key:
+        return None  # another request with the same short name
     deltas = data.get("deltas")
     finish = data.get("finish_reason")
-    if not isinstance(deltas, list) or not all(isinstance(d, str) for d in deltas):
-        return None
-    if finish not in ("stop", "length"):
-        return None
+    model = data.get("model")
     usage = data.get("usage")
-    return Entry(key, deltas, finish, usage if isinstance(usage, dict) else None, data["model"])
+    if not isinstance(deltas, list) or not all(isinstance(d, str) for d in deltas):
+        return _damaged(path, "'deltas' is not a list of strings")
+    if finish not in ("stop", "length"):
+        return _damaged(path, f"'finish_reason' is {finish!r}, not 'stop' or 'length'")
+    if not isinstance(model, str):
+        return _damaged(path, "'model' is missing")
+    if usage is not None and not (
+        isinstance(usage, dict) and all(type(v) is int for v in usage.values())
+    ):
+        return _damaged(path, "'usage' holds something that is not a token count")
+    return Entry(key, deltas, finish, usage, model)
+
+
+_said: set[str] = set()
+
+
+def _warn_once(subject: str, message: str) -> None:
+    """Warn about ``subject`` once per process (a damaged file, an unwritable folder)."""
+    if subject in _said:
+        return
+    _said.add(subject)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def _damaged(path: Path, why: str) -> Entry | None:
+    """Say once that the entry at ``path`` is damaged; it is a miss (``None``)."""
+    _warn_once(
+        str(path),
+        f"nbstream: the cache entry {path} is damaged ({why}); it is treated as not recorded "
+        "and the request is sent. Delete the file (or record it again with cache='write').",
+    )
+    return None
 
 
 def write(
@@ -216,8 +255,27 @@ def keep(
         return
     key = request_key(provider_name, request)
     material = key_material(provider_name, request)
-    with contextlib.suppress(OSError):
-        write(settings.cache_dir, key, material, model_id, [text], final)
+    _write_or_warn(settings.cache_dir, key, material, model_id, [text], final)
+
+
+def _write_or_warn(
+    cache_dir: str | os.PathLike[str],
+    key: str,
+    material: dict[str, Any],
+    model: str,
+    deltas: list[str],
+    final: Final,
+) -> None:
+    """:func:`write`; a folder that cannot be written warns once and loses nothing else."""
+    try:
+        write(cache_dir, key, material, model, deltas, final)
+    except OSError as exc:
+        _warn_once(
+            f"write:{os.fspath(cache_dir)}",
+            f"nbstream: cannot record answers in the cache folder {os.fspath(cache_dir)} "
+            f"({type(exc).__name__}: {exc.strerror or exc}); answers are returned but not "
+            "recorded. Choose a writable folder with cache_dir= / --cache-dir, or cache='read'.",
+        )
 
 
 # -- the provider wrapper ---------------------------------------------------------------------
@@ -232,6 +290,15 @@ class Lookup:
     replay_miss: bool = False
     """``cache="replay"`` and nothing recorded: the request is not sent."""
     path: Path | None = None
+    pending: Callable[[], None] | None = None
+    """The recorder's write of a completed answer, waiting for the verdict (:meth:`commit`)."""
+
+    def commit(self, finish_reason: str) -> None:
+        """Record the answer that came through this lookup's recorder, if its verdict is a
+        usable answer (``stop`` / ``length``): not an answer that failed validation."""
+        pending, self.pending = self.pending, None
+        if pending is not None and finish_reason in ("stop", "length"):
+            pending()
 
 
 def replayer(entry: Entry) -> Provider:
@@ -251,9 +318,10 @@ def replayer(entry: Entry) -> Provider:
 
 
 def recorder(
-    provider: Provider, cache_dir: str, key: str, material: dict[str, Any], model: str
+    provider: Provider, lookup: Lookup, cache_dir: str, material: dict[str, Any], model: str
 ) -> Provider:
-    """``provider``, recording what came through when it completed with a :class:`Final`."""
+    """``provider``, keeping what came through when it completed with a :class:`Final` as
+    ``lookup.pending``: written by :meth:`Lookup.commit` once the answer is judged."""
 
     async def record(request: Request) -> AsyncIterator[str | Final]:
         deltas: list[str] = []
@@ -262,8 +330,9 @@ def recorder(
             async for item in stream:
                 if isinstance(item, Final):
                     # before yielding: the engine stops iterating at the Final
-                    with contextlib.suppress(OSError):
-                        write(cache_dir, key, material, model, deltas, item)
+                    lookup.pending = functools.partial(
+                        _write_or_warn, cache_dir, lookup.key, material, model, deltas, item
+                    )
                     yield item
                     return
                 deltas.append(item)
@@ -312,7 +381,7 @@ def wrap(
         return refuser(lookup, cache_dir), lookup
     if mode in WRITES:
         material = key_material(provider_name, request)
-        return recorder(provider, cache_dir, key, material, model_id), lookup
+        return recorder(provider, lookup, cache_dir, material, model_id), lookup
     return provider, lookup  # read, miss
 
 

@@ -266,6 +266,7 @@ class Bookkeeping:
         try:
             if call is not None:
                 call.check(stream, response)
+            self.lookup.commit(response.finish_reason)  # after the verdict, never before
             if self.lookup.replay_miss:
                 response.cost = 0.0  # nothing was sent
             else:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 __all__ = [
+    "HistoryError",
     "ModelIdError",
     "NbstreamError",
     "Problem",
@@ -127,6 +128,12 @@ class SchemaValidationError(NbstreamError, ValueError):
         super().__init__(message)
         self.field = field
         self.errors = errors or []
+
+
+class HistoryError(NbstreamError, ValueError):
+    """The history file cannot be read (damaged, locked by another process for longer than
+    :data:`nbstream.store.KERNEL_WAIT`, unreadable). The message says which file, what is
+    wrong and how to fix it. Answers are never lost to it: writing the history only warns."""
 
 
 class ResponseError(NbstreamError):

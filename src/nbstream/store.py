@@ -40,6 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import HistoryError
 from .settings import HISTORY_OFF, Settings
 
 if TYPE_CHECKING:
@@ -50,7 +51,11 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT = 30.0
-"""Seconds a writer or reader waits for another process's lock."""
+"""Seconds the writer thread waits for another process's lock (in the background)."""
+KERNEL_WAIT = 1.0
+"""Seconds anything on the kernel's own thread waits for the history file (a lock held by
+another process, rows still queued): past that it says so instead of blocking the kernel."""
+SQLITE_HEADER = b"SQLite format 3\x00"
 BATCH_DELAY = 0.05
 """Seconds the writer waits after a row for more to come, so that a batch of rows
 (:func:`nbstream.map`) is written in a few transactions instead of one per row."""
@@ -252,13 +257,13 @@ def provenance(stream: Stream, response: Response) -> dict[str, Any]:
 # -- writing -------------------------------------------------------------------------------------
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(path: Path, timeout: float = BUSY_TIMEOUT) -> sqlite3.Connection:
     """Open (and if needed create) a history file: WAL, busy timeout, the table."""
     import sqlite3
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+    conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
     with contextlib.suppress(sqlite3.OperationalError):  # e.g. a read-only file
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")  # WAL: no fsync per commit, still atomic
@@ -318,15 +323,20 @@ def save_batch(path: Path, row: dict[str, Any]) -> None:
 
 def find_batch(path: Path, batch_id: str) -> dict[str, Any] | None:
     """The recorded batch ``batch_id`` (JSON columns decoded), or ``None``."""
+    import sqlite3
+
     if not path.exists():
         return None
-    conn = connect(path)
     try:
-        cursor = conn.execute("SELECT * FROM batches WHERE id = ?", (batch_id,))
-        found = cursor.fetchone()
-        names = [d[0] for d in cursor.description]
-    finally:
-        conn.close()
+        conn = connect(path, timeout=KERNEL_WAIT)
+        try:
+            cursor = conn.execute("SELECT * FROM batches WHERE id = ?", (batch_id,))
+            found = cursor.fetchone()
+            names = [d[0] for d in cursor.description]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise HistoryError(diagnose(path, exc)) from None
     if found is None:
         return None
     row = dict(zip(names, found, strict=True))
@@ -346,6 +356,8 @@ class Writer:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.fault: str | None = None
+        """Why the last batch could not be written (one line, with the fix), until said."""
         self.queue: queue.Queue[dict[str, Any]] = queue.Queue()
         self.thread = threading.Thread(
             target=self._run, name=f"nbstream-history-{path.name}", daemon=True
@@ -390,12 +402,8 @@ class Writer:
                             raise
                         time.sleep(0.2 * (attempt + 1))
             except Exception as exc:
-                warnings.warn(
-                    f"nbstream could not record {len(batch)} answer(s) in the history "
-                    f"{self.path}: {type(exc).__name__}: {exc}",
-                    RuntimeWarning,
-                    stacklevel=1,
-                )
+                # said in the cell of the next answer (record()), or by %llm history
+                self.fault = f"{len(batch)} answer(s) not recorded: " + diagnose(self.path, exc)
             finally:
                 for _ in batch:
                     self.queue.task_done()
@@ -418,9 +426,68 @@ def writer(path: Path) -> Writer:
         return found
 
 
+_said: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _said:
+        _said.add(message)
+        warnings.warn(f"nbstream: {message}", RuntimeWarning, stacklevel=3)
+
+
+def diagnose(path: Path, exc: BaseException) -> str:
+    """One line: what is wrong with the history file ``path`` and how to fix it."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return (
+            f"the history file {path} is locked by another process ({text}); it was not "
+            "waited for. Try again in a moment, or give this kernel its own file: "
+            "%config LLMMagics.history = '/path/to/other.sqlite'"
+        )
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return (
+            f"the history file {path} is damaged ({text}): move it aside (e.g. rename it to "
+            f"{path.name}.bad) and a new one is started, or turn the history off with "
+            "%config LLMMagics.history = 'off'"
+        )
+    return (
+        f"the history file {path} cannot be used ({type(exc).__name__}: {text}); check the "
+        "folder's permissions and free space, or set %config LLMMagics.history to another file "
+        "(or 'off')"
+    )
+
+
+def check_file(path: Path) -> str | None:
+    """What is wrong with an existing history file that is not SQLite at all (read from its
+    first bytes, without waiting for any lock), or ``None``."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return diagnose(path, exc)
+    if head and head != SQLITE_HEADER:
+        return diagnose(path, ValueError("file is not a database"))
+    return None
+
+
+_checked: set[Path] = set()
+
+
 def record(path: Path, row: dict[str, Any]) -> None:
-    """Queue ``row`` for ``path`` (returns at once)."""
-    writer(path).put(row)
+    """Queue ``row`` for ``path`` (returns at once). A fault of the file — found at the
+    first row for it, or by the writer since — is warned once, where the answer is shown;
+    the answer itself is never lost to it."""
+    if path not in _checked:
+        _checked.add(path)
+        fault = check_file(path)
+        if fault is not None:
+            _warn_once(f"the answer was not recorded: {fault}")
+    found = writer(path)
+    if found.fault is not None:
+        _warn_once(found.fault)
+    found.put(row)
 
 
 def flush(path: Path | None = None, timeout: float = 10.0) -> bool:
@@ -442,14 +509,26 @@ def read(path: Path, n: int | None = 20, search: str | None = None) -> list[dict
     whose prompt, system prompt, answer, error or model contain it (case-insensitive)."""
     import sqlite3
 
-    flush(path)
+    flush(path, timeout=KERNEL_WAIT)
     if not path.exists():
         return []
+    fault = check_file(path)
+    if fault is not None:
+        raise HistoryError(fault)
+    try:
+        return _read(path, n, search)
+    except sqlite3.DatabaseError as exc:
+        raise HistoryError(diagnose(path, exc)) from None
+
+
+def _read(path: Path, n: int | None, search: str | None) -> list[dict[str, Any]]:
+    import sqlite3
+
     uri = path.resolve().as_uri() + "?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT)
+    conn = sqlite3.connect(uri, uri=True, timeout=KERNEL_WAIT)
     conn.row_factory = sqlite3.Row
     try:
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        conn.execute(f"PRAGMA busy_timeout = {int(KERNEL_WAIT * 1000)}")
         where, params = "", []
         if search:
             pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -561,13 +640,18 @@ class _Parser(argparse.ArgumentParser):
 def history_command(line: str) -> str:
     """``%llm history [N] [--search TEXT]``: the report, as text."""
     parser = _Parser(prog="%llm history", add_help=False)
-    parser.add_argument("n", nargs="?", type=int, default=20)
+    parser.add_argument("n", nargs="?", type=int, default=20)  # 1 or more
     parser.add_argument("--search", "-s", default=None)
     parser.add_argument("--all", action="store_true")
     try:
         args = parser.parse_args(shlex.split(line))
     except ValueError as exc:
         raise ValueError(f"%llm history [N] [--search TEXT] [--all]: {exc}") from None
+    if args.n < 1:
+        raise ValueError(
+            f"%llm history {args.n}: N is how many recent answers to show (1 or more); "
+            "--all shows every answer"
+        )
     file = _configured_path()
     if file is None:
         return "the history is off (history option / $NBSTREAM_HISTORY is 'off')"
@@ -580,8 +664,11 @@ def history_command(line: str) -> str:
 
 __all__ = [
     "COLUMNS",
+    "HistoryError",
+    "check_file",
     "connect",
     "default_path",
+    "diagnose",
     "flush",
     "front_end_context",
     "history",

@@ -44,8 +44,12 @@ Pieces (the wiring into providers and front doors is separate):
 from __future__ import annotations
 
 import ast
+import collections.abc
 import copy
 import dataclasses
+import datetime
+import decimal
+import enum
 import html
 import importlib
 import json
@@ -55,6 +59,7 @@ import re
 import sys
 import types
 import typing
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -206,6 +211,144 @@ def _evaluate(spec: str, namespace: Mapping[str, Any]) -> Any:
     except SyntaxError as exc:
         raise SchemaError(f"invalid schema expression {spec!r}: {exc.msg}") from None
     return _Evaluator(namespace).visit(tree.body)
+
+
+# -- only data types describe an answer ----------------------------------------------------------
+
+_VALUE_TYPES: frozenset[Any] = frozenset(
+    {
+        *_BUILTIN_TYPES.values(),
+        bytes,
+        type(None),
+        datetime.datetime,
+        datetime.date,
+        datetime.time,
+        datetime.timedelta,
+        decimal.Decimal,
+        uuid.UUID,
+    }
+)
+_CONTAINER_ORIGINS: frozenset[Any] = frozenset(
+    {
+        list,
+        dict,
+        tuple,
+        set,
+        frozenset,
+        collections.abc.Sequence,
+        collections.abc.MutableSequence,
+        collections.abc.Mapping,
+        collections.abc.MutableMapping,
+        collections.abc.Set,
+        collections.abc.MutableSet,
+        typing.Union,
+        types.UnionType,
+    }
+)
+_ANNOTATED = (typing.Annotated, typing_extensions.Annotated)
+_QUALIFIERS = frozenset(
+    getattr(module, name)
+    for module in (typing, typing_extensions)
+    for name in ("Required", "NotRequired", "ReadOnly", "ClassVar", "Final")
+    if hasattr(module, name)
+)
+"""Wrappers of a record's field type (``NotRequired[int]``): the type inside is checked."""
+_ACCEPTED = (
+    "a schema describes the answer's shape: a pydantic model, a dataclass, a TypedDict, a "
+    "NamedTuple, an Enum, list[...] / dict[str, ...] / X | None of them, or a JSON-schema dict"
+)
+
+
+def _what(value: Any) -> str:
+    if isinstance(value, types.ModuleType):
+        return "a module"
+    if isinstance(value, type):
+        return "a class that is not a plain data type"
+    if callable(value):
+        return "a function"
+    return f"a {type(value).__name__} object"
+
+
+def _is_constraint(metadata: Any) -> bool:
+    """``Annotated[...]`` metadata that only constrains a value: pydantic's ``Field(...)`` and
+    the ``annotated_types`` constraints (``Gt``, ``Len``, …) or a plain description."""
+    module = type(metadata).__module__.partition(".")[0]
+    return isinstance(metadata, str) or module in ("annotated_types", "pydantic")
+
+
+def _check_data_type(tp: Any, seen: set[int] | None = None) -> None:
+    """Refuse anything but a data type, before pydantic sees it.
+
+    pydantic's ``TypeAdapter`` accepts *any* callable and then calls it with the model's
+    arguments when validating (``--schema shutil.rmtree`` would delete what the model names);
+    a class of arbitrary behaviour would be constructed the same way. So only records and
+    values pass: pydantic models, dataclasses, TypedDicts, NamedTuples, Enums, the built-in
+    value types and the typing constructs over them (fields of records are checked too)."""
+    seen = set() if seen is None else seen
+    if id(tp) in seen or tp is None or tp is typing.Any or tp is Ellipsis:
+        return
+    seen.add(id(tp))
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is not None:
+        if any(origin is lit for lit in _LITERALS):
+            return
+        if any(origin is ann for ann in _ANNOTATED):
+            for metadata in getattr(tp, "__metadata__", ()):
+                if not _is_constraint(metadata):
+                    raise SchemaError(
+                        f"Annotated[...] may only carry constraints such as Field(...) or "
+                        f"Gt(0) in a schema, not {_short_repr(metadata)}: validators are code, "
+                        "and nothing named in a schema is called"
+                    )
+            _check_data_type(args[0] if args else None, seen)
+            return
+        if origin not in _CONTAINER_ORIGINS and origin not in _QUALIFIERS:
+            _check_data_type(origin, seen)
+        for arg in args:
+            _check_data_type(arg, seen)
+        return
+    if isinstance(tp, type):
+        if tp in _VALUE_TYPES or tp in _CONTAINER_ORIGINS or issubclass(tp, enum.Enum):
+            return
+        if _is_pydantic_model(tp):
+            return
+        record = (
+            dataclasses.is_dataclass(tp)
+            or typing_extensions.is_typeddict(tp)
+            or (issubclass(tp, tuple) and hasattr(tp, "_fields"))
+        )
+        if record:
+            try:
+                hints = typing.get_type_hints(tp, include_extras=True)
+            except Exception:  # unresolvable forward references: pydantic refuses them later
+                hints = {}
+            for hint in hints.values():
+                _check_data_type(hint, seen)
+            return
+    raise SchemaError(
+        f"cannot describe {_label_of(tp)} as an answer: it is {_what(tp)}; {_ACCEPTED}"
+    )
+
+
+def _is_pydantic_model(tp: type) -> bool:
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and issubclass(tp, pydantic.BaseModel)
+
+
+def _label_of(value: Any) -> str:
+    """``shutil.rmtree``, ``Popen`` (a class: its name, as in other messages), ``shutil``."""
+    if isinstance(value, types.ModuleType):
+        return value.__name__
+    if isinstance(value, type):
+        return value.__name__
+    module = getattr(value, "__module__", None)
+    name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
+    if not isinstance(name, str):
+        return _short_repr(value)
+    name = name.rpartition("<locals>.")[2]
+    if not isinstance(module, str) or module in ("builtins", "__main__") or "." in name:
+        return name
+    return f"{module}.{name}"
 
 
 # -- typing.TypedDict on Python < 3.12 -----------------------------------------------------------
@@ -821,6 +964,7 @@ def resolve_schema(spec: Any, namespace: Mapping[str, Any] | None = None) -> Sch
         )
     if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
         raise SchemaError("pass the dataclass itself, not an instance of it")
+    _check_data_type(spec)
     python_type = _compatible(spec)
     try:
         from pydantic import TypeAdapter

@@ -44,7 +44,7 @@ def redact(text: str, *secrets: str | None) -> str:
     also when only their first characters appear (servers echo a truncated key), and
     ``user:password@`` in URLs."""
     candidates = {s for s in secrets if s}
-    candidates.update(v for v in (os.environ.get(k) for k in KEY_VARIABLES) if v)
+    candidates.update(configured_keys())
     for secret in sorted(candidates, key=len, reverse=True):
         if len(secret) < 4:
             continue
@@ -56,9 +56,37 @@ def redact(text: str, *secrets: str | None) -> str:
     return mask_url(text)
 
 
+_QUERY_VALUE = re.compile(r"(?P<head>[?&;](?P<name>[A-Za-z0-9_.~%-]+)=)(?P<value>[^&#\s;'\"<>]*)")
+SECRET_PARAMETERS = re.compile(
+    r"(?:.*[-_.])?(?:api[-_]?key|key|token|access[-_]?token|auth|authorization|secret|"
+    r"password|passwd|pwd|sig|signature|credentials?|session)",
+    re.IGNORECASE,
+)
+"""Query parameters whose value is masked in any URL shown (``?api-key=``, ``?key=``,
+``&access_token=``, ``?X-Amz-Signature=``, …)."""
+
+
+def configured_keys() -> set[str]:
+    """The API keys set in the environment (the well-known variables)."""
+    return {v for v in (os.environ.get(k) for k in KEY_VARIABLES) if v and len(v) >= 4}
+
+
 def mask_url(text: str) -> str:
-    """``http://user:pw@proxy:8080/v1`` → ``http://***@proxy:8080/v1`` (anywhere in text)."""
-    return _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", text)
+    """Mask credentials in any URL in ``text``: ``http://user:pw@proxy:8080/v1`` →
+    ``http://***@proxy:8080/v1``; the value of a secret-looking query parameter
+    (:data:`SECRET_PARAMETERS`) or of one equal to a configured key → ``***``."""
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}***@", text)
+    if "=" not in text:
+        return text
+    keys = configured_keys()
+
+    def query(match: re.Match[str]) -> str:
+        value = match.group("value")
+        if value and (SECRET_PARAMETERS.fullmatch(match.group("name")) or value in keys):
+            return f"{match.group('head')}***"
+        return match.group(0)
+
+    return _QUERY_VALUE.sub(query, text)
 
 
 def one_line(text: str, limit: int = 300) -> str:
