@@ -34,11 +34,18 @@ HTML_INTERVAL = 0.25
 """Seconds between live HTML updates (each carries the whole answer so far)."""
 
 
+def static_text(name: str) -> str:
+    """The file ``static/<name>`` as text. A widget's ``_esm``/``_css`` must be given as text,
+    never as a path: anywidget turns a path into a class-level file watcher that connects one
+    callback per instance, so every view (and its sink, stream and answer) would live as long
+    as the class (anywidget issue #929; docs/design.md)."""
+    return (Path(__file__).parent / "static" / name).read_text(encoding="utf-8")
+
+
 def inline_css(name: str) -> str:
     """The stylesheet ``static/<name>`` without comments or line breaks, for the ``<style>``
     of a static bundle (a saved notebook carries its own styles)."""
-    text = (Path(__file__).parent / "static" / name).read_text(encoding="utf-8")
-    return " ".join(re.sub(r"/\*.*?\*/", "", text, flags=re.S).split())
+    return " ".join(re.sub(r"/\*.*?\*/", "", static_text(name), flags=re.S).split())
 
 
 class Throttle:

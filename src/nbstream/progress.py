@@ -39,16 +39,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from .live_html import Throttle, inline_css
+from .live_html import Throttle, inline_css, static_text
 from .pricing import format_cost
 
 if TYPE_CHECKING:
     from .response import Response
 
-_STATIC = Path(__file__).parent / "static"
 
 WIDGET_INTERVAL = 0.1
 """Seconds between widget updates: at most 10 comm messages per second per batch."""
@@ -400,8 +398,8 @@ def view_class() -> type[Any]:
         only when they changed; browser → kernel: ``{"event": "stop"}``. ``updates`` and
         ``bytes_sent`` count the messages (and their JSON payload) sent after the open."""
 
-        _esm = _STATIC / "progress.js"
-        _css = _STATIC / "progress.css"
+        _esm = static_text("progress.js")
+        _css = static_text("progress.css")
         llm_model = traitlets.Unicode("").tag(sync=True)  # not `model_id`: Widget owns it
         stoppable = traitlets.Bool(False).tag(sync=True)
         counts = traitlets.Dict().tag(sync=True)

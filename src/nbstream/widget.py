@@ -26,7 +26,6 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
 import anywidget
@@ -40,6 +39,7 @@ from .live_html import (
     Throttle,
     inline_css,
     live_bundle,
+    static_text,
     status_words,
 )
 
@@ -47,8 +47,6 @@ if TYPE_CHECKING:
     from .engine import Stream
     from .response import Response
     from .structured import IncrementalStructured, Schema
-
-_STATIC = Path(__file__).parent / "static"
 
 
 # -- the protocol: kernel → browser (msg:custom) ------------------------------------------
@@ -140,8 +138,8 @@ def structured_html(response: Response, live_html: str) -> str:
 class StreamView(anywidget.AnyWidget):
     """Status line, Stop button and the answer, live. Content travels in custom messages."""
 
-    _esm = _STATIC / "view.js"
-    _css = _STATIC / "view.css"
+    _esm = static_text("view.js")
+    _css = static_text("view.css")
     llm_model = traitlets.Unicode("").tag(sync=True)  # not `model_id`: Widget owns that name
     note = traitlets.Unicode("").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
