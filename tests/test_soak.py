@@ -15,6 +15,7 @@ import pytest
 
 pytestmark = pytest.mark.kernel
 
+NAMES = ("StreamView", "ProgressView", "WidgetSink", "Stream", "Request", "Response", "Job")
 COUNT = """
 import gc, json, os
 def _live_counts():
