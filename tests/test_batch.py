@@ -216,3 +216,44 @@ def test_results_pickle(sdks):
     model = sdks.script(tokens=["p"])
     (r,) = nbstream.map_sync(["x"], "{item}", model=f"openai:{model}")
     assert json.loads(json.dumps({"a": r})) == {"a": "p"}
+
+
+# -- empty input ---------------------------------------------------------------------------------
+
+
+def test_none_and_nan_rows_are_skipped_marked_and_counted_not_sent_as_nan(sdks):
+    model = sdks.script(tokens=["positive"])
+    df = pd.DataFrame(
+        {"review": ["great", float("nan"), None, "awful", pd.NA], "stars": [5, 3, 1, 1, 2]}
+    )
+    job = nbstream.map_sync(df, "Classify {review}", model=f"openai:{model}", background=True)
+    out = job.wait()
+    sent = prompts_sent(sdks, model)
+    assert sorted(sent) == ["Classify awful", "Classify great"]
+    assert not any("nan" in p.lower() or "<NA>" in p or "None" in p for p in sent)
+    assert list(out["error"]) == [None, "empty input", "empty input", None, "empty input"]
+    assert list(out["answer"][[0, 3]]) == ["positive", "positive"]
+    assert job.tally.skipped == 3 and job.tally.done == 2 and job.tally.failed == 0
+    assert "3 empty (skipped)" in job.tally.summary()
+    # a list with None; a prompt function gets the row itself
+    results = nbstream.map_sync(["a", None], lambda r: f"Say {r}", model=f"openai:{model}")
+    assert [r.error for r in results] == [None, "empty input"]
+    assert len(sdks.log(model)) == 3
+
+
+def test_missing_send_sends_an_empty_value_not_the_word_nan(sdks):
+    model = sdks.script(tokens=["ok"])
+    s = pd.Series(["x", float("nan")], name="word")
+    out = nbstream.map_sync(s, "Spell [{word}]", model=f"openai:{model}", missing="send")
+    assert sorted(prompts_sent(sdks, model)) == ["Spell []", "Spell [x]"]
+    assert all(r.ok for r in out)
+    with pytest.raises(ValueError, match="missing must be 'skip' or 'send'"):
+        nbstream.map_sync(s, "{word}", missing="drop")  # type: ignore[arg-type]
+
+
+def test_a_dict_row_without_a_named_field_is_an_error_before_anything_is_sent(sdks):
+    model = sdks.script(tokens=["ok"])
+    rows = [{"name": "Ada", "city": "Oslo"}, {"name": "Bob"}, {"name": "Cy", "city": "Rome"}]
+    with pytest.raises(ValueError, match=r"\{city\} is missing from 1 of 3 rows \(rows 1\)"):
+        nbstream.map_sync(rows, "{name} lives in {city}", model=f"openai:{model}")
+    assert sdks.log(model) == []

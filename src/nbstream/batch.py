@@ -53,7 +53,15 @@ from .progress import PANE_CHARS
 from .providers.base import Final
 from .providers.common import one_line, redact, shared_clients
 from .response import Response
-from .rows import Rows, fill_prompts, shape, take_rows
+from .rows import (
+    Missing,
+    Rows,
+    empty_rows,
+    fill_prompts,
+    shape,
+    skipped_response,
+    take_rows,
+)
 from .run import (
     caller_namespace,
     configured,
@@ -271,12 +279,13 @@ class StreamRunner:
     async def run(self) -> Any:
         self.loop = asyncio.get_running_loop()
         cache.REPLAY_PACE.set(0.0)  # resumed rows are there at once (copied into the workers)
-        order = iter(range(len(self.prompts)))
+        todo = [i for i, found in enumerate(self.job.responses) if found is None]
+        order = iter(todo)
         try:
             async with shared_clients():  # one SDK client (and its connections) for all rows
                 workers = [
                     asyncio.ensure_future(self._worker(order))
-                    for _ in range(min(self.concurrency, len(self.prompts)))
+                    for _ in range(min(self.concurrency, len(todo)))
                 ]
                 await asyncio.gather(*workers)
         finally:
@@ -383,6 +392,7 @@ def _start(
     mode: str,
     background: bool,
     column: str,
+    missing: Missing,
     options: dict[str, Any],
     namespace: Mapping[str, Any],
 ) -> Job:
@@ -420,10 +430,22 @@ def _start(
     provider, name = parse_model_id(model_id)
     full_id = f"{provider}:{name}" if name else provider
     rows = take_rows(items)
-    prompts = fill_prompts(prompt, rows, namespace, settings.context_budget)
+    if missing not in ("skip", "send"):
+        raise ValueError(f"missing must be 'skip' or 'send', got {missing!r}")
+    skipped = empty_rows(prompt, rows) if missing == "skip" else []
+    prompts = fill_prompts(
+        prompt,
+        rows,
+        namespace,
+        settings.context_budget,
+        skip=skipped,
+        blank_missing=missing == "send",
+    )
 
-    tally = Tally(total=len(prompts), mode=mode, model=full_id)
+    tally = Tally(total=len(prompts), mode=mode, model=full_id, skipped=len(skipped))
     job = Job(tally, rows, column, schema)
+    for index in skipped:  # nothing is sent for them; the runners take the other rows
+        job.responses[index] = skipped_response(full_id)
     display = make_progress(settings.display, tally, on_stop=job.stop)
 
     if mode == "batch":
@@ -461,6 +483,7 @@ async def map(  # nbstream.map, as users name it (shadows the builtin in this mo
     mode: Mode = "stream",
     background: bool = False,
     column: str = "answer",
+    missing: Missing = "skip",
     **options: Unpack[Options],
 ) -> Any:
     """Ask ``prompt`` once per row of ``items`` and return the answers in input order.
@@ -474,7 +497,11 @@ async def map(  # nbstream.map, as users name it (shadows the builtin in this mo
     Returns a list of :class:`~nbstream.Response` for a list, a Series of them for a
     Series, and for a DataFrame a new DataFrame: the input plus an ``answer`` column (named
     by ``column``), or with ``schema=`` the schema's fields as columns; an ``error`` column
-    appears when some row failed or was stopped.
+    appears when some row failed, was stopped or was skipped.
+
+    ``missing``: a row whose prompt would use a None/NaN value (a column, key or ``{item}``
+    the template names) is not sent (``"skip"``: its ``error`` is "empty input", the summary
+    counts it) or is sent with the value as an empty string (``"send"``).
 
     ``concurrency``: streams at once (1–256). ``rpm`` / ``tpm``: requests / tokens per
     minute at most. ``background=True``: return a :class:`Job` at once (``await job``,
@@ -487,7 +514,7 @@ async def map(  # nbstream.map, as users name it (shadows the builtin in this mo
     they are in ``_llm``). Re-running the same call resumes: finished rows are replayed
     from the replay cache (``cache="auto"`` here unless configured) at no cost.
     """
-    knobs = (concurrency, rpm, tpm, mode, background, column)
+    knobs = (concurrency, rpm, tpm, mode, background, column, missing)
     job = _start(items, prompt, *knobs, dict(options), caller_namespace())
     if background or mode == "batch":
         return job
@@ -504,12 +531,13 @@ def map_sync(
     mode: Mode = "stream",
     background: bool = False,
     column: str = "answer",
+    missing: Missing = "skip",
     **options: Unpack[Options],
 ) -> Any:
     """Blocking :func:`map` for scripts and plain functions (same arguments). Ctrl-C stops
     the batch and returns what finished plus cancelled rows (in a kernel: stores them in
     ``_llm`` and raises KeyboardInterrupt)."""
-    knobs = (concurrency, rpm, tpm, mode, background, column)
+    knobs = (concurrency, rpm, tpm, mode, background, column, missing)
     job = _start(items, prompt, *knobs, dict(options), caller_namespace())
     if background or mode == "batch":
         return job
@@ -566,6 +594,8 @@ class ServiceRunner:
         tally = self.job.tally
         cached: dict[int, Response] = {}
         for i, request in enumerate(self.requests):
+            if self.job.responses[i] is not None:  # skipped as empty input
+                continue
             entry = cache.recorded(self.provider, request, self.settings)
             if entry is not None:
                 cached[i] = Response(
@@ -582,7 +612,7 @@ class ServiceRunner:
             self.job.responses[i] = response
             tally.done += 1
             tally.cached += 1
-        self.submitted = [i for i in range(len(self.prompts)) if i not in cached]
+        self.submitted = [i for i, found in enumerate(self.job.responses) if found is None]
         if not self.submitted:
             self.job.id = f"{self.provider}:(all {len(cached)} rows cached)"
             return self.job.id

@@ -78,6 +78,8 @@ class Tally:
     done: int = 0
     failed: int = 0
     cancelled: int = 0
+    skipped: int = 0
+    """Rows not sent: what their prompt uses is missing (None/NaN; ``map(missing="skip")``)."""
     running: int = 0
     cached: int = 0
     output_tokens: int = 0
@@ -90,8 +92,8 @@ class Tally:
 
     @property
     def finished(self) -> int:
-        """Rows that ended, however: done + failed + cancelled."""
-        return self.done + self.failed + self.cancelled
+        """Rows that ended, however: done + failed + cancelled + skipped."""
+        return self.done + self.failed + self.cancelled + self.skipped
 
     @property
     def elapsed(self) -> float:
@@ -156,6 +158,8 @@ class Tally:
         done = f"{self.done:,} done" + (f" ({self.cached:,} cached)" if self.cached else "")
         parts = [self.model, rows, done, f"{self.failed:,} failed"]
         parts.append(f"{self.cancelled:,} cancelled")
+        if self.skipped:
+            parts.append(f"{self.skipped:,} empty (skipped)")
         if self.running:
             parts.append(f"{self.running:,} running")
         parts += [f"{self.output_tokens:,} tokens", format_seconds(self.elapsed)]
@@ -187,7 +191,8 @@ def count_words(tally: Tally) -> str:
     wording of the widget, the live HTML and the terminal line."""
     t = tally
     parts = [f"{t.finished:,}/{t.total:,}"]
-    for count, word in ((t.cached, "cached"), (t.failed, "failed"), (t.cancelled, "cancelled")):
+    counted = ((t.cached, "cached"), (t.failed, "failed"), (t.cancelled, "cancelled"))
+    for count, word in (*counted, (t.skipped, "empty")):
         if count:
             parts.append(f"{count:,} {word}")
     if t.running:

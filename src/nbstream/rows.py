@@ -4,13 +4,18 @@ per row, the prompt filled per row, and the results put back in the input's shap
 from __future__ import annotations
 
 import collections
+import math
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from .prompt import field_names, interpolate
 from .response import Response
+
+Missing = Literal["skip", "send"]
+EMPTY_INPUT = "empty input"
+"""The ``error`` column's entry of a row skipped because what its prompt uses is missing."""
 
 if TYPE_CHECKING:
     from .structured import Schema
@@ -77,18 +82,58 @@ def take_rows(items: Any) -> Rows:
     return Rows("list", values, spaces, list(range(len(values))))
 
 
+def is_missing(value: Any) -> bool:
+    """``None``, NaN, ``pd.NA`` or ``NaT``: a value that would reach the model as "nan"."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    pd = _pandas()
+    if pd is None or isinstance(value, (str, bytes, list, tuple, dict, set, Mapping)):
+        return False
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # not a scalar
+        return False
+
+
+def empty_rows(template: str | Callable[[Any], str], rows: Rows) -> list[int]:
+    """The rows whose prompt would be built from a missing value: a field the template
+    names that the row has (a column, a key, ``{item}``) holds None/NaN; for a prompt
+    function, the row's ``item`` itself."""
+    if callable(template):
+        return [i for i, space in enumerate(rows.namespaces) if is_missing(space["item"])]
+    names = field_names(template) if isinstance(template, str) else []
+    return [
+        i
+        for i, space in enumerate(rows.namespaces)
+        if any(n in space and is_missing(space[n]) for n in names)
+    ]
+
+
 def fill_prompts(
     template: str | Callable[[Any], str],
     rows: Rows,
     namespace: Mapping[str, Any],
     budget: int,
+    *,
+    skip: Collection[int] = (),
+    blank_missing: bool = False,
 ) -> list[str]:
-    """The prompt of every row. A template field that names neither a column / key of the
-    rows nor a variable would reach every row as written: that is refused before anything
-    is sent. A function gets the row's ``item`` and returns the prompt."""
+    """The prompt of every row ("" for the rows in ``skip``: not sent, see
+    :func:`empty_rows`). A template field that names neither a column / key of *every* row
+    nor a variable would reach some rows as written: that is refused before anything is
+    sent. A function gets the row's ``item`` and returns the prompt. ``blank_missing``: a
+    None/NaN value a field names becomes an empty string, never the word "nan"."""
+    if not callable(template) and (not isinstance(template, str) or not template.strip()):
+        raise ValueError("the prompt is empty: pass a template such as 'Classify: {review}'")
+    left_out = set(skip)
     if callable(template):
         prompts = []
-        for space in rows.namespaces:
+        for i, space in enumerate(rows.namespaces):
+            if i in left_out:
+                prompts.append("")
+                continue
             text = template(space["item"])
             if not isinstance(text, str):
                 raise TypeError(
@@ -97,11 +142,27 @@ def fill_prompts(
                 )
             prompts.append(text)
         return prompts
-    if not isinstance(template, str) or not template.strip():
-        raise ValueError("the prompt is empty: pass a template such as 'Classify: {review}'")
-    known = set(rows.namespaces[0]) if rows.namespaces else set()
-    unknown = [n for n in field_names(template) if n not in known and n not in namespace]
-    if unknown and rows.namespaces:
+    _check_fields(template, rows, namespace)
+    fallback = dict(namespace)
+    prompts = []
+    for i, space in enumerate(rows.namespaces):
+        if i in left_out:
+            prompts.append("")
+            continue
+        if blank_missing:
+            space = {k: "" if is_missing(v) else v for k, v in space.items()}
+        prompts.append(interpolate(template, collections.ChainMap(space, fallback), budget=budget))
+    return prompts
+
+
+def _check_fields(template: str, rows: Rows, namespace: Mapping[str, Any]) -> None:
+    """Every field the template names is a column / key of every row, or a variable."""
+    names = [n for n in field_names(template) if n not in namespace]
+    if not names or not rows.namespaces:
+        return
+    known = set(rows.namespaces[0])
+    unknown = [n for n in names if n not in known]
+    if unknown:
         fields = ", ".join(f"{{{n}}}" for n in unknown)
         columns = sorted(k for k in known if k not in ("item", "index"))
         have = f"the rows have {', '.join(columns)}" if columns else "the rows are not records"
@@ -109,11 +170,16 @@ def fill_prompts(
             f"the prompt's {fields} names no column, key or variable ({have}; every row also "
             "has {item} and {index}): fix the name, or write {{…}} to send braces as written"
         )
-    fallback = dict(namespace)
-    return [
-        interpolate(template, collections.ChainMap(space, fallback), budget=budget)
-        for space in rows.namespaces
-    ]
+    for name in names:
+        lacking = [rows.labels[i] for i, space in enumerate(rows.namespaces) if name not in space]
+        if lacking:
+            shown = ", ".join(repr(label) for label in lacking[:5])
+            more = f" and {len(lacking) - 5} more" if len(lacking) > 5 else ""
+            raise ValueError(
+                f"the prompt's {{{name}}} is missing from {len(lacking)} of "
+                f"{len(rows.namespaces)} rows (rows {shown}{more}): give every row the key "
+                f"{name!r} (None for an empty one), or name a variable instead; nothing was sent"
+            )
 
 
 # -- shaping the results ------------------------------------------------------------------
@@ -148,13 +214,30 @@ def shape(rows: Rows, responses: list[Response], column: str, schema: Schema | N
 
 
 def _problem(response: Response) -> str | None:
-    """The ``error`` column's entry: failed or stopped rows (a cut answer is the
+    """The ``error`` column's entry: failed, stopped or skipped rows (a cut answer is the
     ``max_tokens`` you chose, not an error: its Response says ``length``)."""
     if response.finish_reason in ("stop", "length"):
         return None
+    if response.error == EMPTY_INPUT:
+        return EMPTY_INPUT
     if response.finish_reason == "error":
         return f"failed: {response.error}"
     return response.ending
 
 
-__all__ = ["Rows", "fill_prompts", "shape", "take_rows"]
+def skipped_response(model: str) -> Response:
+    """The result of a row skipped as empty input (nothing was sent, nothing paid)."""
+    return Response("", finish_reason="error", error=EMPTY_INPUT, model=model, cost=0.0)
+
+
+__all__ = [
+    "EMPTY_INPUT",
+    "Missing",
+    "Rows",
+    "empty_rows",
+    "fill_prompts",
+    "is_missing",
+    "shape",
+    "skipped_response",
+    "take_rows",
+]
