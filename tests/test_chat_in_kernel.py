@@ -154,3 +154,64 @@ def test_chat_option_errors_and_line_commands(llm_kernel, fake_llm):
     )
     execution = kernel.run("%llm thread a b")
     assert execution.status == "error" and "takes one thread name" in execution.stderr()
+
+
+def test_a_cell_rerun_without_chat_leaves_its_thread(llm_kernel, fake_llm):
+    kernel = llm_kernel
+    name = f"t{uuid.uuid4().hex[:6]}"
+    model = fake_llm.script(texts=["Answer A.", "Answer B.", "Plain.", "Answer C."])
+    chat = f"%%llm -m openai:{model} --chat {name}\n"
+    run_cell(kernel, chat + "Question A", "leave-A")
+    run_cell(kernel, chat + "Question B", "leave-B")
+    run_cell(kernel, f"%%llm -m openai:{model}\nQuestion B, no thread now", "leave-B")
+    assert sent(fake_llm, model)[1] == pairs("Question B, no thread now")
+    run_cell(kernel, chat + "Question C", "leave-C")
+    # B's old turn is not sent with every later turn any more
+    assert sent(fake_llm, model)[1] == pairs("Question A", "Answer A.", "Question C")
+    table = kernel.run_ok(f"%llm thread {name}").stdout()
+    rows = [line for line in table.splitlines() if line[:1].isdigit()]
+    assert [row.split()[1] for row in rows] == ["leave-A", "leave-C"]
+
+
+def test_a_background_chat_answer_takes_the_place_of_its_cell(llm_kernel, fake_llm):
+    kernel = llm_kernel
+    name = f"t{uuid.uuid4().hex[:6]}"
+    fast = fake_llm.script(texts=["Answer A.", "Answer C.", "Answer D."])
+    slow = fake_llm.script(tokens=["Slow ", "answer ", "B."], delay=0.5)
+    run_cell(kernel, f"%%llm -m openai:{fast} --chat {name}\nQuestion A", "bg-A")
+    run_cell(kernel, f"%%llm -m openai:{slow} --chat {name} --bg -o b\nQuestion B", "bg-B")
+    run_cell(kernel, f"%%llm -m openai:{fast} --chat {name}\nQuestion C", "bg-C")
+    # B was still streaming: C saw A only
+    assert sent(fake_llm, fast)[1] == pairs("Question A", "Answer A.", "Question C")
+    kernel.run_ok("await b", timeout=30)
+    table = kernel.run_ok(f"%llm thread {name}").stdout()
+    rows = [line for line in table.splitlines() if line[:1].isdigit()]
+    assert [row.split()[1] for row in rows] == ["bg-A", "bg-B", "bg-C"]  # B where its cell is
+    run_cell(kernel, f"%%llm -m openai:{fast} --chat {name}\nQuestion D", "bg-D")
+    assert sent(fake_llm, fast)[1] == pairs(
+        "Question A",
+        "Answer A.",
+        "Question B",
+        "Slow answer B.",
+        "Question C",
+        "Answer C.",
+        "Question D",
+    )
+
+
+def test_thread_names_with_spaces_reset_all_and_unknown_flags(llm_kernel, fake_llm):
+    kernel = llm_kernel
+    model = fake_llm.script(texts=["one", "two"])
+    run_cell(kernel, f'%%llm -m openai:{model} --chat "data cleaning"\nhi', "spaces-1")
+    run_cell(kernel, f"%%llm -m openai:{model} --chat other\nhello", "spaces-2")
+    shown = kernel.run_ok('%llm thread "data cleaning"').stdout()
+    assert shown.startswith("Thread 'data cleaning': 1 turn")
+    cleared = kernel.run_ok("%llm reset 'data cleaning'").stdout().strip()
+    assert cleared == "Thread 'data cleaning' cleared."
+    assert kernel.run_ok('%llm thread "data cleaning"').stdout().strip().endswith("empty.")
+    execution = kernel.run("%llm reset --everything")
+    assert execution.status == "error" and "unknown flag '--everything'" in execution.stderr()
+    assert kernel.run_ok("%llm thread other").stdout().startswith("Thread 'other': 1 turn")
+    out = kernel.run_ok("%llm reset --all").stdout().strip()
+    assert out.startswith("All threads cleared") and "'other'" in out
+    assert kernel.run_ok("%llm thread other").stdout().strip() == "Thread 'other': empty."

@@ -71,6 +71,7 @@ __all__ = [
     "estimate_tokens",
     "format_thread",
     "get_thread",
+    "leave_threads",
     "record",
     "reset",
     "thread",
@@ -118,6 +119,9 @@ class Turn:
     created: datetime = field(default_factory=lambda: datetime.now().astimezone())
     stale: bool = False
     """An earlier cell of the thread was re-run after this turn was answered."""
+    pending: bool = False
+    """A place kept for an answer still streaming (a ``--bg`` cell): not sent; its answer
+    fills it in place when it ends (:meth:`Thread.reserve`)."""
 
     @classmethod
     def from_response(
@@ -215,29 +219,52 @@ class Thread:
         """Add ``turn``; return its position.
 
         A turn whose ``cell_id`` already has one replaces it in place (its stale mark is
-        cleared) and marks every later turn stale. A turn without a cell id, or from a
-        new cell, is appended."""
+        cleared) and marks every later turn stale — unless the place was reserved for it
+        (:meth:`reserve`): then it only fills it. A turn without a cell id, or from a new
+        cell, is appended."""
         with self._lock:
             i = self.index_of(turn.cell_id)
-            if turn.stale:
-                turn = replace(turn, stale=False)
+            if turn.stale or turn.pending:
+                turn = replace(turn, stale=False, pending=False)
             if i is None:
                 self._turns.append(turn)
                 return len(self._turns) - 1
+            reserved = self._turns[i].pending
             self._turns[i] = turn
-            for later in self._turns[i + 1 :]:
-                later.stale = True
+            if not reserved:
+                for later in self._turns[i + 1 :]:
+                    later.stale = True
             return i
 
-    def forget(self, cell_id: str) -> bool:
-        """Remove ``cell_id``'s turn (the cell moved to another thread); later turns are
-        marked stale. Returns whether there was one."""
+    def reserve(self, cell_id: str | None, user: str) -> bool:
+        """Keep the place of a new cell's turn at the end of the thread now, so that an
+        answer that ends later (a ``--bg`` cell while other cells run) takes the position
+        of its cell, not of its end. A cell that has a turn already keeps it. Returns
+        whether a place was reserved."""
+        if cell_id is None:
+            return False
         with self._lock:
-            i = self.index_of(cell_id)
-            if i is None:
+            if self.index_of(cell_id) is not None:
                 return False
-            del self._turns[i]
-            for later in self._turns[i:]:
+            self._turns.append(Turn(user=user, assistant="", cell_id=cell_id, pending=True))
+            return True
+
+    def forget(self, cell_id: str, *, with_more: bool = False) -> bool:
+        """Remove ``cell_id``'s turn (the cell moved to another thread, or was re-run without
+        a thread); later turns are marked stale. ``with_more``: also the turns of the same
+        cell's further answers (``<cell id>#2``, …). Returns whether there was one."""
+        with self._lock:
+            doomed = [
+                i
+                for i, t in enumerate(self._turns)
+                if t.cell_id == cell_id
+                or (with_more and (t.cell_id or "").startswith(f"{cell_id}#"))
+            ]
+            if not doomed:
+                return False
+            for i in reversed(doomed):
+                del self._turns[i]
+            for later in self._turns[doomed[0] :]:
                 later.stale = True
             return True
 
@@ -329,10 +356,32 @@ def get_thread(name: str | None = DEFAULT_THREAD) -> Thread:
         return found
 
 
-def reset(name: str | None = None) -> None:
-    """Forget the thread ``name`` (``None``: the default thread)."""
+def reset(name: str | None = None, *, all_threads: bool = False) -> list[str]:
+    """Forget the thread ``name`` (``None``: the default thread), or every thread
+    (``all_threads``). Returns the names of the threads that were forgotten."""
     with _registry_lock:
-        threads.pop(_name(name), None)
+        if all_threads:
+            names = list(threads)
+            threads.clear()
+            return names
+        return [name for name in [_name(name)] if threads.pop(name, None) is not None]
+
+
+def leave_threads(cell_id: str | None) -> int:
+    """A cell that runs without ``chat`` no longer belongs to any thread: its earlier turns
+    are removed (later turns marked stale, as after a re-run), so a stale question is not
+    sent with every later turn. Turns the cell recorded in *this* run are kept (a cell may
+    ask with and without a thread). Returns how many threads it left."""
+    if cell_id is None:
+        return 0
+    request = _current_request()
+    with _calls_lock:
+        this_run = request is not None and request == _calls_request[0]
+        if this_run and any(cell == cell_id for _, cell in _calls):
+            return 0
+    with _registry_lock:
+        every = list(threads.values())
+    return sum(t.forget(cell_id, with_more=True) for t in every)
 
 
 def record(turn: Turn, name: str | None = DEFAULT_THREAD) -> int:
@@ -382,6 +431,13 @@ def current_cell_id() -> str | None:
     return cell_id if isinstance(cell_id, str) and cell_id else None
 
 
+def _current_request() -> str | None:
+    """The id of the kernel's current ``execute_request`` (``None`` outside a kernel)."""
+    header = _parent().get("header")
+    request = header.get("msg_id") if isinstance(header, Mapping) else None
+    return request if isinstance(request, str) else None
+
+
 _calls_lock = threading.Lock()
 _calls: dict[tuple[str, str], int] = {}
 _calls_request: list[str | None] = [None]
@@ -394,8 +450,7 @@ def turn_key(name: str | None, cell_id: str | None) -> str | None:
     them one by one. ``None`` without a cell id (the turn is appended)."""
     if cell_id is None:
         return None
-    header = _parent().get("header")
-    request = header.get("msg_id") if isinstance(header, Mapping) else None
+    request = _current_request()
     with _calls_lock:
         if request != _calls_request[0]:  # a new execute_request: forget the last one's
             _calls.clear()
@@ -574,7 +629,7 @@ def format_thread(thread: Thread | str | None = None) -> str:
                 _short(turn.cell_id or "-", 10),
                 _short(turn.model or "-", 28),
                 tokens,
-                turn.finish_reason,
+                "streaming" if turn.pending else turn.finish_reason,
                 "stale" if turn.stale else "",
                 _short(turn.user, 40),
             )

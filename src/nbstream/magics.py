@@ -266,16 +266,7 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
             print(cost_report())
             return
         if command in ("thread", "reset"):
-            from . import conversation
-
-            name = rest.strip() or conversation.DEFAULT_THREAD
-            if len(name.split()) > 1:
-                raise UsageError(f"%llm {command} takes one thread name, got {rest.strip()!r}")
-            if command == "thread":
-                print(conversation.format_thread(name))
-            else:
-                conversation.reset(name)
-                print(f"Thread {name!r} cleared.")
+            print(thread_command(command, rest))
             return
         raise UsageError(
             f"unknown %llm command {word!r}: use %llm help, %llm config, %llm to-cell, "
@@ -370,3 +361,35 @@ def unload(shell: Any) -> None:
     if _instance is not None and _instance in shell.configurables:
         shell.configurables.remove(_instance)
     _instance = None
+
+
+def thread_command(command: str, rest: str) -> str:
+    """``%llm thread [NAME]`` / ``%llm reset [NAME | --all]``: the report, as text. A name
+    with spaces is quoted (``%llm thread "data cleaning"``); a word starting with ``-``
+    is a flag, never a thread name."""
+
+    from . import conversation
+
+    usage = f"%llm {command} [NAME]" + (" | --all" if command == "reset" else "")
+    try:
+        words = shlex.split(rest)
+    except ValueError as exc:
+        raise UsageError(f'{usage}: {exc} (quote a name with spaces: "my thread")') from None
+    flags = [w for w in words if w.startswith("-")]
+    names = [w for w in words if not w.startswith("-")]
+    unknown = [f for f in flags if not (command == "reset" and f == "--all")]
+    if unknown:
+        raise UsageError(f"{usage}: unknown flag {unknown[0]!r}")
+    if len(names) > 1 or (flags and names):
+        raise UsageError(
+            f"{usage}: takes one thread name, got {rest.strip()!r} "
+            '(quote a name with spaces: "my thread")'
+        )
+    name = names[0] if names else conversation.DEFAULT_THREAD
+    if command == "thread":
+        return conversation.format_thread(name)
+    if flags:
+        gone = conversation.reset(all_threads=True)
+        return f"All threads cleared ({len(gone)}: {', '.join(map(repr, gone)) or 'none'})."
+    conversation.reset(name)
+    return f"Thread {name!r} cleared."

@@ -109,7 +109,13 @@ def make_stream(
     recorded in it when the stream ends; with ``schema``, the answer is validated when it
     ends and, if it does not match, asked again (``retries``): :func:`run_awaited` /
     :func:`run_blocking` run those further streams."""
-    from .conversation import current_cell_id, default_budget, get_thread, turn_key
+    from .conversation import (
+        current_cell_id,
+        default_budget,
+        get_thread,
+        leave_threads,
+        turn_key,
+    )
     from .structured import resolve_schema
 
     call = dict(call)
@@ -143,10 +149,14 @@ def make_stream(
                 provider_name, max_tokens=settings.max_tokens, base_url=base_url
             )
         key = turn_key(settings.chat, current_cell_id())
-        history = get_thread(settings.chat).messages(key, budget, prompt=text, system=system)
+        thread = get_thread(settings.chat)
+        history = thread.messages(key, budget, prompt=text, system=system)
+        thread.reserve(key, text)  # a --bg answer ends later: its place is its cell's
         messages = history.turns
         system = history.system
         chat = Chat(settings.chat, key, history)
+    else:
+        leave_threads(current_cell_id())
     request = make_request(settings, text, name, messages=messages, system=system, schema=schema)
     if sink is None:
         sink = make_sink(settings, stoppable=awaited, schema=schema)
