@@ -366,6 +366,17 @@ def test_ask_sync_background_in_a_script(sdk_env, capsys):
     y.stop()  # again, after the end: nothing happens
 
 
+def test_state_says_stopping_at_once_after_stop(sdk_env):
+    fake_llm = sdk_env
+    slow = fake_llm.script(tokens=tokens(400), delay=0.02)
+    y = nbstream.ask_sync("hi", model=f"openai:{slow}", background=True)
+    streaming(fake_llm, slow, 3)
+    assert y.state == "streaming"
+    y.stop()
+    assert y.state in ("stopping", "cancelled")  # never "streaming" after stop()
+    assert y.wait(10).finish_reason == "cancelled" and y.state == "cancelled"
+
+
 def test_bg_magic_in_terminal_ipython_shows_nothing_and_rebinds(sdk_env, ip, capsys):
     fake_llm = sdk_env
     model = fake_llm.script(tokens=tokens(20), delay=0.03)

@@ -128,7 +128,10 @@ def test_round_trip_for_every_schema_kind(fake_llm, provider, kind):
     r = ask(provider, model, schema=schema)
     assert r.finish_reason == "stop" and r.error is None, r.error
     assert r.data == expected and type(r.data) is type(expected)
-    assert r.text == text  # the text stays the JSON as it arrived
+    if kind == "list[model]":  # the type asked for, not the provider's {"items": ...} wrapper
+        assert json.loads(r.text) == json.loads(text)["items"]
+    else:
+        assert r.text == text  # the text stays the JSON as it arrived
     body = fake_llm.log(model)[-1]["body"]
     if provider == "openai":
         wire = body["response_format"]
@@ -330,3 +333,37 @@ def test_a_registered_provider_gets_the_schema_and_instructions():
     [request] = seen
     assert request.schema["name"] == "City" and request.schema["strict"] is True
     assert request.system.startswith("Be terse.\n\nAnswer with JSON only")
+
+
+@pytest.mark.parametrize(
+    ("words", "joined"),
+    [
+        (
+            ["--schema", "dict[str,", "float]", "-o", "x"],
+            ["--schema", "dict[str, float]", "-o", "x"],
+        ),
+        (["--schema", "Row", "|", "None"], ["--schema", "Row | None"]),
+        (["--schema", "Row|", "None", "--chat"], ["--schema", "Row| None", "--chat"]),
+        (
+            ["--schema=list[dict[str,", "int]]", "-m", "x"],
+            ["--schema=list[dict[str, int]]", "-m", "x"],
+        ),
+        (["-m", "a:b", "--schema", "City"], ["-m", "a:b", "--schema", "City"]),
+        (["--schema"], ["--schema"]),
+    ],
+)
+def test_a_type_expression_split_by_the_shell_is_joined_back(words, joined):
+    from nbstream.magics import join_type_expressions
+
+    assert join_type_expressions(words) == joined
+
+
+def test_schema_spellings_from_the_readme_work_unquoted_in_the_magic(fake_llm, ip):
+    model = fake_llm.script(text='{"items": [{"key": "a", "value": 1.5}]}')
+    ip.run_cell_magic("llm", f"-m openai:{model} --schema dict[str, float] -o m", "Give numbers")
+    assert ip.user_ns["m"].data == {"a": 1.5}
+    assert json.loads(ip.user_ns["m"]) == {"a": 1.5}  # its text: the dict's JSON, not pairs
+    ip.user_ns["City"] = City
+    model = fake_llm.script(text='{"items": {"name": "Oslo", "population": 7}}')
+    ip.run_cell_magic("llm", f"-m openai:{model} --schema City | None -o c", "A city")
+    assert ip.user_ns["c"].data == City(name="Oslo", population=7)

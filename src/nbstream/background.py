@@ -256,6 +256,10 @@ def _watch(stream: Stream) -> _Watch:
     return watch
 
 
+ENDINGS = frozenset({"stop", "length", "cancelled", "error"})
+"""The states of a stream that has ended (its finish reasons)."""
+
+
 class Pending:
     """An answer that is still streaming in the background (``%%llm --bg``,
     ``ask(..., background=True)``, ``ask_sync(..., background=True)``).
@@ -331,10 +335,14 @@ class Pending:
 
     @property
     def state(self) -> str:
-        """``waiting``, ``retrying``, ``streaming``, then the finish reason."""
+        """``waiting``, ``retrying``, ``streaming``, then the finish reason; ``stopping``
+        from :meth:`stop` until the stream has closed (then ``cancelled``)."""
         if self._response is not None:
             return self._response.finish_reason
-        return self._watch.current.state
+        current = self._watch.current
+        if current.stop_requested and current.state not in ENDINGS:
+            return "stopping"
+        return current.state
 
     @property
     def model(self) -> str:

@@ -608,8 +608,7 @@ class ServiceRunner:
                     cached=True,
                 )
         for i, response in cached.items():
-            self._validate(response)
-            self.job.responses[i] = response
+            self.job.responses[i] = self._validate(response)
             tally.done += 1
             tally.cached += 1
         self.submitted = [i for i, found in enumerate(self.job.responses) if found is None]
@@ -700,9 +699,9 @@ class ServiceRunner:
                     price = cost(response.model, response.usage, prices_file=self.settings.prices)
                     response.cost = None if price is None else price * BATCH_DISCOUNT
                     add_to_session(response)  # %llm cost
-                    self._validate(response)
-                    self._record(i, response)
-                    self.job.responses[i] = response
+                    final = self._validate(response)
+                    self._record(i, response)  # the provider's form, as a stream records it
+                    self.job.responses[i] = final
             tally.done = tally.failed = tally.cancelled = tally.cached = tally.output_tokens = 0
             tally.cost = 0.0
             for row in self.job.responses:  # counted again from what came back
@@ -714,9 +713,11 @@ class ServiceRunner:
             self.display.close()
         return self.job.results()
 
-    def _validate(self, response: Response) -> None:
+    def _validate(self, response: Response) -> Response:
+        """As a stream's answer is judged (:meth:`nbstream.call.Call.check`, without
+        re-asks): ``data`` and the type's own JSON as text, or an error."""
         if self.schema is None or response.finish_reason != "stop":
-            return
+            return response
         from .errors import SchemaValidationError
 
         try:
@@ -724,6 +725,8 @@ class ServiceRunner:
         except SchemaValidationError as exc:
             response.finish_reason = "error"
             response.error = str(exc)
+            return response
+        return response.with_text(self.schema.answer_text(response.text, response.data))
 
     def _record(self, index: int, response: Response) -> None:
         """A finished row goes into the replay cache (when it records)."""

@@ -141,16 +141,18 @@ class Call:
 
     # -- the hooks, in the order Bookkeeping calls them -------------------------------------
 
-    def check(self, stream: Stream, response: Response) -> None:
-        """Validate a finished answer against the schema; a failure makes the response an
-        error (text kept) and, if re-asks are left, queues one."""
+    def check(self, stream: Stream, response: Response) -> Response:
+        """Validate a finished answer against the schema: a valid one gets its ``data`` and
+        the text of the type asked for (:meth:`~nbstream.structured.Schema.answer_text`);
+        a failure makes the response an error (text kept) and, if re-asks are left, queues
+        one. Returns the answer in its final form."""
         if self.schema is None or response.finish_reason != "stop":
-            return
+            return response
         from .errors import SchemaValidationError
 
         try:
             response.data = self.schema.validate(response.text)
-            return
+            return response.with_text(self.schema.answer_text(response.text, response.data))
         except SchemaValidationError as exc:
             error = exc
         reasks = len(self.responses)
@@ -175,6 +177,7 @@ class Call:
             self.pending = (retry, note)
             if isinstance(self.sink, Relay):
                 self.sink.hold = True
+        return response
 
     def finish(self, stream: Stream, response: Response) -> None:
         """The last answer of the call: the prompt the user asked, the cost and usage of
@@ -257,7 +260,7 @@ class Bookkeeping:
         self.context = context
         self.call = call
 
-    def __call__(self, stream: Stream, response: Response) -> None:
+    def __call__(self, stream: Stream, response: Response) -> Response:
         from . import pricing
 
         call = self.call
@@ -265,7 +268,7 @@ class Bookkeeping:
         response.cached = self.lookup.hit
         try:
             if call is not None:
-                call.check(stream, response)
+                response = call.check(stream, response)
             self.lookup.commit(response.finish_reason)  # after the verdict, never before
             if self.lookup.replay_miss:
                 response.cost = 0.0  # nothing was sent
@@ -288,6 +291,7 @@ class Bookkeeping:
                 if call.pending is None:
                     call.finish(stream, response)
                 call.responses.append(response)
+        return response
 
 
 def call_of(stream: Stream) -> Call | None:

@@ -108,7 +108,7 @@ class Stream:
         sink: Sink | None = None,
         note: str | None = None,
         describe_option: Callable[[str], str] = neutral,
-        on_response: Callable[[Stream, Response], object] | None = None,
+        on_response: Callable[[Stream, Response], Response | None] | None = None,
     ) -> None:
         self.provider = provider
         self.request = request
@@ -146,6 +146,11 @@ class Stream:
         """Ask the stream to stop. Safe to call from any thread, any number of times."""
         self._stop_requested.set()
         self.call_in_loop(lambda: self._cancel("stopped"))
+
+    @property
+    def stop_requested(self) -> bool:
+        """:meth:`stop` was called (the stream may still be closing)."""
+        return self._stop_requested.is_set()
 
     def call_in_loop(self, callback: Callable[[], object]) -> None:
         """Run ``callback`` on the stream's event loop, from any thread (e.g. a widget
@@ -215,9 +220,10 @@ class Stream:
         self.status_note = ""
         if self.on_response is not None:
             # The front door's bookkeeping (cost, history): before the sink shows the end,
-            # also after an interrupt. It must not cost the user the answer.
+            # also after an interrupt. It must not cost the user the answer. It may give
+            # the answer in its final form (a validated structured answer's own JSON).
             try:
-                self.on_response(self, response)
+                response = self.on_response(self, response) or response
             except Exception as exc:
                 warnings.warn(
                     f"nbstream: recording the answer failed: {type(exc).__name__}: {exc}",

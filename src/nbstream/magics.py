@@ -184,7 +184,7 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
                 f"cannot parse the %%llm line ({exc}): {line.strip()!r} — close the quote, "
                 "or escape a literal quote with a backslash"
             ) from None
-        return self.llm.parser.parse_args(argv)
+        return self.llm.parser.parse_args(join_type_expressions(argv))
 
     def _prepare(self, line: str, cell: str, *, awaited: bool) -> tuple[Stream, Any]:
         args = self.parse_line(line)
@@ -393,3 +393,41 @@ def thread_command(command: str, rest: str) -> str:
         return f"All threads cleared ({len(gone)}: {', '.join(map(repr, gone)) or 'none'})."
     conversation.reset(name)
     return f"Thread {name!r} cleared."
+
+
+TYPE_OPTIONS = ("--schema",)
+"""Options whose value is a type expression: ``--schema dict[str, float]`` and
+``--schema Row | None`` work unquoted (the words are joined back)."""
+
+
+def _open_brackets(text: str) -> int:
+    return sum(text.count(c) for c in "[({") - sum(text.count(c) for c in "])}")
+
+
+def join_type_expressions(argv: list[str]) -> list[str]:
+    """Rejoin the words of a type expression that the shell split at its spaces: after
+    ``--schema`` the words go together while a bracket is open or a ``|`` joins them."""
+    out: list[str] = []
+    words = iter(argv)
+    for word in words:
+        name, eq, value = word.partition("=")
+        if name not in TYPE_OPTIONS:
+            out.append(word)
+            continue
+        if not eq:
+            out.append(word)
+            following = next(words, None)
+            if following is None:
+                break
+            value = following
+        rest = list(words)
+        taken = 0
+        while taken < len(rest) and (
+            _open_brackets(value) > 0 or value.rstrip().endswith("|") or rest[taken].startswith("|")
+        ):
+            value += " " + rest[taken]
+            taken += 1
+        out.append(f"{name}={value}" if eq else value)
+        out.extend(join_type_expressions(rest[taken:]))
+        break
+    return out

@@ -237,6 +237,10 @@ class Response(str):
         parts.append(f"elapsed={self.elapsed:.2f}s")
         return f"Response({', '.join(parts)})"
 
+    def with_text(self, text: str) -> Response:
+        """The same answer (metadata and ``data``) with another text."""
+        return Response(text, **self.metadata(), data=self.data)
+
     def __reduce__(self) -> tuple[Any, ...]:  # pickle, copy and deepcopy keep the metadata
         if self.data is None:
             return (_rebuild, (self.text, self.metadata()))

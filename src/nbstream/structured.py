@@ -714,6 +714,14 @@ class Schema:
         except Exception:
             return None
 
+    def answer_text(self, text: str, data: Any) -> str:
+        """The text of a validated answer: the JSON of the type asked for. A wrapped answer
+        (``list[...]`` → ``{"items": [...]}``) or a map sent as key/value pairs is the
+        provider's wire form, not the answer: its text becomes the JSON of ``data``."""
+        if not (self.wrapped or self._needs_decode):
+            return text
+        return json.dumps(to_plain(data), ensure_ascii=False)
+
     def validate(self, text: str) -> Any:
         """Parse the answer and validate it: a model instance, a list of them, a dict…
         Raises :class:`SchemaValidationError`."""
