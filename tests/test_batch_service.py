@@ -24,6 +24,15 @@ OPENAI_KEY = "sk-batchtest-openai-5f1d3c9a7e2b4d60"
 ANTHROPIC_KEY = "sk-ant-batchtest-8c4e2a1f9b7d3e50"
 PROVIDERS = ["openai", "anthropic"]
 LABEL = {"openai": "OpenAI", "anthropic": "Anthropic"}
+
+
+def label(provider: str, server: Any) -> str:
+    """How errors name the server: a base URL's own server is "the server at <URL>"."""
+    if provider == "openai":
+        return f"the server at {server.openai_base_url}"
+    return LABEL[provider]
+
+
 T = TypeVar("T")
 
 
@@ -124,7 +133,9 @@ def test_error_rows_keep_their_error(server: FakeLLMServer, provider: str) -> No
     for i in failed:
         assert answers[i] == ""
         assert answers[i].error is not None
-        assert answers[i].error.startswith(f"HTTP 429 from {LABEL[provider]}: slow down — rate")
+        assert answers[i].error.startswith(
+            f"HTTP 429 from {label(provider, server)}: slow down — rate"
+        )
     for i in (0, 1, 3, 4):
         assert (answers[i].text, answers[i].finish_reason) == ("Hello world!", "stop")
     assert (seen[-1].state, seen[-1].succeeded, seen[-1].failed) == ("ended", 4, 2)
@@ -278,7 +289,9 @@ def test_api_keys_never_in_error_messages(server: FakeLLMServer, provider: str) 
     with pytest.raises(ProviderError) as info:
         run(batch_service.submit(provider, requests(refused, 2)))
     message = str(info.value)
-    assert message.startswith(f"HTTP 401 from {LABEL[provider]}: Incorrect API key provided: ***")
+    assert message.startswith(
+        f"HTTP 401 from {label(provider, server)}: Incorrect API key provided: ***"
+    )
     assert f"check {env}" in message
     assert key[:8] not in message
     assert info.value.status == 401
@@ -293,7 +306,7 @@ def test_api_keys_never_in_error_messages(server: FakeLLMServer, provider: str) 
     ok, failed = run(go())
     assert ok.finish_reason == "stop"
     assert failed.error == (
-        f"HTTP 403 from {LABEL[provider]}: key ***… may not — the API key may not use this "
+        f"HTTP 403 from {label(provider, server)}: key ***… may not — the API key may not use this "
         f"model; check {env} and the model name"
     )
 
@@ -368,7 +381,7 @@ def test_base_url_overrides_the_environment(
     [answer] = run(go())
     assert answer.text == "via base_url"
     with pytest.raises(
-        ProviderError, match=r"^Could not reach OpenAI at http://\*\*\*@127"
+        ProviderError, match=r"^Could not reach the server at http://\*\*\*@127"
     ) as info:
         run(batch_service.status("openai", "batch_x"))
     assert "pw" not in str(info.value)

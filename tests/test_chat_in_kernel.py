@@ -215,3 +215,14 @@ def test_thread_names_with_spaces_reset_all_and_unknown_flags(llm_kernel, fake_l
     out = kernel.run_ok("%llm reset --all").stdout().strip()
     assert out.startswith("All threads cleared") and "'other'" in out
     assert kernel.run_ok("%llm thread other").stdout().strip() == "Thread 'other': empty."
+
+
+def test_status_notes_stay_in_the_saved_footer(llm_kernel, fake_llm):
+    kernel = llm_kernel
+    name = f"t{uuid.uuid4().hex[:6]}"
+    model = fake_llm.script(texts=["One.", "Two."])
+    run_cell(kernel, f"%%llm -m openai:{model} --chat {name}\nFirst", "foot-1")
+    execution = run_cell(kernel, f"%%llm -m openai:{model} --chat {name}\nSecond", "foot-2")
+    saved = kernel.outputs(execution)[0]["data"]["text/html"]
+    footer = saved[saved.index('class="nbstream-footer"') :]
+    assert f"chat &#x27;{name}&#x27;: 1 earlier turn sent" in footer and "finished" in footer

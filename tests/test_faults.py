@@ -98,7 +98,7 @@ def test_error_event_mid_stream_keeps_the_text_and_says_what_the_server_said(fak
     assert r.error.startswith(
         "Anthropic reported an error mid-answer: Overloaded"
         if provider == "anthropic"
-        else "OpenAI reported an error mid-answer"
+        else f"the server at {fake_llm.openai_base_url} reported an error mid-answer"
     )
     assert "HTTP 200" not in r.error
     assert len(fake_llm.log(model)) == 1  # text had arrived: never retried
@@ -261,7 +261,7 @@ def test_connection_refused_has_a_hint_for_both_providers(provider, monkeypatch)
     url = "http://127.0.0.1:9" + ("/v1" if provider == "openai" else "")
     monkeypatch.setenv("OPENAI_BASE_URL" if provider == "openai" else "ANTHROPIC_BASE_URL", url)
     r = ask(provider, "m", http_retries=0)
-    label = "OpenAI" if provider == "openai" else "Anthropic"
+    label = "the server" if provider == "openai" else "Anthropic"  # a base URL: its server
     assert r.error.startswith(f"Could not reach {label} at {url}")
     assert "is the server running and the URL right?" in r.error
 

@@ -183,5 +183,13 @@ def test_unreachable_server_is_a_readable_error(monkeypatch):
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     _, r = stream("openai", "gpt-x", settings={"http_retries": 1, "retry_max_wait": 0.1})
     assert r.finish_reason == "error"
-    assert r.error.startswith("Could not reach OpenAI at http://127.0.0.1:9/v1")
+    assert r.error.startswith("Could not reach the server at http://127.0.0.1:9/v1:")
     assert "is the server running" in r.error and r.error.endswith("(after 1 retry)")
+
+
+def test_errors_name_openai_only_for_api_openai_com():
+    from nbstream.providers.openai_chat import connection
+
+    assert connection("https://api.openai.com/v1")[2].label == "OpenAI"
+    wire = connection("http://127.0.0.1:8080/v1?api-key=S3CRET")[2]
+    assert wire.label == "the server at http://127.0.0.1:8080/v1?api-key=***"

@@ -195,7 +195,9 @@ def test_answers_that_never_validate_end_as_an_error_naming_the_field(fake_llm, 
 def test_a_cut_answer_is_not_validated(fake_llm):
     model = fake_llm.script(text='{"name": "Os', finish_reason="length")
     r = ask("openai", model, schema=City)
-    assert r.finish_reason == "length" and r.data is None and r.error is None
+    assert r.finish_reason == "length" and r.data is None
+    # said, not silent: cut before the object closed (issue 17; was error None)
+    assert r.error.startswith("cut by length before the JSON closed")
     assert len(fake_llm.log(model)) == 1  # no re-ask: raise max_tokens instead
 
 

@@ -45,6 +45,7 @@ from typing_extensions import Unpack
 from . import cache
 from .background import defaults as background_defaults
 from .background import run_in_background, wait_blocking, wait_in_cell
+from .call import judge
 from .engine import Stream
 from .errors import SettingsError
 from .kernel import get_shell, in_kernel
@@ -716,17 +717,13 @@ class ServiceRunner:
     def _validate(self, response: Response) -> Response:
         """As a stream's answer is judged (:meth:`nbstream.call.Call.check`, without
         re-asks): ``data`` and the type's own JSON as text, or an error."""
-        if self.schema is None or response.finish_reason != "stop":
+        if self.schema is None:
             return response
-        from .errors import SchemaValidationError
-
-        try:
-            response.data = self.schema.validate(response.text)
-        except SchemaValidationError as exc:
+        response, error = judge(self.schema, response)
+        if error is not None:
             response.finish_reason = "error"
-            response.error = str(exc)
-            return response
-        return response.with_text(self.schema.answer_text(response.text, response.data))
+            response.error = str(error)
+        return response
 
     def _record(self, index: int, response: Response) -> None:
         """A finished row goes into the replay cache (when it records)."""

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from . import cache
 from . import store as records
 from .engine import Sink, Stream
+from .errors import SchemaValidationError
 from .providers import get_provider
 from .providers.base import Request
 from .response import Response
@@ -52,6 +53,33 @@ class Chat:
         if self.key is None:
             text += "; appending: no cell id"
         return text
+
+
+CUT_BEFORE_CLOSED = (
+    "cut by length before the JSON closed (max_tokens reached): no data; raise max_tokens "
+    "(the partial JSON is the text)"
+)
+"""The error of a structured answer that ``max_tokens`` cut before its JSON was complete
+(``finish_reason`` stays ``length``: it is not re-asked)."""
+
+
+def judge(schema: Schema, response: Response) -> tuple[Response, SchemaValidationError | None]:
+    """The verdict on a structured answer that ended on its own (``stop`` / ``length``): a
+    valid one gets ``data`` and the text of the type asked for
+    (:meth:`~nbstream.structured.Schema.answer_text`); one cut by length before its JSON
+    closed gets :data:`CUT_BEFORE_CLOSED` as its error; an invalid finished one is returned
+    with the validation error (the caller decides: re-ask, or an error). Other endings are
+    left as they are. Streams (:class:`Call`) and provider batches use it."""
+    if response.finish_reason not in ("stop", "length"):
+        return response, None
+    try:
+        response.data = schema.validate(response.text)
+    except SchemaValidationError as exc:
+        if response.finish_reason == "length":
+            response.error = CUT_BEFORE_CLOSED
+            return response, None
+        return response, exc
+    return response.with_text(schema.answer_text(response.text, response.data)), None
 
 
 REASK = (
@@ -146,15 +174,11 @@ class Call:
         the text of the type asked for (:meth:`~nbstream.structured.Schema.answer_text`);
         a failure makes the response an error (text kept) and, if re-asks are left, queues
         one. Returns the answer in its final form."""
-        if self.schema is None or response.finish_reason != "stop":
+        if self.schema is None:
             return response
-        from .errors import SchemaValidationError
-
-        try:
-            response.data = self.schema.validate(response.text)
-            return response.with_text(self.schema.answer_text(response.text, response.data))
-        except SchemaValidationError as exc:
-            error = exc
+        response, error = judge(self.schema, response)
+        if error is None:
+            return response
         reasks = len(self.responses)
         message = str(error)
         if reasks:
@@ -300,4 +324,4 @@ def call_of(stream: Stream) -> Call | None:
     return hook.call if isinstance(hook, Bookkeeping) else None
 
 
-__all__ = ["REASK", "Bookkeeping", "Call", "Chat", "Relay", "call_of"]
+__all__ = ["CUT_BEFORE_CLOSED", "REASK", "Bookkeeping", "Call", "Chat", "Relay", "call_of", "judge"]

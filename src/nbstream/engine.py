@@ -49,6 +49,12 @@ EMPTY = (
     "the prompt may be longer than the model's context, or the model failed to load; "
     "check the server's log"
 )
+CUT_OFF = (
+    "; or the server cut this request off when another arrived: llama-cpp-python's server "
+    "does so unless started with --interrupt_requests False (or send one at a time: "
+    "concurrency=1)"
+)
+"""Added to :data:`EMPTY` for a server of the user's own (a ``base_url``)."""
 
 
 class Sink(Protocol):
@@ -386,6 +392,8 @@ class Stream:
                 error = self._error
             else:
                 error = TRUNCATED if self.parts else EMPTY
+                if not self.parts and self.request.base_url:
+                    error += CUT_OFF
         assert self.started is not None
         return Response(
             self.text,

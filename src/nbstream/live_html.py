@@ -153,7 +153,7 @@ class HtmlSink:
         if self.schema is not None:
             html = structured_html(response, html)
         prompt = stream.request.prompt if self.show_prompt else None
-        bundle = static_bundle(response, html=html, prompt=prompt)
+        bundle = static_bundle(response, html=html, prompt=prompt, note=stream.note)
         metadata = {"nbstream": provenance(stream, response)}  # kept in the saved notebook
         update_display(bundle, metadata=metadata, raw=True, display_id=self.display_id)
 

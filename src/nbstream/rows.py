@@ -216,8 +216,12 @@ def shape(rows: Rows, responses: list[Response], column: str, schema: Schema | N
 def _problem(response: Response) -> str | None:
     """The ``error`` column's entry: failed, stopped or skipped rows (a cut answer is the
     ``max_tokens`` you chose, not an error: its Response says ``length``)."""
-    if response.finish_reason in ("stop", "length"):
+    if response.finish_reason == "stop" or (
+        response.finish_reason == "length" and response.error is None
+    ):
         return None
+    if response.finish_reason == "length":  # a structured answer cut before its JSON closed
+        return response.error
     if response.error == EMPTY_INPUT:
         return EMPTY_INPUT
     if response.finish_reason == "error":

@@ -271,7 +271,10 @@ class WidgetSink:
         if self.schema is not None:
             html = structured_html(response, html)
         bundle = static_bundle(
-            response, html=html, prompt=stream.request.prompt if self.show_prompt else None
+            response,
+            html=html,
+            prompt=stream.request.prompt if self.show_prompt else None,
+            note=stream.note,
         )
         self.bytes_sent += len(json.dumps(bundle).encode())
         metadata = {"nbstream": provenance(stream, response)}  # kept in the saved notebook
@@ -395,18 +398,33 @@ def plain_text(response: Response) -> str:
     return f"{text}\n\n[nbstream: {ending}]" if text else f"[nbstream: {ending}]"
 
 
+def footer_words(response: Response, note: str | None = None) -> str:
+    """The saved footer: :meth:`Response.summary` with the stream's status note after the
+    model (``chat: 2 earlier turns sent`` / ``schema by instructions: …``), as live."""
+    summary = response.summary()
+    if not note:
+        return summary
+    if response.model and summary.startswith(response.model):
+        return f"{response.model} · {note}{summary[len(response.model) :]}"
+    return f"{note} · {summary}"
+
+
 def static_bundle(
-    response: Response, html: str | None = None, prompt: str | None = None
+    response: Response,
+    html: str | None = None,
+    prompt: str | None = None,
+    note: str | None = None,
 ) -> dict[str, str]:
     """The HTML + text bundle that replaces the live view when the stream ends
     (``html``: the answer already rendered, to spare a second render; ``prompt``: shown in
-    a collapsed section, for ``--show-prompt``). The HTML carries its own small stylesheet
-    (theme variables, scrolling tables, code colours when there is code), so the saved
-    answer looks the same in JupyterLab, Notebook 7 and nbconvert's HTML."""
+    a collapsed section, for ``--show-prompt``; ``note``: the stream's status note, kept in
+    the footer). The HTML carries its own small stylesheet (theme variables, scrolling
+    tables, code colours when there is code), so the saved answer looks the same in
+    JupyterLab, Notebook 7 and nbconvert's HTML."""
     body = markdown.render(response.text) if html is None else html
     footer = (
         f'<div class="nbstream-footer" data-finish-reason="{response.finish_reason}">'
-        f"{htmlmod.escape(response.summary())}</div>"
+        f"{htmlmod.escape(footer_words(response, note))}</div>"
     )
     details = ""
     if prompt:

@@ -196,9 +196,10 @@ def sdk_error(exc: BaseException, sdk: ModuleType, wire: Wire) -> ProviderError:
             retry_after=retry_after(headers),
             retryable=status in RETRYABLE_STATUS,
         )
+    at = "" if wire.where in label else f" at {wire.where}"  # "the server at <URL>" says it
     if isinstance(exc, sdk.APITimeoutError):
         return wire.error(
-            f"could not connect to {label} at {wire.where} in time (connect timeout)",
+            f"could not connect to {label}{at} in time (connect timeout)",
             retryable=True,
             option="connect_timeout",
         )
@@ -207,7 +208,7 @@ def sdk_error(exc: BaseException, sdk: ModuleType, wire: Wire) -> ProviderError:
         if wire.connected:
             return wire.error(dropped_message(label, cause))
         return wire.error(
-            f"Could not reach {label} at {wire.where}: {one_line(str(cause), 120)} — "
+            f"Could not reach {label}{at}: {one_line(str(cause), 120)} — "
             "is the server running and the URL right?",
             retryable=True,
         )
@@ -223,7 +224,7 @@ def sdk_error(exc: BaseException, sdk: ModuleType, wire: Wire) -> ProviderError:
     if isinstance(exc, transport_errors()):
         if not wire.connected:
             return wire.error(
-                f"Could not reach {label} at {wire.where}: {one_line(str(exc), 120)}",
+                f"Could not reach {label}{at}: {one_line(str(exc), 120)}",
                 retryable=True,
             )
         return wire.error(dropped_message(label, exc))

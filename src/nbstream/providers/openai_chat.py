@@ -38,6 +38,8 @@ OPENAI_URL = "https://api.openai.com/v1"
 
 FALLBACK_NOTE = "schema by instructions: the server has no response_format"
 """The status note when a server refused ``response_format`` (see the module docstring)."""
+JSON_OBJECT_NOTE = "schema as json_object: the server has no json_schema response_format"
+"""The status note when a server took the schema as ``json_object`` + ``schema``."""
 
 FINISH: dict[str, WireFinish] = {
     "stop": "stop",
@@ -68,8 +70,19 @@ def connection(base_url: str | None) -> tuple[str | None, str, Wire]:
         if base_url is None:
             raise ProviderError(missing_key_message("OPENAI_API_KEY", "OpenAI"))
         api_key = "no-key"
-    wire = Wire("OpenAI", "OPENAI_API_KEY", mask_url(base_url or OPENAI_URL), (api_key,))
+    where = mask_url(base_url or OPENAI_URL)
+    wire = Wire(server_label(base_url, where), "OPENAI_API_KEY", where, (api_key,))
     return base_url, api_key, wire
+
+
+def server_label(base_url: str | None, where: str) -> str:
+    """``OpenAI`` for api.openai.com, else ``the server at <URL>`` (a llama.cpp, vLLM or
+    Ollama server's error is not OpenAI's)."""
+    from urllib.parse import urlsplit
+
+    if base_url is None or urlsplit(base_url).hostname == "api.openai.com":
+        return "OpenAI"
+    return f"the server at {where}"
 
 
 async def stream(request: Request) -> AsyncIterator[str | Final]:
@@ -88,11 +101,13 @@ async def stream_ollama(request: Request) -> AsyncIterator[str | Final]:
 
 
 def request_options(
-    request: Request, *, official: bool, response_format: bool = True
+    request: Request, *, official: bool, response_format: bool | str = True
 ) -> dict[str, Any]:
     """The chat-completions body options for ``request`` (``official``: api.openai.com,
     which wants ``max_completion_tokens``; compatible servers know ``max_tokens``).
-    ``response_format=False``: a schema goes into the system prompt as instructions."""
+    How a schema travels: ``response_format=True`` as ``json_schema``, ``"json_object"``
+    as ``{"type": "json_object", "schema": …}``, ``False`` as instructions in the system
+    prompt."""
     from ..conversation import to_openai
     from ..structured import instructions, openai_response_format
 
@@ -114,21 +129,40 @@ def request_options(
         options["max_completion_tokens" if official else "max_tokens"] = request.max_tokens
     if request.stop:
         options["stop"] = list(request.stop)
-    if request.schema is not None and response_format:
+    if request.schema is not None and response_format == "json_object":
+        options["response_format"] = {
+            "type": "json_object",
+            "schema": openai_response_format(request.schema)["json_schema"]["schema"],
+        }
+    elif request.schema is not None and response_format:
         options["response_format"] = openai_response_format(request.schema)
     return options
 
 
+def _said(exc: Exception) -> str:
+    return f"{getattr(exc, 'message', '')} {getattr(exc, 'body', '')}".lower()
+
+
 def rejects_response_format(exc: Exception, *, self_hosted: bool) -> bool:
-    """Whether ``exc`` (raised by ``create``) says the server does not take
-    ``response_format``: HTTP 400/422 naming it, or any 400/422 from a self-hosted server."""
+    """Whether ``exc`` (raised by ``create``) says the server does not take the
+    ``response_format`` sent, by what it says: HTTP 400/422 naming it, any 400/422 from a
+    self-hosted server, or any other error status whose body names ``response_format`` /
+    ``json_schema`` (llama-cpp-python's server answers 500). A 429 is never a refusal."""
     status = getattr(exc, "status_code", None)
-    if status not in (400, 422):
+    if not isinstance(status, int) or status < 400 or status == 429:
         return False
-    if self_hosted:
+    if status in (400, 422) and self_hosted:
         return True
-    text = f"{getattr(exc, 'message', '')} {getattr(exc, 'body', '')}".lower()
+    text = _said(exc)
     return "response_format" in text or "json_schema" in text
+
+
+def next_mechanism(exc: Exception, tried: bool | str) -> bool | str:
+    """After a refusal of ``tried`` (``True``: json_schema), what to send next:
+    ``"json_object"`` when the server named it as what it takes, else instructions."""
+    if tried is True and "json_object" in _said(exc):
+        return "json_object"
+    return False
 
 
 async def _stream(
@@ -165,16 +199,21 @@ async def _stream(
 
     try:
         async with sdk_client(key, make_client) as client:
-            try:
-                chunks = await post(client, options)
-            except openai.APIStatusError as exc:
-                if "response_format" not in options or not rejects_response_format(
-                    exc, self_hosted=base_url is not None
-                ):
-                    raise
-                options = request_options(request, official=base_url is None, response_format=False)
-                note(FALLBACK_NOTE)
-                chunks = await post(client, options)
+            mechanism: bool | str = True
+            while True:
+                try:
+                    chunks = await post(client, options)
+                    break
+                except openai.APIStatusError as exc:
+                    if "response_format" not in options or not rejects_response_format(
+                        exc, self_hosted=base_url is not None
+                    ):
+                        raise
+                    mechanism = next_mechanism(exc, mechanism)
+                    options = request_options(
+                        request, official=base_url is None, response_format=mechanism
+                    )
+                    note(JSON_OBJECT_NOTE if mechanism else FALLBACK_NOTE)
             async with chunks:
                 wire.connected = True
                 async for chunk in chunks:
