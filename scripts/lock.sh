@@ -31,7 +31,24 @@ uv=.venv-tools/bin/uv
 
 flags=(--quiet --python-version 3.11 --annotation-style line --upgrade
        --custom-compile-command "bash scripts/lock.sh")
-[ "$mode" = oldest ] && flags+=(--resolution lowest-direct)
+if [ "$mode" = oldest ]; then
+    # nbstream's own dependencies at the lowest versions pyproject.toml allows; the test
+    # tools (pytest, JupyterLab, Playwright, …) at the committed lock's versions: what is
+    # proven is the product's lower bounds, not the oldest pytest.
+    python3 - > "$out/tools.txt" <<'PY'
+import re
+import tomllib
+
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+def name(dep): return re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0].lower()
+runtime = {name(d) for d in project["dependencies"] + project["optional-dependencies"]["local"]}
+tools = {name(d) for d in project["optional-dependencies"]["test"]} - runtime - {"ipykernel"}
+for line in open("requirements/test.lock"):
+    if "==" in line and not line.startswith(" ") and line.split("==")[0] in tools:
+        print(line.split()[0])
+PY
+    flags+=(--resolution lowest-direct -c "$out/tools.txt")
+fi
 binder_flags=("${flags[@]}")
 [ "$mode" = lock ] && flags+=(--generate-hashes)
 

@@ -372,8 +372,16 @@ def test_state_says_stopping_at_once_after_stop(sdk_env):
     y = nbstream.ask_sync("hi", model=f"openai:{slow}", background=True)
     streaming(fake_llm, slow, 3)
     assert y.state == "streaming"
+    from nbstream.background import run_in_background
+
+    async def hog() -> None:  # holds the background loop: the stop cannot be carried out yet
+        time.sleep(0.5)
+
+    hogging = run_in_background(hog)
+    time.sleep(0.05)
     y.stop()
-    assert y.state in ("stopping", "cancelled")  # never "streaming" after stop()
+    assert y.state == "stopping"  # at once, not "streaming" until the loop gets to it
+    hogging.result(5)
     assert y.wait(10).finish_reason == "cancelled" and y.state == "cancelled"
 
 

@@ -320,7 +320,7 @@ def test_status_errors(
     with oai(fake_llm) as client, pytest.raises(oai_exc) as oai_info:
         client.chat.completions.create(model=model, messages=PROMPT, stream=True)
     assert oai_info.value.status_code == status
-    assert oai_info.value.message.endswith("nope, fake")
+    assert "nope, fake" in oai_info.value.message  # the wording around it differs by release
     assert isinstance(oai_info.value.body, dict) and oai_info.value.body["message"] == "nope, fake"
 
     with ant(fake_llm) as client, pytest.raises(ant_exc) as ant_info:
@@ -518,11 +518,13 @@ def test_statuses_with_retry_after_openai(fake_llm: FakeLLMServer) -> None:
 
 
 def test_statuses_counted_across_apis_with_anthropic_classes(fake_llm: FakeLLMServer) -> None:
+    """nbstream maps errors by status code (the SDK's class names for 529 / 503 differ between
+    releases: OverloadedError and ServiceUnavailableError are recent)."""
     model = fake_llm.script(
         statuses=[529, 503, 429, 200], retry_after_ms=250, error_message="busy", tokens=["ok"]
     )
     with ant(fake_llm) as client:
-        with pytest.raises(anthropic.OverloadedError) as info:
+        with pytest.raises(anthropic.APIStatusError) as info:
             client.messages.create(model=model, max_tokens=5, messages=PROMPT, stream=True)
         assert info.value.status_code == 529
         assert info.value.response.headers["retry-after-ms"] == "250"
@@ -531,9 +533,8 @@ def test_statuses_counted_across_apis_with_anthropic_classes(fake_llm: FakeLLMSe
             "error": {"type": "overloaded_error", "message": "busy"},
             "request_id": "req_fake",
         }
-        with pytest.raises(anthropic.ServiceUnavailableError) as info2:
+        with pytest.raises(anthropic.InternalServerError) as info2:
             client.messages.create(model=model, max_tokens=5, messages=PROMPT, stream=True)
-        assert isinstance(info2.value, anthropic.InternalServerError)
         assert info2.value.status_code == 503
     with oai(fake_llm) as client:
         with pytest.raises(openai.RateLimitError):
