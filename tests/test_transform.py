@@ -45,7 +45,12 @@ def test_interrupt_stops_a_wrapped_cell_and_keeps_the_partial(llm_kernel, fake_l
     model = fake_llm.script(tokens=[f"w{i} " for i in range(400)], delay=0.02)
     execution = kernel.submit(f"%%time\n%%llm -m openai:{model} -o ans\nCount.")
     record = interrupt_mid_answer(kernel, fake_llm, model, execution)
-    assert execution.status == "error" and execution.error()["ename"] == "KeyboardInterrupt"
+    ipython = int(kernel.run_ok("import IPython; print(IPython.version_info[0])").stdout())
+    if ipython >= 9:
+        assert execution.status == "error" and execution.error()["ename"] == "KeyboardInterrupt"
+    else:  # IPython 8's %%time catches every exception: it shows the traceback and returns
+        assert execution.status == "ok"
+        assert (execution.error() or {}).get("ename") == "KeyboardInterrupt"  # shown
     assert not record["completed"]
     out = kernel.run_ok("print(ans.finish_reason, ans.chunks > 0, ans is _llm)").stdout()
     assert out.split() == ["cancelled", "True", "True"]

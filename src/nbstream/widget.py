@@ -402,6 +402,8 @@ def footer_words(response: Response, note: str | None = None) -> str:
     """The saved footer: :meth:`Response.summary` with the stream's status note after the
     model (``chat: 2 earlier turns sent`` / ``schema by instructions: …``), as live."""
     summary = response.summary()
+    said = summary.split(" · ")
+    note = " · ".join(p for p in (note or "").split(" · ") if p and p not in said)  # "cached"
     if not note:
         return summary
     if response.model and summary.startswith(response.model):
