@@ -41,3 +41,17 @@ def test_binder_installs_every_dependency():
     text = (ROOT / "binder" / "requirements.txt").read_text(encoding="utf-8").lower()
     listed = {re.split(r"[<>=!~\[; ]", line, maxsplit=1)[0] for line in text.splitlines()}
     assert names <= listed, names - listed
+
+
+def test_the_version_lives_in_one_place():
+    """pyproject.toml takes it from the package (hatch's dynamic version); the changelog
+    says what it added."""
+    import importlib.metadata
+
+    import nbstream
+
+    assert importlib.metadata.version("nbstream") == nbstream.__version__
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'dynamic = ["version"]' in pyproject and "\nversion =" not in pyproject
+    changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert f"## {nbstream.__version__} " in changelog

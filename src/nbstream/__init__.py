@@ -27,7 +27,7 @@ from .providers.base import Final, Request
 from .response import Response
 from .settings import UNSET
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = [
     "UNSET",
     "Final",
