@@ -57,13 +57,12 @@ import hashlib
 import json
 import os
 import time
-import warnings
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import ProviderError
+from .errors import ProviderError, warn_once
 from .providers.base import Final, Provider, Request
 from .settings import Settings
 
@@ -183,20 +182,9 @@ def read(cache_dir: str | os.PathLike[str], key: str) -> Entry | None:
     return Entry(key, deltas, finish, usage, model)
 
 
-_said: set[str] = set()
-
-
-def _warn_once(subject: str, message: str) -> None:
-    """Warn about ``subject`` once per process (a damaged file, an unwritable folder)."""
-    if subject in _said:
-        return
-    _said.add(subject)
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
-
-
 def _damaged(path: Path, why: str) -> Entry | None:
     """Say once that the entry at ``path`` is damaged; it is a miss (``None``)."""
-    _warn_once(
+    warn_once(
         str(path),
         f"nbstream: the cache entry {path} is damaged ({why}); it is treated as not recorded "
         "and the request is sent. Delete the file (or record it again with cache='write').",
@@ -270,7 +258,7 @@ def _write_or_warn(
     try:
         write(cache_dir, key, material, model, deltas, final)
     except OSError as exc:
-        _warn_once(
+        warn_once(
             f"write:{os.fspath(cache_dir)}",
             f"nbstream: cannot record answers in the cache folder {os.fspath(cache_dir)} "
             f"({type(exc).__name__}: {exc.strerror or exc}); answers are returned but not "

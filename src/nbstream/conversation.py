@@ -364,7 +364,8 @@ def reset(name: str | None = None, *, all_threads: bool = False) -> list[str]:
             names = list(threads)
             threads.clear()
             return names
-        return [name for name in [_name(name)] if threads.pop(name, None) is not None]
+        key = _name(name)
+        return [key] if threads.pop(key, None) is not None else []
 
 
 def leave_threads(cell_id: str | None) -> int:

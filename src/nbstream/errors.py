@@ -21,6 +21,7 @@ Errors below the front doors name options neutrally ("the idle_timeout option");
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -35,7 +36,21 @@ __all__ = [
     "SchemaError",
     "SchemaValidationError",
     "SettingsError",
+    "warn_once",
 ]
+
+
+_said: set[str] = set()
+
+
+def warn_once(subject: str, message: str, *, stacklevel: int = 3) -> None:
+    """Warn ``message`` once per process for ``subject`` (a damaged file, a folder that
+    cannot be written): a fault that repeats with every answer is said once, in the cell
+    where it first shows."""
+    if subject in _said:
+        return
+    _said.add(subject)
+    warnings.warn(message, RuntimeWarning, stacklevel=stacklevel + 1)
 
 
 class NbstreamError(Exception):

@@ -34,13 +34,12 @@ import shlex
 import threading
 import time
 import uuid
-import warnings
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import HistoryError
+from .errors import HistoryError, warn_once
 from .settings import HISTORY_OFF, Settings
 
 if TYPE_CHECKING:
@@ -426,22 +425,14 @@ def writer(path: Path) -> Writer:
         return found
 
 
-_said: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    if message not in _said:
-        _said.add(message)
-        warnings.warn(f"nbstream: {message}", RuntimeWarning, stacklevel=3)
-
-
 def diagnose(path: Path, exc: BaseException) -> str:
     """One line: what is wrong with the history file ``path`` and how to fix it."""
     text = str(exc)
     if "locked" in text or "busy" in text:
         return (
-            f"the history file {path} is locked by another process ({text}); it was not "
-            "waited for. Try again in a moment, or give this kernel its own file: "
+            f"the history file {path} is locked by another process ({text}); the kernel "
+            f"waits {KERNEL_WAIT:g} s at most. Try again in a moment, or give this kernel its "
+            "own file: "
             "%config LLMMagics.history = '/path/to/other.sqlite'"
         )
     if "not a database" in text or "malformed" in text or "corrupt" in text:
@@ -483,10 +474,10 @@ def record(path: Path, row: dict[str, Any]) -> None:
         _checked.add(path)
         fault = check_file(path)
         if fault is not None:
-            _warn_once(f"the answer was not recorded: {fault}")
+            warn_once(fault, f"nbstream: the answer was not recorded: {fault}")
     found = writer(path)
     if found.fault is not None:
-        _warn_once(found.fault)
+        warn_once(found.fault, f"nbstream: {found.fault}")
     found.put(row)
 
 
