@@ -58,3 +58,39 @@ def test_show_prompt_keeps_the_prompt_as_sent(llm_kernel, fake_llm):
     assert '<details class="nbstream-prompt">' in html
     assert "Explain entropy &lt;b&gt;." in html  # interpolated, and escaped
     assert fake_llm.log(model)[-1]["body"]["messages"][-1]["content"] == "Explain entropy <b>."
+
+
+ABSENT = r"""
+import sys
+sys.modules["anywidget"] = None  # import anywidget -> ImportError, as when not installed
+import nbstream
+from nbstream.providers.base import Final
+
+async def echo(request):
+    for word in ("Hello ", "without ", "widgets."):
+        yield word
+    yield Final("stop")
+
+nbstream.register_provider("echo", echo)
+r = nbstream.ask_sync("hi", model="echo", display="html", history="off")
+print("ANSWER", r.finish_reason, r.text)
+rows = nbstream.map_sync(["a", "b"], "{item}", model="echo", display="html", history="off",
+                         cache="off")
+print("ROWS", [x.text for x in rows])
+print("ANYWIDGET", "anywidget" in sys.modules and sys.modules["anywidget"] is not None)
+"""
+
+
+def test_live_html_and_the_progress_display_work_without_anywidget():
+    """The displays that need no widget do not import one (HtmlSink used to import the
+    widget module, and with it anywidget: ModuleNotFoundError)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", ABSENT], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ANSWER stop Hello without widgets." in done.stdout
+    assert "ROWS ['Hello without widgets.', 'Hello without widgets.']" in done.stdout
+    assert "ANYWIDGET False" in done.stdout

@@ -14,38 +14,20 @@ from __future__ import annotations
 
 import asyncio
 import html as htmlmod
-import re
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .answer_html import ANSWER_OPEN, renderer, static_bundle, structured_html
 
 if TYPE_CHECKING:
     from .engine import Stream
     from .response import Response
     from .structured import Schema
 
-ANSWER_OPEN = '<div class="nbstream-answer mathjax_ignore tex2jax_ignore">'
-"""The answer's container. The classes keep the front end's MathJax away: nbstream typesets
-math itself (MathML), and MathJax would turn "$5 and $10" in prose into math."""
-
 HTML_INTERVAL = 0.25
 """Seconds between live HTML updates (each carries the whole answer so far)."""
-
-
-def static_text(name: str) -> str:
-    """The file ``static/<name>`` as text. A widget's ``_esm``/``_css`` must be given as text,
-    never as a path: anywidget turns a path into a class-level file watcher that connects one
-    callback per instance, so every view (and its sink, stream and answer) would live as long
-    as the class (anywidget issue #929; docs/design.md)."""
-    return (Path(__file__).parent / "static" / name).read_text(encoding="utf-8")
-
-
-def inline_css(name: str) -> str:
-    """The stylesheet ``static/<name>`` without comments or line breaks, for the ``<style>``
-    of a static bundle (a saved notebook carries its own styles)."""
-    return " ".join(re.sub(r"/\*.*?\*/", "", static_text(name), flags=re.S).split())
 
 
 class Throttle:
@@ -118,8 +100,6 @@ class HtmlSink:
         show_prompt: bool = False,
         schema: Schema | None = None,
     ) -> None:
-        from .widget import renderer
-
         self.show_prompt = show_prompt
         self.schema = schema
         self.display_id = f"nbstream-{uuid.uuid4().hex}"
@@ -144,7 +124,6 @@ class HtmlSink:
     def on_end(self, stream: Stream, response: Response) -> None:
         from .kernel import update_display
         from .store import provenance
-        from .widget import static_bundle, structured_html
 
         self._throttle.cancel()
         self._md.update(stream.text)
@@ -159,8 +138,6 @@ class HtmlSink:
 
     def on_restart(self, stream: Stream) -> None:
         """A new stream continues this display (a validation re-ask): start over."""
-        from .widget import renderer
-
         self._throttle.cancel()
         self._stream = stream
         self._md = renderer(self.schema)

@@ -41,7 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from .live_html import Throttle, inline_css, static_text
+from .answer_html import inline_css, static_text
+from .live_html import Throttle
 from .pricing import format_cost
 
 if TYPE_CHECKING:

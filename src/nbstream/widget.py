@@ -21,7 +21,6 @@ browser's tail sends only the changed end); the static answer shows the validate
 
 from __future__ import annotations
 
-import html as htmlmod
 import json
 import time
 import uuid
@@ -33,20 +32,18 @@ import traitlets
 from typing_extensions import NotRequired
 
 from . import markdown
-from .live_html import (
-    ANSWER_OPEN,
-    HTML_INTERVAL,
-    Throttle,
-    inline_css,
-    live_bundle,
+from .answer_html import (
+    renderer,
+    static_bundle,
     static_text,
-    status_words,
+    structured_html,
 )
+from .live_html import HTML_INTERVAL, Throttle, live_bundle, status_words
 
 if TYPE_CHECKING:
     from .engine import Stream
     from .response import Response
-    from .structured import IncrementalStructured, Schema
+    from .structured import Schema
 
 
 # -- the protocol: kernel → browser (msg:custom) ------------------------------------------
@@ -111,28 +108,6 @@ class Rendered(Protocol):
 
     @property
     def reset(self) -> bool: ...
-
-
-def renderer(schema: Schema | None) -> markdown.IncrementalMarkdown | IncrementalStructured:
-    """The incremental renderer for an answer: Markdown, or with a schema a table of JSON."""
-    if schema is None:
-        return markdown.IncrementalMarkdown()
-    from .structured import IncrementalStructured
-
-    return IncrementalStructured(schema)
-
-
-def structured_html(response: Response, live_html: str) -> str:
-    """The static HTML of a structured answer: the validated object (a table for a list of
-    records, a field/value table for one object); when there is none (stopped, cut, not
-    valid), what the live view showed, or the raw text if no JSON value was found in it."""
-    from .structured import render_partial
-
-    if response.data is not None:
-        return render_partial(response.data)
-    if "<table" in live_html or "<ol" in live_html or not response.text.strip():
-        return live_html
-    return f'<pre class="nbstream-raw">{htmlmod.escape(response.text)}</pre>'
 
 
 class StreamView(anywidget.AnyWidget):
@@ -383,72 +358,3 @@ def _merge(first: Rendered, second: Rendered) -> Rendered:
     if first.reset:
         return markdown.Update(first.frozen + second.frozen, second.tail, reset=True)
     return markdown.Update(first.frozen + second.frozen, second.tail)
-
-
-def plain_text(response: Response) -> str:
-    """The ``text/plain`` a saved notebook keeps: the answer, plus how it ended if not fine."""
-    text = response.text
-    if response.finish_reason == "stop":
-        return text
-    ending = response.ending
-    if response.finish_reason == "cancelled":
-        ending += " — partial answer"
-    elif response.finish_reason == "error":
-        ending += f": {response.error}"
-    return f"{text}\n\n[nbstream: {ending}]" if text else f"[nbstream: {ending}]"
-
-
-def footer_words(response: Response, note: str | None = None) -> str:
-    """The saved footer: :meth:`Response.summary` with the stream's status note after the
-    model (``chat: 2 earlier turns sent`` / ``schema by instructions: …``), as live."""
-    summary = response.summary()
-    said = summary.split(" · ")
-    note = " · ".join(p for p in (note or "").split(" · ") if p and p not in said)  # "cached"
-    if not note:
-        return summary
-    if response.model and summary.startswith(response.model):
-        return f"{response.model} · {note}{summary[len(response.model) :]}"
-    return f"{note} · {summary}"
-
-
-def static_bundle(
-    response: Response,
-    html: str | None = None,
-    prompt: str | None = None,
-    note: str | None = None,
-) -> dict[str, str]:
-    """The HTML + text bundle that replaces the live view when the stream ends
-    (``html``: the answer already rendered, to spare a second render; ``prompt``: shown in
-    a collapsed section, for ``--show-prompt``; ``note``: the stream's status note, kept in
-    the footer). The HTML carries its own small stylesheet (theme variables, scrolling
-    tables, code colours when there is code), so the saved answer looks the same in
-    JupyterLab, Notebook 7 and nbconvert's HTML."""
-    body = markdown.render(response.text) if html is None else html
-    footer = (
-        f'<div class="nbstream-footer" data-finish-reason="{response.finish_reason}">'
-        f"{htmlmod.escape(footer_words(response, note))}</div>"
-    )
-    details = ""
-    if prompt:
-        details = (
-            '<details class="nbstream-prompt"><summary>prompt</summary>'
-            f"<pre>{htmlmod.escape(prompt)}</pre></details>"
-        )
-    style = _static_css(with_code='class="highlight"' in body)
-    return {
-        "text/html": f"<style>{style}</style>{details}{ANSWER_OPEN}{body}</div>{footer}",
-        "text/plain": plain_text(response),
-    }
-
-
-def _static_css(with_code: bool) -> str:
-    css = _STYLE
-    if with_code:
-        from .highlight import stylesheet
-
-        css += stylesheet()
-    return css
-
-
-_STYLE = inline_css("view.css")
-"""The saved answer's own stylesheet."""

@@ -1,0 +1,141 @@
+"""The answer as HTML, for every display: the incremental renderer a live view feeds, and the
+static bundle (HTML + text) that replaces a live view when the stream ends, so that a saved
+notebook shows the answer everywhere (``docs/design.md#what-a-saved-notebook-keeps``).
+
+Nothing here needs a widget library: the live-HTML display and the progress display use it
+where anywidget is not installed.
+"""
+
+from __future__ import annotations
+
+import html as htmlmod
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import markdown
+
+if TYPE_CHECKING:
+    from .response import Response
+    from .structured import IncrementalStructured, Schema
+
+ANSWER_OPEN = '<div class="nbstream-answer mathjax_ignore tex2jax_ignore">'
+"""The answer's container. The classes keep the front end's MathJax away: nbstream typesets
+math itself (MathML), and MathJax would turn "$5 and $10" in prose into math."""
+
+
+def static_text(name: str) -> str:
+    """The file ``static/<name>`` as text. A widget's ``_esm``/``_css`` must be given as text,
+    never as a path: anywidget turns a path into a class-level file watcher that connects one
+    callback per instance, so every view (and its sink, stream and answer) would live as long
+    as the class (anywidget issue #929; docs/design.md)."""
+    return (Path(__file__).parent / "static" / name).read_text(encoding="utf-8")
+
+
+def inline_css(name: str) -> str:
+    """The stylesheet ``static/<name>`` without comments or line breaks, for the ``<style>``
+    of a static bundle (a saved notebook carries its own styles)."""
+    return " ".join(re.sub(r"/\*.*?\*/", "", static_text(name), flags=re.S).split())
+
+
+def renderer(schema: Schema | None) -> markdown.IncrementalMarkdown | IncrementalStructured:
+    """The incremental renderer for an answer: Markdown, or with a schema a table of JSON."""
+    if schema is None:
+        return markdown.IncrementalMarkdown()
+    from .structured import IncrementalStructured
+
+    return IncrementalStructured(schema)
+
+
+def structured_html(response: Response, live_html: str) -> str:
+    """The static HTML of a structured answer: the validated object (a table for a list of
+    records, a field/value table for one object); when there is none (stopped, cut, not
+    valid), what the live view showed, or the raw text if no JSON value was found in it."""
+    from .structured import render_partial
+
+    if response.data is not None:
+        return render_partial(response.data)
+    if "<table" in live_html or "<ol" in live_html or not response.text.strip():
+        return live_html
+    return f'<pre class="nbstream-raw">{htmlmod.escape(response.text)}</pre>'
+
+
+def plain_text(response: Response) -> str:
+    """The ``text/plain`` a saved notebook keeps: the answer, plus how it ended if not fine."""
+    text = response.text
+    if response.finish_reason == "stop":
+        return text
+    ending = response.ending
+    if response.finish_reason == "cancelled":
+        ending += " — partial answer"
+    elif response.finish_reason == "error":
+        ending += f": {response.error}"
+    return f"{text}\n\n[nbstream: {ending}]" if text else f"[nbstream: {ending}]"
+
+
+def footer_words(response: Response, note: str | None = None) -> str:
+    """The saved footer: :meth:`Response.summary` with the stream's status note after the
+    model (``chat: 2 earlier turns sent`` / ``schema by instructions: …``), as live."""
+    summary = response.summary()
+    said = summary.split(" · ")
+    note = " · ".join(p for p in (note or "").split(" · ") if p and p not in said)  # "cached"
+    if not note:
+        return summary
+    if response.model and summary.startswith(response.model):
+        return f"{response.model} · {note}{summary[len(response.model) :]}"
+    return f"{note} · {summary}"
+
+
+def static_bundle(
+    response: Response,
+    html: str | None = None,
+    prompt: str | None = None,
+    note: str | None = None,
+) -> dict[str, str]:
+    """The HTML + text bundle that replaces the live view when the stream ends
+    (``html``: the answer already rendered, to spare a second render; ``prompt``: shown in
+    a collapsed section, for ``--show-prompt``; ``note``: the stream's status note, kept in
+    the footer). The HTML carries its own small stylesheet (theme variables, scrolling
+    tables, code colours when there is code), so the saved answer looks the same in
+    JupyterLab, Notebook 7 and nbconvert's HTML."""
+    body = markdown.render(response.text) if html is None else html
+    footer = (
+        f'<div class="nbstream-footer" data-finish-reason="{response.finish_reason}">'
+        f"{htmlmod.escape(footer_words(response, note))}</div>"
+    )
+    details = ""
+    if prompt:
+        details = (
+            '<details class="nbstream-prompt"><summary>prompt</summary>'
+            f"<pre>{htmlmod.escape(prompt)}</pre></details>"
+        )
+    style = _static_css(with_code='class="highlight"' in body)
+    return {
+        "text/html": f"<style>{style}</style>{details}{ANSWER_OPEN}{body}</div>{footer}",
+        "text/plain": plain_text(response),
+    }
+
+
+def _static_css(with_code: bool) -> str:
+    css = _STYLE
+    if with_code:
+        from .highlight import stylesheet
+
+        css += stylesheet()
+    return css
+
+
+_STYLE = inline_css("view.css")
+"""The saved answer's own stylesheet."""
+
+
+__all__ = [
+    "ANSWER_OPEN",
+    "footer_words",
+    "inline_css",
+    "plain_text",
+    "renderer",
+    "static_bundle",
+    "static_text",
+    "structured_html",
+]
