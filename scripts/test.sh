@@ -57,6 +57,32 @@ env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY \
     .venv-binder/bin/python scripts/run_notebook.py notebooks/01-quickstart.ipynb | tail -n 3
 fi
 
+# 4b. A release a user can install: sdist + wheel, twine check, and the *wheel* (not the
+#     working tree) in a clean venv runs the quickstart on the local model; the widget's
+#     bundles and styles must be inside it.
+if [ "$mode" = lock ]; then
+step "release: build, twine check, the wheel in a clean venv (.venv-wheel)"
+mkdir -p test-artifacts
+rm -rf dist .venv-wheel
+$venv/bin/python -m build --sdist --wheel --outdir dist . > test-artifacts/build.log 2>&1 \
+    || { tail -n 30 test-artifacts/build.log; exit 1; }
+$venv/bin/twine check --strict dist/*
+wheel=$(ls dist/nbstream-*.whl)
+for file in nbstream/static/view.js nbstream/static/view.css nbstream/static/progress.js \
+            nbstream/static/progress.css nbstream/static/highlight.css nbstream/py.typed; do
+    unzip -l "$wheel" | grep -q " $file\$" || { echo "missing from the wheel: $file"; exit 1; }
+done
+python3 -m venv .venv-wheel
+.venv-wheel/bin/python -m pip install -q --upgrade pip
+# the wheel's own dependencies, held at the lock's versions (binder/requirements.txt)
+.venv-wheel/bin/python -m pip install -q "${wheel}[local]" nbclient ipykernel \
+    -c binder/requirements.txt
+(cd /tmp && "$OLDPWD/.venv-wheel/bin/python" -c \
+    "import nbstream; assert 'site-packages' in nbstream.__file__, nbstream.__file__")
+env -u OPENAI_API_KEY -u ANTHROPIC_API_KEY \
+    .venv-wheel/bin/python scripts/run_notebook.py notebooks/01-quickstart.ipynb | tail -n 2
+fi
+
 # 5. Lint and types.
 if [ "$mode" != oldest ]; then  # the oldest linters say nothing about the product
 step "ruff"

@@ -1,4 +1,5 @@
-"""The live view in a notebook: one small anywidget plus the static answer that replaces it.
+"""The live view in a notebook: one small anywidget; the static answer that replaces it is
+:mod:`nbstream.answer_html`'s.
 
 Traffic is bounded (``docs/design.md#the-iopub-rate-limit-and-throttling``): the kernel
 renders Markdown incrementally (:mod:`nbstream.markdown`), sends each frozen block once,
