@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+import nbstream
 from fake_llm_fixture import point_sdks_at
 from nbstream.engine import TRUNCATED, Stream
 from nbstream.providers import get_provider
@@ -193,3 +194,43 @@ def test_errors_name_openai_only_for_api_openai_com():
     assert connection("https://api.openai.com/v1")[2].label == "OpenAI"
     wire = connection("http://127.0.0.1:8080/v1?api-key=S3CRET")[2]
     assert wire.label == "the server at http://127.0.0.1:8080/v1?api-key=***"
+
+
+def test_builtins_register_through_the_same_door_and_declare_what_they_can_do():
+    from nbstream.providers import capabilities, registered
+
+    names = [name for name, _ in registered()]
+    assert names[:4] == ["openai", "ollama", "anthropic", "local"]
+    assert capabilities("openai").default_if_set == ("OPENAI_API_KEY",)
+    assert capabilities("openai").conversation_budget(None, None) == 100_000
+    assert capabilities("openai").conversation_budget(None, "http://127.0.0.1:8000/v1") == 3_000
+    assert capabilities("local").schema and not capabilities("local").batch
+    assert capabilities("never-registered") == nbstream.Capabilities()
+
+
+def test_a_registered_provider_declares_its_default_model_key_and_budget(monkeypatch):
+    from nbstream.conversation import default_budget
+    from nbstream.providers import DEFAULT_MODELS, capabilities, parse_model_id
+    from nbstream.run import resolve_model
+    from nbstream.settings import Settings
+
+    async def gen(request):
+        yield nbstream.Final("stop")
+
+    caps = nbstream.Capabilities(
+        default_model="m1", key_variables=("MINE_KEY",), default_if_set=("MINE_KEY",), budget=42
+    )
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "NBSTREAM_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MINE_KEY", "k")
+    nbstream.register_provider("mine_caps", gen, caps)
+    try:
+        assert parse_model_id("mine_caps") == ("mine_caps", "m1")
+        assert resolve_model(Settings()) == ("mine_caps", "default: MINE_KEY is set")
+        assert default_budget("mine_caps") == 42
+    finally:
+        from nbstream.providers import _PROVIDERS
+
+        _PROVIDERS.pop("mine_caps")
+        DEFAULT_MODELS.pop("mine_caps")
+    assert capabilities("mine_caps") == nbstream.Capabilities()

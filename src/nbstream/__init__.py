@@ -6,7 +6,8 @@ Loading the extension imports no provider SDK: those load on first use.
 
 For provider authors: a provider is an async generator of ``str`` deltas and one
 :class:`Final`, taking a :class:`Request` and raising :class:`ProviderError`
-(see :mod:`nbstream.providers.base`); add it with :func:`register_provider`.
+(see :mod:`nbstream.providers.base`); add it with :func:`register_provider`, declaring
+what it can do with :class:`Capabilities` (nbstream's own providers register the same way).
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from .errors import (
     SchemaValidationError,
     SettingsError,
 )
-from .providers.base import Final, Request
+from .providers.base import Capabilities, Final, Request
 from .response import Response
 from .settings import UNSET
 
 __version__ = "0.3.0"
 __all__ = [
     "UNSET",
+    "Capabilities",
     "Final",
     "HistoryError",
     "Job",

@@ -51,6 +51,7 @@ from .errors import SettingsError
 from .kernel import get_shell, in_kernel
 from .limits import Limiter
 from .progress import PANE_CHARS
+from .providers import capabilities, parse_model_id, registered
 from .providers.base import Final
 from .providers.common import one_line, redact, shared_clients
 from .response import Response
@@ -426,8 +427,6 @@ def _start(
         schema = resolve_schema(settings.schema, namespace)
         call["schema"] = schema
     model_id, _ = resolve_model(settings)
-    from .providers import parse_model_id
-
     provider, name = parse_model_id(model_id)
     full_id = f"{provider}:{name}" if name else provider
     rows = take_rows(items)
@@ -450,12 +449,11 @@ def _start(
     display = make_progress(settings.display, tally, on_stop=job.stop)
 
     if mode == "batch":
-        from .batch_service import SUPPORTED
-
-        if provider not in SUPPORTED:
+        if not capabilities(provider).batch:
             display.close()
+            with_one = ", ".join(name for name, caps in registered() if caps.batch)
             raise ValueError(
-                f"mode='batch' needs a provider with a batch service ({', '.join(SUPPORTED)}), "
+                f"mode='batch' needs a provider with a batch service ({with_one}), "
                 f"not {provider!r}; a self-hosted OpenAI-compatible cluster (vLLM) is used "
                 "with base_url=… and the default mode='stream'"
             )

@@ -61,6 +61,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from .providers import capabilities
+
 __all__ = [
     "DEFAULT_THREAD",
     "History",
@@ -462,39 +464,15 @@ def turn_key(name: str | None, cell_id: str | None) -> str | None:
 
 # -- budgets ---------------------------------------------------------------------------------
 
-BUDGETS: dict[str, int] = {
-    "openai": 100_000,
-    "anthropic": 100_000,
-    "ollama": 3_000,
-}
-"""Default history budgets (estimated tokens). OpenAI's and Anthropic's current models hold
-128k–200k tokens. Ollama runs models with a 4k context unless configured otherwise (2k in
-older versions) and silently cuts the *start* of a longer prompt, so 3k leaves room for
-the answer. The local model: see :func:`default_budget`."""
-
-SELF_HOSTED_BUDGET = 3_000
-"""``openai`` with a ``base_url`` (vLLM, llama.cpp server, LM Studio): the context size is
-unknown and often 4k."""
-
-OTHER_BUDGET = 8_000
-"""Registered providers."""
-
 
 def default_budget(
     provider: str, *, max_tokens: int | None = None, base_url: str | None = None
 ) -> int:
-    """The default history budget (estimated tokens) for ``provider``.
-
-    ``local``: the model's 2,048-token context minus the answer (``max_tokens``, default
-    256) minus ~300 for the FAQ template and estimation error: 1,492 by default."""
-    if provider == "local":
-        from .providers.local import DEFAULT_MAX_TOKENS, N_CTX
-
-        answer = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
-        return max(N_CTX - answer - 300, 0)
-    if provider == "openai" and base_url:
-        return SELF_HOSTED_BUDGET
-    return BUDGETS.get(provider, OTHER_BUDGET)
+    """The default history budget (estimated tokens) for ``provider``: what it declared
+    (:class:`nbstream.providers.base.Capabilities`, e.g. 100k for OpenAI and Anthropic, 3k
+    for a self-hosted or Ollama server, the local model's context minus the answer), else
+    :data:`~nbstream.providers.base.OTHER_BUDGET`."""
+    return capabilities(provider).conversation_budget(max_tokens, base_url)
 
 
 # -- provider formats ------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from .engine import Stream
 from .errors import ModelIdError, SchemaError, SettingsError
 from .kernel import in_kernel, ipykernel_version, needs_pump
 from .prompt import interpolate
-from .providers import parse_model_id
+from .providers import parse_model_id, registered
 from .providers.common import mask_url
 from .response import Response
 from .run import make_stream, resolve_model, run_awaited, run_blocking, store
@@ -307,9 +307,10 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
 
                 shown = str(default_path())
             rows.append((option, f"{mask_url(shown)}  ({source})"))
-        for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"):
+        declared = [caps for _, caps in registered()]
+        for var in dict.fromkeys(v for caps in declared for v in caps.key_variables):
             rows.append((var, "set" if os.environ.get(var) else "not set"))
-        for var in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL", "OLLAMA_HOST"):
+        for var in dict.fromkeys(v for caps in declared for v in caps.url_variables):
             if os.environ.get(var):
                 rows.append((var, mask_url(os.environ[var])))
         version = ".".join(map(str, ipykernel_version())) or "none"

