@@ -46,15 +46,15 @@ Other rules:
   system prompt are always sent; earlier turns are dropped oldest first, whole turns only,
   and never a gap: the history is the *newest* turns that fit.
 
-Provider formats: :func:`to_openai` (chat messages), :func:`to_anthropic` (system apart,
-strictly alternating roles, no empty message) and :func:`to_local_document` (the local
-*base* model continues a Markdown FAQ, so earlier turns become earlier Q/A pairs).
+Provider formats, defined by each provider module and re-exported here: :func:`to_openai`
+(chat messages), :func:`to_anthropic` (system apart, strictly alternating roles, no empty
+message) and :func:`to_local_document` (the local *base* model continues a Markdown FAQ, so
+earlier turns become earlier Q/A pairs).
 """
 
 from __future__ import annotations
 
 import math
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -62,6 +62,10 @@ from datetime import datetime
 from typing import Any
 
 from .providers import capabilities
+from .providers.anthropic_messages import to_anthropic
+from .providers.local import to_local_document
+from .providers.messages import Message
+from .providers.openai_chat import to_openai
 
 __all__ = [
     "DEFAULT_THREAD",
@@ -86,8 +90,6 @@ __all__ = [
 
 DEFAULT_THREAD = "default"
 
-Message = dict[str, str]
-"""``{"role": "system" | "user" | "assistant", "content": str}``."""
 
 MESSAGE_OVERHEAD = 4
 """Tokens a message costs beyond its text (role, separators), as the providers count it."""
@@ -478,100 +480,9 @@ def default_budget(
 # -- provider formats ------------------------------------------------------------------------
 
 
-def _messages(history: History | Sequence[Mapping[str, Any]] | None) -> list[Message]:
-    if history is None:
-        return []
-    items = history.messages if isinstance(history, History) else history
-    return [{"role": str(m["role"]), "content": str(m.get("content") or "")} for m in items]
-
-
-def _split_system(
-    history: History | Sequence[Mapping[str, Any]] | None, system: str | None
-) -> tuple[str | None, list[Message]]:
-    """(the system prompt to send, the user/assistant messages)."""
-    found: str | None = None
-    turns: list[Message] = []
-    for message in _messages(history):
-        if message["role"] == "system":
-            found = message["content"] or found
-        else:
-            turns.append(message)
-    return (system if system is not None else found), turns
-
-
-def to_openai(
-    history: History | Sequence[Mapping[str, Any]] | None, prompt: str, system: str | None = None
-) -> list[Message]:
-    """Chat-completions ``messages``: system (``system``, else the history's), the earlier
-    turns, then ``prompt``."""
-    system, turns = _split_system(history, system)
-    messages: list[Message] = []
-    if system:
-        messages.append({"role": "system", "content": system})
-    messages.extend(m for m in turns if m["role"] == "user" or m["content"].strip())
-    messages.append({"role": "user", "content": prompt})
-    return messages
-
-
-def to_anthropic(
-    history: History | Sequence[Mapping[str, Any]] | None, prompt: str, system: str | None = None
-) -> tuple[str | None, list[Message]]:
-    """``(system, messages)`` for the Messages API: roles strictly alternate starting with
-    ``user``, no message is empty (the API rejects both). An empty answer is left out and
-    the user messages around it are merged, blank-line separated; a leading assistant
-    message is dropped."""
-    system, turns = _split_system(history, system)
-    messages: list[Message] = []
-    for message in [*turns, {"role": "user", "content": prompt}]:
-        role = "assistant" if message["role"] == "assistant" else "user"
-        content = message["content"]
-        if not content.strip():
-            continue
-        if not messages and role == "assistant":
-            continue
-        if messages and messages[-1]["role"] == role:
-            messages[-1] = {"role": role, "content": f"{messages[-1]['content']}\n\n{content}"}
-        else:
-            messages.append({"role": role, "content": content})
-    if not messages:  # an empty prompt and no history: the API still needs one message
-        messages.append({"role": "user", "content": prompt})
-    return (system or None), messages
-
-
-_SENTINEL = "\x00nbstream-prompt\x00"
-_FAQ_CUE = re.compile(r"^\*\*([QA]):\*\*", re.MULTILINE)
-
-
-def _escape_cues(text: str) -> str:
-    r"""Keep an earlier answer from starting a new FAQ entry (``**Q:**`` → ``\*\*Q:**``)."""
-    return _FAQ_CUE.sub(r"\\*\\*\1:**", text.strip())
-
-
-def to_local_document(
-    history: History | Sequence[Mapping[str, Any]] | None, prompt: str, system: str | None = None
-) -> str:
-    """The document the local *base* model continues: the FAQ of
-    :func:`nbstream.providers.local.build_prompt` (title, system text, two worked examples)
-    with the earlier turns as earlier ``**Q:** … **A:** …`` entries before the new question.
-    An unanswered turn is left out (its question has no entry)."""
-    from .providers.local import build_prompt
-
-    system, turns = _split_system(history, system)
-    document = build_prompt(_SENTINEL, system)
-    head, cue, tail = document.rpartition(f"**Q:** {_SENTINEL}")
-    if not cue:  # pragma: no cover - the template always ends with the question
-        raise RuntimeError("the local prompt template has no '**Q:** {prompt}' entry")
-    entries: list[str] = []
-    question: str | None = None
-    for message in turns:
-        if message["role"] == "user":
-            question = message["content"]
-        elif question is not None and message["content"].strip():
-            entries.append(
-                f"**Q:** {_escape_cues(question)}\n\n**A:** {_escape_cues(message['content'])}\n\n"
-            )
-            question = None
-    return head + "".join(entries) + f"**Q:** {prompt.strip()}" + tail
+# The provider formats live with their providers (each provider module owns its wire format);
+# they are re-exported here, where users of threads look for them: ``to_openai``,
+# ``to_anthropic``, ``to_local_document``.
 
 
 # -- %llm thread -----------------------------------------------------------------------------

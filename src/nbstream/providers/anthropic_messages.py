@@ -1,7 +1,7 @@
 """Anthropic Messages streaming (``anthropic:``), via the official SDK.
 
 Conversation turns go out as strictly alternating messages with the system prompt apart
-(:func:`nbstream.conversation.to_anthropic`). A schema is asked for as one forced tool call
+(:func:`to_anthropic`, here). A schema is asked for as one forced tool call
 (:func:`nbstream.structured.anthropic_tool`): the tool's input is the answer, and the
 streamed ``input_json_delta.partial_json`` pieces are yielded as the answer's text. Text
 outside the tool call is dropped, unless no tool call came at all (a proxy that ignores
@@ -25,6 +25,7 @@ from .common import (
     sdk_exceptions,
     timeout_config,
 )
+from .messages import Message, Turns, split_system
 
 DEFAULT_MAX_TOKENS = 4096
 ANTHROPIC_URL = "https://api.anthropic.com"
@@ -52,9 +53,33 @@ CAPABILITIES = Capabilities(
 """``anthropic:`` — the Messages API."""
 
 
+def to_anthropic(
+    history: Turns, prompt: str, system: str | None = None
+) -> tuple[str | None, list[Message]]:
+    """``(system, messages)`` for the Messages API: roles strictly alternate starting with
+    ``user``, no message is empty (the API rejects both). An empty answer is left out and
+    the user messages around it are merged, blank-line separated; a leading assistant
+    message is dropped."""
+    system, turns = split_system(history, system)
+    messages: list[Message] = []
+    for message in [*turns, {"role": "user", "content": prompt}]:
+        role = "assistant" if message["role"] == "assistant" else "user"
+        content = message["content"]
+        if not content.strip():
+            continue
+        if not messages and role == "assistant":
+            continue
+        if messages and messages[-1]["role"] == role:
+            messages[-1] = {"role": role, "content": f"{messages[-1]['content']}\n\n{content}"}
+        else:
+            messages.append({"role": role, "content": content})
+    if not messages:  # an empty prompt and no history: the API still needs one message
+        messages.append({"role": "user", "content": prompt})
+    return (system or None), messages
+
+
 def request_options(request: Request) -> dict[str, Any]:
     """The Messages body options for ``request``."""
-    from ..conversation import to_anthropic
     from ..structured import anthropic_tool
 
     system, messages = to_anthropic(list(request.messages), request.prompt, request.system)

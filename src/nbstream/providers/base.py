@@ -20,7 +20,7 @@ It knows its wire format and nothing else: no display, no timing, no retries, no
 * ``request.messages`` holds the earlier turns of a conversation (``--chat``), oldest
   first, as ``{"role": "user" | "assistant", "content": str}``; ``request.system`` is the
   effective system prompt. Each provider turns them into its own format
-  (:mod:`nbstream.conversation`: ``to_openai``, ``to_anthropic``, ``to_local_document``).
+  (each provider module has its format: ``to_openai``, ``to_anthropic``, ``to_local_document``).
 * ``request.schema`` (``--schema``) is the answer's JSON schema in its wire form
   (:attr:`nbstream.structured.Schema.wire`). A provider asks for it with its native
   mechanism and yields the answer's **JSON text** as the deltas (validation happens above

@@ -21,7 +21,7 @@ How it runs:
 * Usage counts are llama-cpp-python's: prompt tokens, and every token the model
   generated (a stop sequence's tokens included).
 * Earlier turns of a conversation become earlier FAQ entries
-  (:func:`nbstream.conversation.to_local_document`).
+  (:func:`to_local_document`, here).
 * With a schema, generation is constrained by a llama.cpp grammar made from the JSON schema
   (:func:`nbstream.structured.llama_grammar`): only the sampler picks tokens, and it picks
   among those the grammar allows (a token the grammar forbids, fed any other way, aborts
@@ -39,6 +39,7 @@ import contextlib
 import importlib.util
 import io
 import os
+import re
 import sys
 import threading
 import time
@@ -47,6 +48,7 @@ from typing import Any
 
 from .base import Capabilities, Final, ProviderError, Request
 from .common import one_line
+from .messages import Turns, split_system
 
 MODEL_NAME = "gemma3-270m"
 """The one local model; ``local`` and ``local:gemma3-270m`` both select it."""
@@ -225,7 +227,6 @@ def _quiet_stderr() -> Iterator[None]:
 def document(request: Request) -> str:
     """The whole text the model continues: the FAQ with the earlier turns of the
     conversation, with a schema the worked JSON entry, then the question."""
-    from ..conversation import to_local_document
 
     text = to_local_document(list(request.messages), request.prompt, request.system)
     if request.schema is None:
@@ -443,3 +444,35 @@ def _is_looping(text: str) -> bool:
         and bool(tail[0].strip())
         and all(line == tail[0] for line in tail)
     )
+
+
+_SENTINEL = "\x00nbstream-prompt\x00"
+_FAQ_CUE = re.compile(r"^\*\*([QA]):\*\*", re.MULTILINE)
+
+
+def _escape_cues(text: str) -> str:
+    r"""Keep an earlier answer from starting a new FAQ entry (``**Q:**`` → ``\*\*Q:**``)."""
+    return _FAQ_CUE.sub(r"\\*\\*\1:**", text.strip())
+
+
+def to_local_document(history: Turns, prompt: str, system: str | None = None) -> str:
+    """The document the local *base* model continues: the FAQ of
+    :func:`nbstream.providers.local.build_prompt` (title, system text, two worked examples)
+    with the earlier turns as earlier ``**Q:** … **A:** …`` entries before the new question.
+    An unanswered turn is left out (its question has no entry)."""
+    system, turns = split_system(history, system)
+    document = build_prompt(_SENTINEL, system)
+    head, cue, tail = document.rpartition(f"**Q:** {_SENTINEL}")
+    if not cue:  # pragma: no cover - the template always ends with the question
+        raise RuntimeError("the local prompt template has no '**Q:** {prompt}' entry")
+    entries: list[str] = []
+    question: str | None = None
+    for message in turns:
+        if message["role"] == "user":
+            question = message["content"]
+        elif question is not None and message["content"].strip():
+            entries.append(
+                f"**Q:** {_escape_cues(question)}\n\n**A:** {_escape_cues(message['content'])}\n\n"
+            )
+            question = None
+    return head + "".join(entries) + f"**Q:** {prompt.strip()}" + tail

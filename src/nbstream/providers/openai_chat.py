@@ -3,7 +3,7 @@
 Any OpenAI-compatible server (vLLM, llama.cpp server, LM Studio, Ollama) works through
 ``--base-url`` or ``OPENAI_BASE_URL``.
 
-Conversation turns go out as chat messages (:func:`nbstream.conversation.to_openai`). A
+Conversation turns go out as chat messages (:func:`to_openai`, here). A
 schema is sent as ``response_format`` (``json_schema``, strict when the schema allows it).
 Compatible servers do not all take that field, and they say so in many ways (llama.cpp,
 vLLM, LM Studio and proxies word the 400 differently, some with a bare "bad request"). So
@@ -32,6 +32,7 @@ from .common import (
     sdk_exceptions,
     timeout_config,
 )
+from .messages import Message, Turns, split_system
 
 OLLAMA_DEFAULT_URL = "http://localhost:11434/v1"
 OPENAI_URL = "https://api.openai.com/v1"
@@ -134,6 +135,18 @@ async def stream_ollama(request: Request) -> AsyncIterator[str | Final]:
         yield item
 
 
+def to_openai(history: Turns, prompt: str, system: str | None = None) -> list[Message]:
+    """Chat-completions ``messages``: system (``system``, else the history's), the earlier
+    turns, then ``prompt``."""
+    system, turns = split_system(history, system)
+    messages: list[Message] = []
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages.extend(m for m in turns if m["role"] == "user" or m["content"].strip())
+    messages.append({"role": "user", "content": prompt})
+    return messages
+
+
 def request_options(
     request: Request, *, official: bool, response_format: bool | str = True
 ) -> dict[str, Any]:
@@ -142,7 +155,6 @@ def request_options(
     How a schema travels: ``response_format=True`` as ``json_schema``, ``"json_object"``
     as ``{"type": "json_object", "schema": …}``, ``False`` as instructions in the system
     prompt."""
-    from ..conversation import to_openai
     from ..structured import instructions, openai_response_format
 
     system = request.system

@@ -1,0 +1,44 @@
+"""Chat messages as the providers' formats take them: what the thread (``Request.messages``, or
+a :class:`nbstream.conversation.History`) holds, split into the system prompt and the turns.
+Each provider module turns them into its own wire format."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, TypeAlias
+
+Message = dict[str, str]
+"""``{"role": "system" | "user" | "assistant", "content": str}``."""
+
+
+class HasMessages(Protocol):
+    """A :class:`nbstream.conversation.History` (its ``messages``)."""
+
+    @property
+    def messages(self) -> Sequence[Mapping[str, Any]]: ...
+
+
+Turns: TypeAlias = Sequence[Mapping[str, Any]] | HasMessages | None
+"""Earlier messages: ``{"role", "content"}`` mappings, a ``History``, or ``None``."""
+
+
+def messages_of(history: Turns) -> list[Message]:
+    if history is None:
+        return []
+    items = history if isinstance(history, Sequence) else history.messages
+    return [{"role": str(m["role"]), "content": str(m.get("content") or "")} for m in items]
+
+
+def split_system(history: Turns, system: str | None) -> tuple[str | None, list[Message]]:
+    """(the system prompt to send, the user/assistant messages)."""
+    found: str | None = None
+    turns: list[Message] = []
+    for message in messages_of(history):
+        if message["role"] == "system":
+            found = message["content"] or found
+        else:
+            turns.append(message)
+    return (system if system is not None else found), turns
+
+
+__all__ = ["HasMessages", "Message", "Turns", "messages_of", "split_system"]
