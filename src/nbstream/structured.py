@@ -36,9 +36,10 @@ Pieces (the wiring into providers and front doors is separate):
   the cost of an update is proportional to the new text (plus the open string, if one).
 * :func:`render_partial` (sanitized HTML: a growing table for a list of records, a
   field/value table for one object) and :func:`to_records` (for ``to_pandas()``).
-* Native mechanisms as pure functions: :func:`openai_response_format`,
-  :func:`anthropic_tool`, :func:`llama_grammar` / :func:`gbnf` (llama.cpp grammar from the
-  JSON schema) and :func:`instructions` (prompt text for servers without any of these).
+* Native mechanisms, each defined by its provider module and re-exported here for a
+  :class:`Schema`: :func:`openai_response_format`, :func:`anthropic_tool`,
+  :func:`llama_grammar` / :func:`gbnf` (llama.cpp grammar from the JSON schema) and
+  :func:`instructions` (prompt text for servers without any of these).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ from typing import Any
 import typing_extensions
 
 from .errors import SchemaError, SchemaValidationError
+from .providers.messages import schema_instructions
 
 __all__ = [
     "IncrementalStructured",
@@ -1562,47 +1564,39 @@ def _wire(schema: SchemaLike) -> Mapping[str, Any]:
     return schema.wire if isinstance(schema, Schema) else schema
 
 
+# The native mechanisms belong to their providers; these accept a Schema or its wire form.
+
+
 def openai_response_format(schema: SchemaLike) -> dict[str, Any]:
-    """The chat-completions ``response_format`` for ``schema``."""
-    wire = _wire(schema)
-    return {
-        "type": "json_schema",
-        "json_schema": {"name": wire["name"], "schema": wire["schema"], "strict": wire["strict"]},
-    }
+    """The chat-completions ``response_format`` for ``schema`` (the ``openai`` provider's)."""
+    from .providers.openai_chat import json_schema_format
+
+    return json_schema_format(_wire(schema))
 
 
 def anthropic_tool(schema: SchemaLike) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """``(tools, tool_choice)`` forcing one tool call whose input is the answer: the
-    streamed ``input_json_delta.partial_json`` pieces are the answer's JSON text."""
-    wire = _wire(schema)
-    tool = {
-        "name": wire["name"],
-        "description": f"Give the answer as {wire.get('label') or wire['name']}: "
-        "call this tool with it as the input.",
-        "input_schema": wire["schema"],
-    }
-    return [tool], {"type": "tool", "name": wire["name"]}
+    """``(tools, tool_choice)`` forcing one tool call whose input is the answer (the
+    ``anthropic`` provider's)."""
+    from .providers.anthropic_messages import forced_tool
+
+    return forced_tool(_wire(schema))
 
 
 def gbnf(schema: SchemaLike) -> str:
-    """A llama.cpp GBNF grammar for the schema (llama-cpp-python's converter, properties
-    in the schema's order)."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
+    """A llama.cpp GBNF grammar for the schema (the ``local`` provider's)."""
+    from .providers.local import gbnf as local_gbnf
 
-    return str(json_schema_to_gbnf(json.dumps(_wire(schema)["schema"])))
+    return local_gbnf(_wire(schema))
 
 
 def llama_grammar(schema: SchemaLike) -> Any:
-    """A ``llama_cpp.LlamaGrammar`` for ``create_completion(grammar=...)``."""
-    from llama_cpp.llama_grammar import LlamaGrammar
+    """A ``llama_cpp.LlamaGrammar`` for the schema (the ``local`` provider's)."""
+    from .providers.local import grammar
 
-    return LlamaGrammar.from_string(gbnf(schema), verbose=False)
+    return grammar(_wire(schema))
 
 
 def instructions(schema: SchemaLike) -> str:
     """Prompt text for servers that take no ``response_format`` (to append to the prompt
     or the system prompt)."""
-    return (
-        "Answer with JSON only (no prose, no code fence), matching this JSON Schema:\n"
-        + json.dumps(_wire(schema)["schema"], ensure_ascii=False)
-    )
+    return schema_instructions(_wire(schema))

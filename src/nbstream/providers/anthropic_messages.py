@@ -2,7 +2,7 @@
 
 Conversation turns go out as strictly alternating messages with the system prompt apart
 (:func:`to_anthropic`, here). A schema is asked for as one forced tool call
-(:func:`nbstream.structured.anthropic_tool`): the tool's input is the answer, and the
+(:func:`forced_tool`): the tool's input is the answer, and the
 streamed ``input_json_delta.partial_json`` pieces are yielded as the answer's text. Text
 outside the tool call is dropped, unless no tool call came at all (a proxy that ignores
 tools): then the text is the answer, and validation judges it.
@@ -11,7 +11,7 @@ tools): then the text is the answer, and validation judges it.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from .base import Capabilities, Final, ProviderError, Request, WireFinish
@@ -78,10 +78,20 @@ def to_anthropic(
     return (system or None), messages
 
 
+def forced_tool(wire: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``(tools, tool_choice)`` forcing one tool call whose input is the answer: the
+    streamed ``input_json_delta.partial_json`` pieces are the answer's JSON text."""
+    tool = {
+        "name": wire["name"],
+        "description": f"Give the answer as {wire.get('label') or wire['name']}: "
+        "call this tool with it as the input.",
+        "input_schema": wire["schema"],
+    }
+    return [tool], {"type": "tool", "name": wire["name"]}
+
+
 def request_options(request: Request) -> dict[str, Any]:
     """The Messages body options for ``request``."""
-    from ..structured import anthropic_tool
-
     system, messages = to_anthropic(list(request.messages), request.prompt, request.system)
     options: dict[str, Any] = {
         "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
@@ -91,7 +101,7 @@ def request_options(request: Request) -> dict[str, Any]:
     if system:
         options["system"] = system
     if request.schema is not None:
-        options["tools"], options["tool_choice"] = anthropic_tool(request.schema)
+        options["tools"], options["tool_choice"] = forced_tool(request.schema)
     if request.stop:
         options["stop_sequences"] = list(request.stop)
     # anthropic>=2 dropped the sampling keywords; the API still takes the fields.

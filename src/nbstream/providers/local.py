@@ -23,7 +23,7 @@ How it runs:
 * Earlier turns of a conversation become earlier FAQ entries
   (:func:`to_local_document`, here).
 * With a schema, generation is constrained by a llama.cpp grammar made from the JSON schema
-  (:func:`nbstream.structured.llama_grammar`): only the sampler picks tokens, and it picks
+  (:func:`grammar`): only the sampler picks tokens, and it picks
   among those the grammar allows (a token the grammar forbids, fed any other way, aborts
   the process in llama.cpp). The FAQ's stop sequences and the repetition guard are off
   (the grammar decides where the answer ends) and a worked JSON entry
@@ -43,7 +43,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 from .base import Capabilities, Final, ProviderError, Request
@@ -244,11 +244,9 @@ def grammar_for(schema: Any) -> Any:
     """The ``LlamaGrammar`` for a schema (wire form), made once per schema."""
     import json
 
-    from ..structured import llama_grammar
-
     key = json.dumps(schema["schema"], sort_keys=True)
     if key not in _GRAMMARS:
-        _GRAMMARS[key] = llama_grammar(schema)
+        _GRAMMARS[key] = grammar(schema)
     return _GRAMMARS[key]
 
 
@@ -476,3 +474,20 @@ def to_local_document(history: Turns, prompt: str, system: str | None = None) ->
             )
             question = None
     return head + "".join(entries) + f"**Q:** {prompt.strip()}" + tail
+
+
+def gbnf(wire: Mapping[str, Any]) -> str:
+    """A llama.cpp GBNF grammar for a schema (``Request.schema``): llama-cpp-python's
+    converter, properties in the schema's order."""
+    import json
+
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    return str(json_schema_to_gbnf(json.dumps(wire["schema"])))
+
+
+def grammar(wire: Mapping[str, Any]) -> Any:
+    """A ``llama_cpp.LlamaGrammar`` for ``create_completion(grammar=...)``."""
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    return LlamaGrammar.from_string(gbnf(wire), verbose=False)

@@ -4,6 +4,7 @@ Each provider module turns them into its own wire format."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
@@ -41,4 +42,13 @@ def split_system(history: Turns, system: str | None) -> tuple[str | None, list[M
     return (system if system is not None else found), turns
 
 
-__all__ = ["HasMessages", "Message", "Turns", "messages_of", "split_system"]
+def schema_instructions(wire: Mapping[str, Any]) -> str:
+    """Prompt text asking for JSON that matches the schema (``Request.schema``), for servers
+    without a native mechanism: appended to the system prompt."""
+    return (
+        "Answer with JSON only (no prose, no code fence), matching this JSON Schema:\n"
+        + json.dumps(wire["schema"], ensure_ascii=False)
+    )
+
+
+__all__ = ["HasMessages", "Message", "Turns", "messages_of", "schema_instructions", "split_system"]

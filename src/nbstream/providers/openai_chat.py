@@ -18,7 +18,7 @@ same way, and that error is reported. The answer is validated either way.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from .base import Capabilities, Final, ProviderError, Request, WireFinish, note
@@ -32,7 +32,7 @@ from .common import (
     sdk_exceptions,
     timeout_config,
 )
-from .messages import Message, Turns, split_system
+from .messages import Message, Turns, schema_instructions, split_system
 
 OLLAMA_DEFAULT_URL = "http://localhost:11434/v1"
 OPENAI_URL = "https://api.openai.com/v1"
@@ -147,6 +147,14 @@ def to_openai(history: Turns, prompt: str, system: str | None = None) -> list[Me
     return messages
 
 
+def json_schema_format(wire: Mapping[str, Any]) -> dict[str, Any]:
+    """The chat-completions ``response_format`` for a schema (``Request.schema``)."""
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": wire["name"], "schema": wire["schema"], "strict": wire["strict"]},
+    }
+
+
 def request_options(
     request: Request, *, official: bool, response_format: bool | str = True
 ) -> dict[str, Any]:
@@ -155,11 +163,9 @@ def request_options(
     How a schema travels: ``response_format=True`` as ``json_schema``, ``"json_object"``
     as ``{"type": "json_object", "schema": …}``, ``False`` as instructions in the system
     prompt."""
-    from ..structured import instructions, openai_response_format
-
     system = request.system
     if request.schema is not None and not response_format:
-        rules = instructions(request.schema)
+        rules = schema_instructions(request.schema)
         system = f"{system}\n\n{rules}" if system else rules
     messages = to_openai(list(request.messages), request.prompt, system)
     options: dict[str, Any] = {
@@ -178,10 +184,10 @@ def request_options(
     if request.schema is not None and response_format == "json_object":
         options["response_format"] = {
             "type": "json_object",
-            "schema": openai_response_format(request.schema)["json_schema"]["schema"],
+            "schema": request.schema["schema"],
         }
     elif request.schema is not None and response_format:
-        options["response_format"] = openai_response_format(request.schema)
+        options["response_format"] = json_schema_format(request.schema)
     return options
 
 
