@@ -68,9 +68,10 @@ $venv/bin/python -m build --sdist --wheel --outdir dist . > test-artifacts/build
     || { tail -n 30 test-artifacts/build.log; exit 1; }
 $venv/bin/twine check --strict dist/*
 wheel=$(ls dist/nbstream-*.whl)
+listing=$(unzip -l "$wheel")  # not piped into grep -q: with pipefail, an early exit fails unzip
 for file in nbstream/static/view.js nbstream/static/view.css nbstream/static/progress.js \
             nbstream/static/progress.css nbstream/static/highlight.css nbstream/py.typed; do
-    unzip -l "$wheel" | grep -q " $file\$" || { echo "missing from the wheel: $file"; exit 1; }
+    grep -q " $file\$" <<< "$listing" || { echo "missing from the wheel: $file"; exit 1; }
 done
 python3 -m venv .venv-wheel
 .venv-wheel/bin/python -m pip install -q --upgrade pip
