@@ -1,4 +1,5 @@
-"""Provider registry: ``"provider:model"`` ids → provider functions (imported lazily)."""
+"""Provider registry: ``"provider:model"`` ids → provider functions and their capabilities (the
+built-ins register at import through the same door as anyone's; their SDKs load on first use)."""
 
 from __future__ import annotations
 
