@@ -87,3 +87,26 @@ def test_public_surface():
     from pathlib import Path
 
     assert (Path(nbstream.__file__).parent / "py.typed").exists()
+
+
+def test_the_lazy_exports_are_typed_for_editors_and_mypy(tmp_path):
+    """``from nbstream import ask_sync`` is loaded lazily (``import nbstream`` stays fast), and
+    a type checker still sees the real signatures, not ``Any``."""
+    from mypy import api as mypy_api
+
+    use = tmp_path / "use.py"
+    use.write_text(
+        "import nbstream\n"
+        "from nbstream import ask_sync, map_sync\n"
+        "reveal_type(ask_sync('hi', model='local'))\n"
+        "reveal_type(nbstream.Job)\n"
+        "reveal_type(map_sync)\n"
+    )
+    out, err, _status = mypy_api.run(
+        ["--strict", "--no-incremental", "--cache-dir", str(tmp_path / "cache"), str(use)]
+    )
+    lines = [line for line in out.splitlines() if "Revealed type" in line]
+    assert len(lines) == 3, out + err
+    assert '"nbstream.response.Response"' in lines[0]
+    assert "nbstream.batch.Job" in lines[1]
+    assert "items: Any, prompt: str" in lines[2] and "missing:" in lines[2]

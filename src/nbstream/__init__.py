@@ -12,7 +12,7 @@ what it can do with :class:`Capabilities` (nbstream's own providers register the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     HistoryError,
@@ -27,6 +27,13 @@ from .errors import (
 from .providers.base import Capabilities, Final, Request
 from .response import Response
 from .settings import UNSET
+
+if TYPE_CHECKING:  # what the lazy exports below return, for editors and type checkers
+    from . import pricing  # noqa: F401 - nbstream.pricing, also reached lazily
+    from .api import ask, ask_sync, history, thread
+    from .background import Pending
+    from .batch import Job, collect, map, map_sync
+    from .providers import register_provider
 
 __version__ = "0.3.0"
 __all__ = [
