@@ -165,3 +165,20 @@ def test_any_input_gives_allow_listed_markup(latex: str, display: bool) -> None:
     out = latex_to_mathml(latex, display)
     assert out.startswith(("<math ", '<code class="nbstream-math-error">'))
     assert audit(out).problems == []
+
+
+def test_a_pathological_nesting_shows_the_source_whatever_the_recursion_limit() -> None:
+    """Whether 2,000 nested braces failed depended on sys.getrecursionlimit() (a library that
+    raised it — mypy's API does — made them typeset as 2,000 nested <mrow>)."""
+    import sys
+
+    deep = "{" * 2000 + "x" + "}" * 2000
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)
+    try:
+        latex_to_mathml.cache_clear()
+        out = latex_to_mathml(deep, True)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert out.startswith('<code class="nbstream-math-error">') and "<mrow>" not in out
+    assert "<math" in latex_to_mathml("{" * 50 + "x" + "}" * 50)  # deep, but a formula

@@ -119,6 +119,23 @@ def math_error_html(source: str) -> str:
     return f'<code class="nbstream-math-error">{html.escape(source, quote=False)}</code>'
 
 
+MAX_NESTING = 100
+"""Braces nested deeper than this are not typeset (the source is shown): no real formula
+comes near it, and the converter's recursion would otherwise decide, by the interpreter's
+recursion limit, whether a pathological formula becomes thousands of nested ``<mrow>``."""
+
+
+def _nesting(latex: str) -> int:
+    depth = deepest = 0
+    for char in latex:
+        if char == "{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == "}":
+            depth -= 1
+    return deepest
+
+
 @functools.lru_cache(maxsize=2048)
 def latex_to_mathml(latex: str, display: bool = False, source: str | None = None) -> str:
     """Sanitized MathML for ``latex`` (``display``: a block formula, else inline).
@@ -126,6 +143,8 @@ def latex_to_mathml(latex: str, display: bool = False, source: str | None = None
     ``source`` is what to show if conversion fails (default: ``latex``), e.g. the formula with
     its delimiters. Memoised: while an answer streams, the same formulas render many times.
     """
+    if _nesting(latex) > MAX_NESTING:
+        return math_error_html(latex if source is None else source)
     try:
         root = convert_to_element(latex, display="block" if display else "inline")
         out: list[str] = []
