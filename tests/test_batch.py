@@ -257,3 +257,17 @@ def test_a_dict_row_without_a_named_field_is_an_error_before_anything_is_sent(sd
     with pytest.raises(ValueError, match=r"\{city\} is missing from 1 of 3 rows \(rows 1\)"):
         nbstream.map_sync(rows, "{name} lives in {city}", model=f"openai:{model}")
     assert sdks.log(model) == []
+
+
+def test_a_provider_batch_counts_empty_rows_once_as_skipped(sdks, monkeypatch):
+    """The provider batch recounts every row when its results are in: a skipped row was
+    counted as failed there, and as skipped too."""
+    monkeypatch.setattr(batch, "POLL_FIRST", 0.1)
+    model = sdks.script(tokens=["B"], batch_seconds=0.01)
+    df = pd.DataFrame({"q": ["q0", None, "q2"]})
+    job = nbstream.map_sync(df, "{q}", model=f"openai:{model}", mode="batch", cache="off")
+    out = job.wait(timeout=30)
+    assert list(out["error"]) == [None, "empty input", None]
+    tally = job.tally
+    assert (tally.done, tally.failed, tally.skipped, tally.finished) == (2, 0, 1, 3)
+    assert tally.state == "finished" and "1 empty (skipped)" in tally.summary()

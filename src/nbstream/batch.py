@@ -442,10 +442,12 @@ def _start(
         blank_missing=missing == "send",
     )
 
-    tally = Tally(total=len(prompts), mode=mode, model=full_id, skipped=len(skipped))
+    tally = Tally(total=len(prompts), mode=mode, model=full_id)
     job = Job(tally, rows, column, schema)
     for index in skipped:  # nothing is sent for them; the runners take the other rows
-        job.responses[index] = skipped_response(full_id)
+        empty = skipped_response(full_id)
+        job.responses[index] = empty
+        tally.record(empty)
     display = make_progress(settings.display, tally, on_stop=job.stop)
 
     if mode == "batch":
@@ -701,7 +703,8 @@ class ServiceRunner:
                     final = self._validate(response)
                     self._record(i, response)  # the provider's form, as a stream records it
                     self.job.responses[i] = final
-            tally.done = tally.failed = tally.cancelled = tally.cached = tally.output_tokens = 0
+            tally.done = tally.failed = tally.cancelled = tally.cached = tally.skipped = 0
+            tally.output_tokens = 0
             tally.cost = 0.0
             for row in self.job.responses:  # counted again from what came back
                 if row is not None:

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 from .answer_html import inline_css, static_text
 from .live_html import Throttle
 from .pricing import format_cost
+from .rows import EMPTY_INPUT
 
 if TYPE_CHECKING:
     from .response import Response
@@ -137,7 +138,9 @@ class Tally:
         """Count one finished row (by its ``finish_reason``), its output tokens and its
         cost; an unknown cost makes the total unknown. ``running`` and the pane are left to
         the caller. Optional: batch.py may update the fields itself."""
-        if response.finish_reason == "error":
+        if response.error == EMPTY_INPUT:  # not sent: what its prompt uses is missing
+            self.skipped += 1
+        elif response.finish_reason == "error":
             self.failed += 1
         elif response.finish_reason == "cancelled":
             self.cancelled += 1
