@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from .errors import ProviderError
+from .providers import capabilities
 from .providers.base import NOTES, Final, FinishReason, Provider, Request
 from .providers.common import one_line, redact
 from .response import LABELS, Response
@@ -49,12 +50,6 @@ EMPTY = (
     "the prompt may be longer than the model's context, or the model failed to load; "
     "check the server's log"
 )
-CUT_OFF = (
-    "; or the server cut this request off when another arrived: llama-cpp-python's server "
-    "does so unless started with --interrupt_requests False (or send one at a time: "
-    "concurrency=1)"
-)
-"""Added to :data:`EMPTY` for a server of the user's own (a ``base_url``)."""
 
 
 class Sink(Protocol):
@@ -364,6 +359,11 @@ class Stream:
 
     # -- the verdict -----------------------------------------------------------------------
 
+    def empty_stream_hint(self) -> str:
+        """The provider's words for a stream that ended before sending anything."""
+        hint = capabilities(self.model_id.partition(":")[0]).empty_stream_hint
+        return hint(self.request) if hint is not None else ""
+
     def _response(self) -> Response:
         usage = None
         error = None
@@ -392,8 +392,8 @@ class Stream:
                 error = self._error
             else:
                 error = TRUNCATED if self.parts else EMPTY
-                if not self.parts and self.request.base_url:
-                    error += CUT_OFF
+                if not self.parts:
+                    error += self.empty_stream_hint()
         assert self.started is not None
         return Response(
             self.text,

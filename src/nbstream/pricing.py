@@ -1,26 +1,20 @@
-"""What an answer cost: a dated price table, your own prices, and the session's total.
+"""What an answer cost: the providers' dated price lists, your own prices, and the session's total.
 
 Prices are USD per **million** tokens: ``input``, ``output`` and ``cached_input`` (prompt
 tokens the provider served from its prompt cache; when a model has no cached price, cached
-tokens are charged as input). The built-in table below was taken on **2026-11-25** from:
-
-* Anthropic: the pricing page, https://platform.claude.com/docs/en/about-claude/pricing
-  ("Model pricing": base input, cache hits, output). Not modelled: cache *writes* (1.25×
-  input; nbstream sets no ``cache_control``, so its requests write no cache), the long-context
-  premium of Sonnet 4/4.5 above 200K input tokens, batch and regional prices.
-* OpenAI: the standard-tier prices of https://developers.openai.com/api/docs/pricing, read
-  from dated copies of that page (the page itself was not available to us; the numbers were
-  cross-checked between at least two copies dated 2025-06 to 2026-11). Not modelled: batch,
-  flex and priority tiers, long-context surcharges, audio/image tokens.
+tokens are charged as input). Each provider declares its own list, with the date it was
+taken and its source, in its module under :mod:`nbstream.providers` (``Capabilities.prices``);
+the built-in lists were taken on **2026-11-25**.
 
 Prices change: check them before you rely on a total, and override with the ``prices``
 option (a TOML or JSON file) or :func:`set_price`. Lookup order: :func:`set_price` → the
-``prices`` file → this table. Model names match exactly, after dropping a date suffix
-(``claude-sonnet-4-5-20250929``, ``gpt-4o-mini-2024-07-18``), ``-latest``, or (Anthropic)
-writing ``4.5`` for ``4-5``; ``gpt-4o-mini`` is never priced as ``gpt-4o``.
+``prices`` file → the provider's list. Model names match exactly, after dropping a date suffix
+(``claude-sonnet-4-5-20250929``, ``gpt-4o-mini-2024-07-18``), ``-latest``, or the provider's
+own spelling rule (Anthropic: ``4.5`` for ``4-5``); ``gpt-4o-mini`` is never priced as ``gpt-4o``.
 
-A model with no price has cost ``None`` ("unknown"), never 0. The embedded ``local`` model and
-``ollama`` cost 0.0; an answer replayed from the cache costs 0.0.
+A model with no price has cost ``None`` ("unknown"), never 0. A provider that runs on your
+machine (``Capabilities.free``: ``local``, ``ollama``) costs 0.0; an answer replayed from the
+cache costs 0.0.
 
 Usage dicts (``Response.usage``) count ``input_tokens`` including cached ones (as OpenAI
 reports them; the Anthropic provider adds its cache reads and writes to match), and
@@ -39,82 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .providers import capabilities, registered
+from .providers.base import Price
+
 if TYPE_CHECKING:
     from .response import Response
 
 PRICES_TAKEN = "2026-11-25"
-"""When the built-in table was taken from the providers' pricing pages."""
-
-FREE_PROVIDERS = frozenset({"local", "ollama"})
-"""Providers that run on your machine: their answers cost nothing."""
-
-
-@dataclass(frozen=True)
-class Price:
-    """USD per million tokens."""
-
-    input: float
-    output: float
-    cached_input: float | None = None
-
-    def cost(self, usage: dict[str, int]) -> float:
-        """The cost of one answer's ``usage`` in USD."""
-        tokens_in = int(usage.get("input_tokens") or 0)
-        tokens_out = int(usage.get("output_tokens") or 0)
-        cached = min(int(usage.get("cached_input_tokens") or 0), tokens_in)
-        cached_price = self.input if self.cached_input is None else self.cached_input
-        total = (tokens_in - cached) * self.input + cached * cached_price
-        return (total + tokens_out * self.output) / 1_000_000
-
-
-def _p(input: float, cached_input: float | None, output: float) -> Price:
-    return Price(input=input, output=output, cached_input=cached_input)
-
-
-# fmt: off
-TABLE: dict[str, Price] = {
-    # -- OpenAI (standard tier) -------------------------------- input, cached, output
-    "openai:gpt-5.4":               _p(2.50, 0.25, 15.00),
-    "openai:gpt-5.4-mini":          _p(0.75, 0.075, 4.50),
-    "openai:gpt-5.2":               _p(1.75, 0.175, 14.00),
-    "openai:gpt-5.1":               _p(1.25, 0.125, 10.00),
-    "openai:gpt-5":                 _p(1.25, 0.125, 10.00),
-    "openai:gpt-5-mini":            _p(0.25, 0.025, 2.00),
-    "openai:gpt-5-nano":            _p(0.05, 0.005, 0.40),
-    "openai:gpt-4.1":               _p(2.00, 0.50, 8.00),
-    "openai:gpt-4.1-mini":          _p(0.40, 0.10, 1.60),
-    "openai:gpt-4.1-nano":          _p(0.10, 0.025, 0.40),
-    "openai:gpt-4o":                _p(2.50, 1.25, 10.00),
-    "openai:gpt-4o-2024-05-13":     _p(5.00, None, 15.00),  # the first gpt-4o snapshot
-    "openai:gpt-4o-mini":           _p(0.15, 0.075, 0.60),
-    "openai:o3":                    _p(2.00, 0.50, 8.00),
-    "openai:o3-mini":               _p(1.10, 0.55, 4.40),
-    "openai:o4-mini":               _p(1.10, 0.275, 4.40),
-    "openai:o1":                    _p(15.00, 7.50, 60.00),
-    # -- Anthropic --------------------------------------------- input, cache hit, output
-    "anthropic:claude-opus-4-8":    _p(5.00, 0.50, 25.00),
-    "anthropic:claude-opus-4-7":    _p(5.00, 0.50, 25.00),
-    "anthropic:claude-opus-4-6":    _p(5.00, 0.50, 25.00),
-    "anthropic:claude-opus-4-5":    _p(5.00, 0.50, 25.00),
-    "anthropic:claude-opus-4-1":    _p(15.00, 1.50, 75.00),
-    "anthropic:claude-opus-4":      _p(15.00, 1.50, 75.00),
-    "anthropic:claude-sonnet-4-6":  _p(3.00, 0.30, 15.00),
-    "anthropic:claude-sonnet-4-5":  _p(3.00, 0.30, 15.00),
-    "anthropic:claude-sonnet-4":    _p(3.00, 0.30, 15.00),
-    "anthropic:claude-3-7-sonnet":  _p(3.00, 0.30, 15.00),
-    "anthropic:claude-3-5-sonnet":  _p(3.00, 0.30, 15.00),
-    "anthropic:claude-haiku-4-5":   _p(1.00, 0.10, 5.00),
-    "anthropic:claude-3-5-haiku":   _p(0.80, 0.08, 4.00),
-    "anthropic:claude-3-haiku":     _p(0.25, 0.03, 1.25),
-    "anthropic:claude-3-opus":      _p(15.00, 1.50, 75.00),
-}
-# fmt: on
-
-ALIASES: dict[str, str] = {
-    "anthropic:claude-opus-4-0": "anthropic:claude-opus-4",
-    "anthropic:claude-sonnet-4-0": "anthropic:claude-sonnet-4",
-}
-"""Other names the providers accept for a model in :data:`TABLE`."""
+"""When the built-in lists were taken from the providers' pricing pages."""
 
 _DATE_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 
@@ -124,10 +50,12 @@ _lock = threading.Lock()
 
 def _normalise(model_id: str) -> str:
     provider, _, name = model_id.strip().partition(":")
+    provider = provider.strip().lower()
     name = name.strip().lower()
-    if provider == "anthropic":
-        name = re.sub(r"(\d)\.(\d)", r"\1-\2", name)  # claude-sonnet-4.5 → claude-sonnet-4-5
-    return f"{provider.strip().lower()}:{name}"
+    prices = capabilities(provider).prices
+    if prices is not None and prices.spelling is not None:
+        name = prices.spelling(name)
+    return f"{provider}:{name}"
 
 
 def _candidates(model_id: str) -> list[str]:
@@ -135,8 +63,34 @@ def _candidates(model_id: str) -> list[str]:
     names = [model_id, _normalise(model_id)]
     stripped = _DATE_SUFFIX.sub("", names[-1])
     names.append(stripped)
-    names += [ALIASES[n] for n in list(names) if n in ALIASES]
+    aliases = _aliases()
+    names += [aliases[n] for n in list(names) if n in aliases]
     return list(dict.fromkeys(names))
+
+
+def table() -> dict[str, Price]:
+    """Every registered provider's price list, as ``"provider:model"`` → :class:`Price`."""
+    found: dict[str, Price] = {}
+    for provider, caps in registered():
+        if caps.prices is not None:
+            found.update({f"{provider}:{name}": p for name, p in caps.prices.table.items()})
+    return found
+
+
+def _aliases() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for provider, caps in registered():
+        if caps.prices is not None:
+            found.update(
+                {f"{provider}:{a}": f"{provider}:{n}" for a, n in caps.prices.aliases.items()}
+            )
+    return found
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TABLE":  # the merged lists, as the module attribute of earlier versions
+        return table()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _find(table: dict[str, Price], model_id: str) -> Price | None:
@@ -255,7 +209,7 @@ def price_of(model_id: str, prices_file: str | None = None) -> Price | None:
         found = _find(_overrides, model_id)
     if found is None and prices_file:
         found = _find(load_prices(prices_file), model_id)
-    return found if found is not None else _find(TABLE, model_id)
+    return found if found is not None else _find(table(), model_id)
 
 
 def cost(
@@ -269,10 +223,10 @@ def cost(
     A replayed answer (``cached``) and a local model cost 0.0."""
     if cached:
         return 0.0
-    provider = model_id.partition(":")[0]
+    provider = model_id.partition(":")[0].strip().lower()
     price = price_of(model_id, prices_file)
     if price is None:
-        return 0.0 if provider in FREE_PROVIDERS else None
+        return 0.0 if capabilities(provider).free else None
     if not usage:
         return None
     return price.cost(usage)
@@ -382,9 +336,7 @@ def cost_report() -> str:
 
 
 __all__ = [
-    "FREE_PROVIDERS",
     "PRICES_TAKEN",
-    "TABLE",
     "Price",
     "Tally",
     "add_to_session",
@@ -397,4 +349,5 @@ __all__ = [
     "reset_session",
     "session",
     "set_price",
+    "table",
 ]

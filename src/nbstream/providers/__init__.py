@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..errors import ModelIdError
 from .base import Capabilities, Final, Provider, ProviderError, Request
+from .common import KEY_VARIABLES
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -94,6 +95,7 @@ def register_provider(
     key = name.lower()
     caps = capabilities if capabilities is not None else Capabilities()
     _PROVIDERS[key] = (stream, caps)
+    KEY_VARIABLES.update(caps.key_variables)  # their values are masked wherever shown
     _BUILTIN.discard(key)
     if caps.default_model:
         DEFAULT_MODELS[key] = caps.default_model

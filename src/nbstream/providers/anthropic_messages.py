@@ -11,10 +11,11 @@ tools): then the text is the answer, and validation judges it.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from .base import Capabilities, Final, ProviderError, Request, WireFinish
+from .base import Capabilities, Final, Price, Prices, ProviderError, Request, WireFinish
 from .common import (
     Wire,
     http_client,
@@ -40,6 +41,41 @@ FINISH: dict[str, WireFinish] = {
 }
 """Anthropic ``stop_reason`` → nbstream's (``refusal`` is an error, see below)."""
 
+
+def _p(input: float, cached_input: float | None, output: float) -> Price:
+    return Price(input=input, output=output, cached_input=cached_input)
+
+
+# fmt: off
+PRICES = Prices(
+    taken="2026-11-25",
+    # The pricing page, https://platform.claude.com/docs/en/about-claude/pricing ("Model
+    # pricing": base input, cache hits, output). Not modelled: cache *writes* (1.25× input;
+    # nbstream sets no cache_control, so its requests write no cache), the long-context
+    # premium of Sonnet 4/4.5 above 200K input tokens, batch and regional prices.
+    table={  # ---------------------------------------- input, cache hit, output
+        "claude-opus-4-8":    _p(5.00, 0.50, 25.00),
+        "claude-opus-4-7":    _p(5.00, 0.50, 25.00),
+        "claude-opus-4-6":    _p(5.00, 0.50, 25.00),
+        "claude-opus-4-5":    _p(5.00, 0.50, 25.00),
+        "claude-opus-4-1":    _p(15.00, 1.50, 75.00),
+        "claude-opus-4":      _p(15.00, 1.50, 75.00),
+        "claude-sonnet-4-6":  _p(3.00, 0.30, 15.00),
+        "claude-sonnet-4-5":  _p(3.00, 0.30, 15.00),
+        "claude-sonnet-4":    _p(3.00, 0.30, 15.00),
+        "claude-3-7-sonnet":  _p(3.00, 0.30, 15.00),
+        "claude-3-5-sonnet":  _p(3.00, 0.30, 15.00),
+        "claude-haiku-4-5":   _p(1.00, 0.10, 5.00),
+        "claude-3-5-haiku":   _p(0.80, 0.08, 4.00),
+        "claude-3-haiku":     _p(0.25, 0.03, 1.25),
+        "claude-3-opus":      _p(15.00, 1.50, 75.00),
+    },
+    aliases={"claude-opus-4-0": "claude-opus-4", "claude-sonnet-4-0": "claude-sonnet-4"},
+    spelling=lambda name: re.sub(r"(\d)\.(\d)", r"\1-\2", name),  # 4.5 → 4-5
+)
+# fmt: on
+"""Anthropic's prices, USD per million tokens."""
+
 CAPABILITIES = Capabilities(
     default_model="claude-sonnet-4-5",
     key_variables=("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"),
@@ -48,7 +84,8 @@ CAPABILITIES = Capabilities(
     budget=100_000,  # current models hold 200k tokens
     conversation=True,
     schema=True,
-    batch=True,
+    batch="nbstream.providers.anthropic_batch",
+    prices=PRICES,
 )
 """``anthropic:`` — the Messages API."""
 
@@ -191,14 +228,14 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
                     elif kind == "message_start":
                         usage_start = (event.get("message") or {}).get("usage") or {}
                         input_tokens = usage_start.get("input_tokens")
-                        cache_read, cache_write = _cache_tokens(usage_start)
+                        cache_read, cache_write = cache_tokens(usage_start)
                     elif kind == "message_delta":
                         stop_reason = (event.get("delta") or {}).get("stop_reason") or stop_reason
                         usage_end = event.get("usage") or {}
                         output_tokens = usage_end.get("output_tokens")
                         if usage_end.get("input_tokens") is not None:
                             input_tokens = usage_end["input_tokens"]  # the final count
-                            cache_read, cache_write = _cache_tokens(usage_end)
+                            cache_read, cache_write = cache_tokens(usage_end)
                     elif kind == "message_stop":
                         saw_stop = True
     except sdk_exceptions(anthropic) as exc:
@@ -220,7 +257,7 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
     yield Final(FINISH.get(stop_reason or "end_turn", "stop"), usage)
 
 
-def _cache_tokens(usage: dict[str, Any]) -> tuple[int, int]:
+def cache_tokens(usage: dict[str, Any]) -> tuple[int, int]:
     """Prompt-cache reads and writes, which Anthropic counts apart from ``input_tokens``."""
     read = usage.get("cache_read_input_tokens") or 0
     write = usage.get("cache_creation_input_tokens") or 0

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import ProviderError
@@ -92,6 +92,50 @@ OTHER_BUDGET = 8_000
 
 
 @dataclass(frozen=True)
+class Price:
+    """USD per million tokens (``cached_input``: prompt tokens served from the provider's
+    prompt cache; ``None``: charged as input)."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+
+    def cost(self, usage: Mapping[str, int]) -> float:
+        """The cost of one answer's ``usage`` in USD."""
+        tokens_in = int(usage.get("input_tokens") or 0)
+        tokens_out = int(usage.get("output_tokens") or 0)
+        cached = min(int(usage.get("cached_input_tokens") or 0), tokens_in)
+        cached_price = self.input if self.cached_input is None else self.cached_input
+        total = (tokens_in - cached) * self.input + cached * cached_price
+        return (total + tokens_out * self.output) / 1_000_000
+
+
+@dataclass(frozen=True)
+class Prices:
+    """A provider's price list: model name → :class:`Price`, and where it came from."""
+
+    table: Mapping[str, Price]
+    """Model names (without the provider prefix) → prices."""
+    taken: str
+    """When the list was taken from the provider's pricing page (``YYYY-MM-DD``)."""
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    """Other names the provider accepts for a model in ``table``."""
+    spelling: Callable[[str], str] | None = None
+    """Rewrites a model name before lookup (e.g. ``claude-sonnet-4.5`` → ``claude-sonnet-4-5``)."""
+
+
+@dataclass(frozen=True)
+class BatchAnswer:
+    """One row's answer from a provider's batch service (the batch layer makes it a
+    :class:`~nbstream.response.Response`)."""
+
+    text: str
+    finish_reason: FinishReason
+    usage: dict[str, int] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What a provider can do and needs, declared once next to its stream function and given
     to :func:`nbstream.register_provider` (built-ins register through the same door).
@@ -117,8 +161,16 @@ class Capabilities:
     """It sends ``Request.messages`` in its own message format."""
     schema: bool = False
     """It honours ``Request.schema`` with a native mechanism."""
-    batch: bool = False
-    """It has a provider batch service (``map(mode="batch")``)."""
+    batch: str | None = None
+    """The module of its batch service (``map(mode="batch")``), imported on first use: see
+    :class:`nbstream.providers.batches.BatchService`."""
+    prices: Prices | None = None
+    """Its price list (``None``: no prices known, costs are unknown unless ``free``)."""
+    free: bool = False
+    """It runs on your machine: an answer without a price costs 0."""
+    empty_stream_hint: Callable[[Request], str] | None = None
+    """Added to the error of a stream that ended before sending anything (e.g. a server of
+    the user's own that cuts requests off)."""
     tools: bool = False
     images: bool = False
     thinking: bool = False
@@ -145,10 +197,13 @@ def note(text: str) -> None:
 
 __all__ = [
     "OTHER_BUDGET",
+    "BatchAnswer",
     "Budget",
     "Capabilities",
     "Final",
     "FinishReason",
+    "Price",
+    "Prices",
     "Provider",
     "ProviderError",
     "Request",

@@ -17,7 +17,9 @@ from typing import Any
 
 from ..errors import ProviderError
 
-KEY_VARIABLES = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
+KEY_VARIABLES: set[str] = set()
+"""The environment variables that hold API keys: every registered provider's
+``Capabilities.key_variables`` (:func:`nbstream.register_provider` adds them)."""
 
 _HINTS = {
     400: "the server rejected the request; check the model name and the options",

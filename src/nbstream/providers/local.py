@@ -77,6 +77,7 @@ CAPABILITIES = Capabilities(
     budget=_budget,
     conversation=True,  # earlier turns become earlier Q/A pairs of its FAQ document
     schema=True,  # a llama.cpp grammar from the JSON schema
+    free=True,
 )
 """``local`` — the embedded model: no key, no server."""
 

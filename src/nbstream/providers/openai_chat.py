@@ -21,7 +21,7 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from .base import Capabilities, Final, ProviderError, Request, WireFinish, note
+from .base import Capabilities, Final, Price, Prices, ProviderError, Request, WireFinish, note
 from .common import (
     Wire,
     http_client,
@@ -63,6 +63,53 @@ def _budget(max_tokens: int | None, base_url: str | None) -> int:
     return SELF_HOSTED_BUDGET if base_url else HOSTED_BUDGET
 
 
+def _p(input: float, cached_input: float | None, output: float) -> Price:
+    return Price(input=input, output=output, cached_input=cached_input)
+
+
+# fmt: off
+PRICES = Prices(
+    taken="2026-11-25",
+    # The standard-tier prices of https://developers.openai.com/api/docs/pricing, read from
+    # dated copies of that page (cross-checked between at least two copies dated 2025-06 to
+    # 2026-11). Not modelled: batch, flex and priority tiers, long-context surcharges,
+    # audio/image tokens.
+    table={  # ---------------------------------------- input, cached, output
+        "gpt-5.4":               _p(2.50, 0.25, 15.00),
+        "gpt-5.4-mini":          _p(0.75, 0.075, 4.50),
+        "gpt-5.2":               _p(1.75, 0.175, 14.00),
+        "gpt-5.1":               _p(1.25, 0.125, 10.00),
+        "gpt-5":                 _p(1.25, 0.125, 10.00),
+        "gpt-5-mini":            _p(0.25, 0.025, 2.00),
+        "gpt-5-nano":            _p(0.05, 0.005, 0.40),
+        "gpt-4.1":               _p(2.00, 0.50, 8.00),
+        "gpt-4.1-mini":          _p(0.40, 0.10, 1.60),
+        "gpt-4.1-nano":          _p(0.10, 0.025, 0.40),
+        "gpt-4o":                _p(2.50, 1.25, 10.00),
+        "gpt-4o-2024-05-13":     _p(5.00, None, 15.00),  # the first gpt-4o snapshot
+        "gpt-4o-mini":           _p(0.15, 0.075, 0.60),
+        "o3":                    _p(2.00, 0.50, 8.00),
+        "o3-mini":               _p(1.10, 0.55, 4.40),
+        "o4-mini":               _p(1.10, 0.275, 4.40),
+        "o1":                    _p(15.00, 7.50, 60.00),
+    },
+)
+# fmt: on
+"""OpenAI's prices, USD per million tokens."""
+
+CUT_OFF = (
+    "; or the server cut this request off when another arrived: llama-cpp-python's server "
+    "does so unless started with --interrupt_requests False (or send one at a time: "
+    "concurrency=1)"
+)
+"""Added to the error of a stream that a server of the user's own ended before sending
+anything."""
+
+
+def _empty_stream_hint(request: Request) -> str:
+    return CUT_OFF if request.base_url or os.environ.get("OPENAI_BASE_URL") else ""
+
+
 CAPABILITIES = Capabilities(
     default_model="gpt-4o-mini",
     key_variables=("OPENAI_API_KEY",),
@@ -71,7 +118,9 @@ CAPABILITIES = Capabilities(
     budget=_budget,
     conversation=True,
     schema=True,
-    batch=True,
+    batch="nbstream.providers.openai_batch",
+    prices=PRICES,
+    empty_stream_hint=_empty_stream_hint,
 )
 """``openai:`` — api.openai.com, or any OpenAI-compatible server by ``base_url``."""
 
@@ -81,6 +130,8 @@ OLLAMA_CAPABILITIES = Capabilities(
     budget=SELF_HOSTED_BUDGET,
     conversation=True,
     schema=True,
+    free=True,
+    empty_stream_hint=lambda request: CUT_OFF if request.base_url else "",
 )
 """``ollama:`` — a local Ollama server (OpenAI-compatible, no key)."""
 
