@@ -41,7 +41,8 @@ import tomllib
 
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 def name(dep): return re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0].lower()
-runtime = {name(d) for d in project["dependencies"] + project["optional-dependencies"]["local"]}
+extras = project["optional-dependencies"]
+runtime = {name(d) for d in project["dependencies"] + extras["local"] + extras["gemini"]}
 tools = {name(d) for d in project["optional-dependencies"]["test"]} - runtime - {"ipykernel"}
 for line in open("requirements/test.lock"):
     if "==" in line and not line.startswith(" ") and line.split("==")[0] in tools:
@@ -61,7 +62,8 @@ for dep in project["dependencies"] + project["optional-dependencies"]["local"]:
     print(dep)
 PY
 
-"$uv" pip compile "${flags[@]}" pyproject.toml --extra local --extra test -o "$out/test.lock"
+"$uv" pip compile "${flags[@]}" pyproject.toml --extra local --extra gemini --extra test \
+    -o "$out/test.lock"
 "$uv" pip compile "${flags[@]}" pyproject.toml requirements/ipykernel629.in \
     -o "$out/ipykernel629.lock"
 if [ "$mode" = lock ]; then

@@ -28,15 +28,26 @@ def fake_llm() -> Iterator[FakeLLMServer]:
         yield server
 
 
+GEMINI_KEY = "AIzaSy-fake-gemini-SECRET-0123456789"
+
+
 def point_sdks_at(
-    monkeypatch: pytest.MonkeyPatch, server: FakeLLMServer, openai_key: str, anthropic_key: str
+    monkeypatch: pytest.MonkeyPatch,
+    server: FakeLLMServer,
+    openai_key: str,
+    anthropic_key: str,
+    gemini_key: str = GEMINI_KEY,
 ) -> None:
-    """Both SDKs talk to ``server`` with these keys (and no Anthropic auth token)."""
+    """The three SDKs talk to ``server`` with these keys (and no Anthropic auth token, no
+    ``GOOGLE_API_KEY``)."""
     monkeypatch.setenv("OPENAI_API_KEY", openai_key)
     monkeypatch.setenv("ANTHROPIC_API_KEY", anthropic_key)
+    monkeypatch.setenv("GEMINI_API_KEY", gemini_key)
     monkeypatch.setenv("OPENAI_BASE_URL", server.openai_base_url)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", server.anthropic_base_url)
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", server.gemini_base_url)
     monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
 
 
 def interrupt_mid_answer(kernel: Any, server: FakeLLMServer, model: str, execution: Any) -> dict:

@@ -1,4 +1,4 @@
-"""A scriptable fake LLM HTTP server speaking the OpenAI and Anthropic streaming wire formats.
+"""A scriptable fake LLM HTTP server speaking the OpenAI, Anthropic and Gemini streaming wire formats.
 
 Standard library only. Run it as a subprocess::
 
@@ -11,6 +11,11 @@ until killed. Endpoints:
   ending in ``data: [DONE]``; otherwise one ``chat.completion`` JSON object).
 - ``POST /v1/messages`` -- Anthropic messages (``"stream": true`` -> named SSE events from
   ``message_start`` to ``message_stop``; otherwise one ``message`` JSON object).
+- ``POST /v1beta/models/MODEL:streamGenerateContent?alt=sse`` -- Gemini (SSE chunks, each a
+  ``GenerateContentResponse``; the last one carries ``finishReason`` and ``usageMetadata``:
+  Gemini has no other terminal event); ``POST /v1beta/models/MODEL:generateContent`` -- one
+  response JSON object. The model is the path's; the script keys work as for the others
+  (Gemini's mid-stream error event is ``data: {"error": {"code", "message", "status"}}``).
 - ``POST /_script`` -- body: a script spec (see below); answers ``{"model": NAME}``. A request
   whose ``model`` is NAME follows that script; any other model gets the default script.
 - ``GET /_log?model=NAME`` -- one record per request received for that model.
@@ -30,7 +35,8 @@ Script spec keys (all optional):
   ``token_size`` (chunks of N characters, default 1).
 - ``delay``: seconds between tokens; ``first_delay``: seconds before the first token (after the
   preamble events: OpenAI's role chunk, Anthropic's message_start/content_block_start/ping).
-- ``finish_reason``: ``"stop"`` (default) or ``"length"`` (Anthropic ``end_turn``/``max_tokens``).
+- ``finish_reason``: ``"stop"`` (default) or ``"length"`` (Anthropic ``end_turn``/``max_tokens``,
+  Gemini ``STOP``/``MAX_TOKENS``), or a Gemini reason sent as it is (``"SAFETY"`` …).
 - ``drop_after``: after N tokens abort the connection: no terminal event, no ``[DONE]``.
   ``drop_mode``: ``"fin"`` (default; orderly close of a close-delimited body, which both SDKs
   take as a normal end of stream) or ``"reset"`` (TCP RST via SO_LINGER 0).
@@ -205,7 +211,13 @@ from typing import Any
 
 DEFAULT_TOKENS = ["Hello", " world", "!"]
 POLL_INTERVAL = 0.01
-REDACTED_HEADERS = {"authorization", "x-api-key", "api-key", "proxy-authorization"}
+REDACTED_HEADERS = {
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "proxy-authorization",
+    "x-goog-api-key",
+}
 SPEC_KEYS = {
     "tokens",
     "text",
@@ -242,6 +254,21 @@ SPEC_KEYS = {
 }
 INVALID_UTF8 = b"\xff\xfe"
 ANTHROPIC_STREAM_ERROR = ("overloaded_error", "Overloaded")
+GEMINI_STREAM_ERROR = ("UNAVAILABLE", "The model is overloaded. Please try again later.")
+GEMINI_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+GEMINI_FINISH = {"stop": "STOP", "length": "MAX_TOKENS"}
+GEMINI_PATH = re.compile(
+    r"^/v1beta/models/(?P<model>[^/:]+):(?P<method>streamGenerateContent|generateContent)$"
+)
 OPENAI_STREAM_ERROR = ("server_error", "The server had an error while processing your request.")
 
 OPENAI_ERRORS = {
@@ -314,8 +341,9 @@ def _validate_spec(spec: Any) -> dict[str, Any]:
         isinstance(spec["tokens"], list) and all(isinstance(t, str) for t in spec["tokens"])
     ):
         raise ValueError("tokens must be a list of strings")
-    if spec.get("finish_reason", "stop") not in ("stop", "length"):
-        raise ValueError("finish_reason must be 'stop' or 'length'")
+    finish = spec.get("finish_reason", "stop")
+    if finish not in ("stop", "length") and not (isinstance(finish, str) and finish.isupper()):
+        raise ValueError("finish_reason must be 'stop', 'length' or a Gemini reason (SAFETY …)")
     if spec.get("drop_mode", "fin") not in ("fin", "reset"):
         raise ValueError("drop_mode must be 'fin' or 'reset'")
     if spec.get("framing", "close") not in ("close", "chunked"):
@@ -424,6 +452,10 @@ def _prompt_words(body: dict[str, Any]) -> int:
     for message in body.get("messages") or []:
         if isinstance(message, dict):
             total += _content_words(message.get("content"))
+    system = body.get("systemInstruction")  # Gemini
+    for content in [system, *(body.get("contents") or [])]:
+        if isinstance(content, dict):
+            total += _content_words(content.get("parts"))
     return total
 
 
@@ -486,6 +518,9 @@ def _retry_headers(spec: dict[str, Any]) -> dict[str, str]:
 def _error_payload(provider: str, status: int, message: Any) -> dict[str, Any]:
     """The provider's JSON error body for HTTP ``status``."""
     message = str(message) if message is not None else f"fake error {status}"
+    if provider == "gemini":
+        code = GEMINI_STATUS.get(status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT")
+        return {"error": {"code": status, "message": message, "status": code}}
     if provider == "openai":
         err_type, code = OPENAI_ERRORS.get(
             status, ("server_error" if status >= 500 else "invalid_request_error", None)
@@ -666,7 +701,7 @@ class _Handler(BaseHTTPRequestHandler):
                 name = f"fake-{next(state.counter)}-{os.urandom(4).hex()}"
                 state.scripts[name] = spec
             self._send_json(200, {"model": name})
-        elif url.path in ("/v1/chat/completions", "/v1/messages"):
+        elif url.path in ("/v1/chat/completions", "/v1/messages") or GEMINI_PATH.match(url.path):
             self._llm(url.path, raw)
         elif url.path.startswith("/_batches/"):
             self._control_batches("POST", url.path)
@@ -682,6 +717,10 @@ class _Handler(BaseHTTPRequestHandler):
         model = body.get("model") if isinstance(body, dict) else None
         model = model if isinstance(model, str) else ""
         stream = bool(body.get("stream")) if isinstance(body, dict) else False
+        gemini = GEMINI_PATH.match(path)
+        if gemini:
+            provider, model = "gemini", urllib.parse.unquote(gemini["model"])
+            stream = gemini["method"] == "streamGenerateContent"
         headers = {
             k.lower(): ("<redacted>" if k.lower() in REDACTED_HEADERS else v)
             for k, v in self.headers.items()
@@ -722,6 +761,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._wait(float(spec.get("first_delay", 0)), record)
                 if provider == "openai":
                     payload = _openai_completion(ctx)
+                elif provider == "gemini":
+                    payload = _gemini_chunk(ctx, ctx.text, final=True)
                 else:
                     payload = _anthropic_message(ctx)
                 self._send_json(200, payload, _id_headers(provider))
@@ -1128,9 +1169,11 @@ class _Handler(BaseHTTPRequestHandler):
             and isinstance(body.get("stream_options"), dict)
             and bool(body["stream_options"].get("include_usage"))
         )
-        events: _OpenAIEvents | _AnthropicEvents
+        events: _OpenAIEvents | _AnthropicEvents | _GeminiEvents
         if provider == "openai":
             events = _OpenAIEvents(ctx, include_usage)
+        elif provider == "gemini":
+            events = _GeminiEvents(ctx)
         else:
             events = _AnthropicEvents(ctx)
         drop_after = spec.get("drop_after")
@@ -1142,6 +1185,8 @@ class _Handler(BaseHTTPRequestHandler):
         chunked = spec.get("framing", "close") == "chunked"
 
         def send(data: bytes) -> None:
+            if not data:  # (Gemini has no preamble; an empty chunk would end the body)
+                return
             if chunked:
                 data = b"%x\r\n%s\r\n" % (len(data), data)
             self._write(data, record)
@@ -1231,6 +1276,8 @@ def _tool_name(body: dict[str, Any]) -> str | None:
 
 
 def _id_headers(provider: str) -> dict[str, str]:
+    if provider == "gemini":
+        return {"x-gemini-service-tier": "standard"}
     if provider == "openai":
         return {"x-request-id": "req_fake"}
     return {"request-id": "req_fake"}
@@ -1369,6 +1416,60 @@ class _AnthropicEvents:
             )
             + _sse({"type": "message_stop"}, "message_stop")
         )
+
+
+class _GeminiEvents:
+    """Gemini's stream: one ``GenerateContentResponse`` per chunk, no preamble; the last
+    chunk has ``finishReason`` and the usage."""
+
+    def __init__(self, ctx: _Ctx) -> None:
+        self.ctx = ctx
+
+    def preamble(self) -> bytes:
+        return b""
+
+    def token(self, token: str) -> bytes:
+        return _sse(_gemini_chunk(self.ctx, token, final=False))
+
+    def malformed(self) -> bytes:
+        return b"data: {not json\n\n"
+
+    def invalid_utf8(self) -> bytes:
+        return _with_invalid_utf8(self.token)
+
+    def error(self, err_type: str | None, message: Any) -> bytes:
+        default_status, default_message = GEMINI_STREAM_ERROR
+        error = {
+            "code": 503,
+            "message": default_message if message is None else str(message),
+            "status": err_type or default_status,
+        }
+        return _sse({"error": error})
+
+    def terminal(self) -> bytes:
+        return _sse(_gemini_chunk(self.ctx, "", final=True))
+
+
+def _gemini_chunk(ctx: _Ctx, text: str, *, final: bool) -> dict[str, Any]:
+    """A ``GenerateContentResponse``: ``text`` as the one part; with ``final``, the finish
+    reason and the usage."""
+    candidate: dict[str, Any] = {
+        "content": {"parts": [{"text": text}], "role": "model"},
+        "index": 0,
+    }
+    chunk: dict[str, Any] = {
+        "candidates": [candidate],
+        "modelVersion": ctx.model,
+        "responseId": "fake",
+    }
+    if final:
+        candidate["finishReason"] = GEMINI_FINISH.get(ctx.finish, ctx.finish)
+        p, c = ctx.prompt_tokens, ctx.completion_tokens
+        usage = {"promptTokenCount": p, "candidatesTokenCount": c, "totalTokenCount": p + c}
+        if ctx.cached_tokens:
+            usage["cachedContentTokenCount"] = ctx.cached_tokens
+        chunk["usageMetadata"] = usage
+    return chunk
 
 
 def _openai_completion(ctx: _Ctx) -> dict[str, Any]:
@@ -1848,6 +1949,10 @@ class FakeLLMServer:
 
     @property
     def anthropic_base_url(self) -> str:
+        return self.url
+
+    @property
+    def gemini_base_url(self) -> str:
         return self.url
 
     def _stderr(self) -> str:

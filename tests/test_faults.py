@@ -14,12 +14,34 @@ from collections.abc import Iterator
 import pytest
 
 import nbstream
-from fake_llm_fixture import point_sdks_at
+from fake_llm_fixture import GEMINI_KEY, point_sdks_at
 from nbstream.engine import EMPTY, TRUNCATED
 
 OPENAI_KEY = "sk-proj-faultsuite-SECRET-0123456789"
 ANTHROPIC_KEY = "sk-ant-faultsuite-SECRET-0123456789"
-PROVIDERS = ["openai", "anthropic"]
+PROVIDERS = ["openai", "anthropic", "gemini"]
+KEYS = {"openai": OPENAI_KEY, "anthropic": ANTHROPIC_KEY, "gemini": GEMINI_KEY}
+URL_VARIABLES = {
+    "openai": "OPENAI_BASE_URL",
+    "anthropic": "ANTHROPIC_BASE_URL",
+    "gemini": "GOOGLE_GEMINI_BASE_URL",
+}
+LABELS = {"openai": "the server", "anthropic": "Anthropic", "gemini": "Gemini"}
+"""How each provider's errors name a server set by a base URL."""
+
+
+def url_for(provider: str, server: str) -> str:
+    """A base URL for ``provider`` at ``server`` (OpenAI's has the ``/v1``)."""
+    return server + ("/v1" if provider == "openai" else "")
+
+
+def sampling_of(provider: str, body: dict) -> tuple[object, object, object]:
+    """``(top_p, temperature, stop sequences)`` as they went over the wire."""
+    if provider == "gemini":
+        config = body["generationConfig"]
+        return config["topP"], config["temperature"], config["stopSequences"]
+    stop = body["stop" if provider == "openai" else "stop_sequences"]
+    return body["top_p"], body["temperature"], stop
 
 
 @pytest.fixture(autouse=True)
@@ -96,8 +118,8 @@ def test_error_event_mid_stream_keeps_the_text_and_says_what_the_server_said(fak
     r = ask(provider, model)
     assert r == "Hello there" and r.finish_reason == "error"
     assert r.error.startswith(
-        "Anthropic reported an error mid-answer: Overloaded"
-        if provider == "anthropic"
+        f"{LABELS[provider]} reported an error mid-answer: Overloaded"
+        if provider != "openai"
         else f"the server at {fake_llm.openai_base_url} reported an error mid-answer"
     )
     assert "HTTP 200" not in r.error
@@ -181,8 +203,8 @@ def black_hole() -> Iterator[str]:
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_connect_timeout_names_itself(black_hole, provider, monkeypatch):
-    url = black_hole + ("/v1" if provider == "openai" else "")
-    monkeypatch.setenv("OPENAI_BASE_URL" if provider == "openai" else "ANTHROPIC_BASE_URL", url)
+    url = url_for(provider, black_hole)
+    monkeypatch.setenv(URL_VARIABLES[provider], url)
     r = ask(provider, "m", connect_timeout=0.3, http_retries=0)
     assert r.finish_reason == "error"
     assert "(connect timeout)" in r.error and "connect_timeout=…" in r.error
@@ -193,7 +215,7 @@ def test_connect_timeout_names_itself(black_hole, provider, monkeypatch):
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_a_truncated_key_echoed_by_the_server_is_masked(fake_llm, provider):
-    key = OPENAI_KEY if provider == "openai" else ANTHROPIC_KEY
+    key = KEYS[provider]
     model = fake_llm.script(status=401, error_message=f"Incorrect API key provided: {key[:15]}…")
     r = ask(provider, model)
     assert key[:15] not in r.error and key[:8] not in r.error and "***" in r.error
@@ -201,7 +223,7 @@ def test_a_truncated_key_echoed_by_the_server_is_masked(fake_llm, provider):
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_credentials_in_a_base_url_never_show(provider, monkeypatch):
-    url = "http://alice:s3cr3t-pw@127.0.0.1:9" + ("/v1" if provider == "openai" else "")
+    url = url_for(provider, "http://alice:s3cr3t-pw@127.0.0.1:9")
     r = ask(provider, "m", base_url=url, http_retries=0)
     assert r.finish_reason == "error" and "s3cr3t-pw" not in r.error and "alice" not in r.error
     assert "http://***@127.0.0.1:9" in r.error and "is the server running" in r.error
@@ -225,8 +247,8 @@ SECRET_QUERY = (
 def test_secret_query_values_in_a_base_url_never_show(provider, monkeypatch):
     """Azure-style ``?api-key=``, ``?key=``, ``?token=``, ``?access_token=`` and any value equal
     to a configured key are masked like ``user:password@``."""
-    key = OPENAI_KEY if provider == "openai" else ANTHROPIC_KEY
-    url = "http://127.0.0.1:9" + ("/v1" if provider == "openai" else "")
+    key = KEYS[provider]
+    url = url_for(provider, "http://127.0.0.1:9")
     r = ask(provider, "m", base_url=f"{url}{SECRET_QUERY}&k={key}", http_retries=0)
     assert r.finish_reason == "error" and "SECRET" not in r.error and key not in r.error
     assert "api-key=***" in r.error and "access_token=***" in r.error and "region=eu" in r.error
@@ -258,10 +280,10 @@ def test_401_with_only_an_auth_token_names_that_variable(fake_llm, monkeypatch):
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_connection_refused_has_a_hint_for_both_providers(provider, monkeypatch):
-    url = "http://127.0.0.1:9" + ("/v1" if provider == "openai" else "")
-    monkeypatch.setenv("OPENAI_BASE_URL" if provider == "openai" else "ANTHROPIC_BASE_URL", url)
+    url = url_for(provider, "http://127.0.0.1:9")
+    monkeypatch.setenv(URL_VARIABLES[provider], url)
     r = ask(provider, "m", http_retries=0)
-    label = "the server" if provider == "openai" else "Anthropic"  # a base URL: its server
+    label = LABELS[provider]  # a base URL: its server
     assert r.error.startswith(f"Could not reach {label} at {url}")
     assert "is the server running and the URL right?" in r.error
 
@@ -271,6 +293,6 @@ def test_top_p_and_stop_reach_the_wire(fake_llm, provider):
     model = fake_llm.script(tokens=TOKENS)
     r = ask(provider, model, top_p=0.5, stop=["END", "STOP"], temperature=0.3)
     assert r.finish_reason == "stop"
-    body = fake_llm.log(model)[-1]["body"]
-    assert body["top_p"] == 0.5 and body["temperature"] == 0.3
-    assert body["stop" if provider == "openai" else "stop_sequences"] == ["END", "STOP"]
+    top_p, temperature, stop = sampling_of(provider, fake_llm.log(model)[-1]["body"])
+    assert top_p == 0.5 and temperature == 0.3
+    assert stop == ["END", "STOP"]

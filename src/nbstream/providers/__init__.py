@@ -33,6 +33,7 @@ DEFAULT_MODELS: dict[str, str] = {}
 
 MODEL_ID_HELP = (
     "a model id is PROVIDER:NAME, e.g. openai:gpt-4o-mini, anthropic:claude-sonnet-4-5, "
+    "gemini:gemini-2.5-flash, "
     "ollama:llama3.2 or local; providers: "
 )
 
@@ -106,12 +107,13 @@ def register_provider(
 def _register_builtins() -> None:
     """nbstream's own providers, through the same door as anyone's (importing these modules
     imports no SDK: each imports its SDK when it first streams)."""
-    from . import anthropic_messages, local, openai_chat
+    from . import anthropic_messages, gemini, local, openai_chat
 
     register_provider("openai", openai_chat.stream, openai_chat.CAPABILITIES)
     register_provider("ollama", openai_chat.stream_ollama, openai_chat.OLLAMA_CAPABILITIES)
     register_provider("anthropic", anthropic_messages.stream, anthropic_messages.CAPABILITIES)
     register_provider("local", local.stream, local.CAPABILITIES)
+    register_provider("gemini", gemini.stream, gemini.CAPABILITIES)
     _BUILTIN.update(_PROVIDERS)
 
 

@@ -6,6 +6,7 @@ import contextlib
 import contextvars
 import email.utils
 import functools
+import importlib
 import json
 import os
 import re
@@ -216,6 +217,15 @@ def sdk_error(exc: BaseException, sdk: ModuleType, wire: Wire) -> ProviderError:
         )
     if isinstance(exc, sdk.APIError):  # e.g. an OpenAI-style {"error": …} chunk mid-stream
         return midstream_error(wire, server_message(exc.body) or str(exc))
+    return wire_error(exc, wire)
+
+
+def wire_error(exc: BaseException, wire: Wire) -> ProviderError:
+    """What every SDK lets through unwrapped, the same for all: malformed JSON, bytes that
+    are not UTF-8, the HTTP library's transport errors (before the response started: the
+    server is unreachable or slow to connect; after: the stream broke)."""
+    label = wire.label
+    at = "" if wire.where in label else f" at {wire.where}"
     if isinstance(exc, json.JSONDecodeError):
         return wire.error(f"{label} sent a malformed event (not JSON): {exc.msg}")
     if isinstance(exc, UnicodeDecodeError):
@@ -224,12 +234,19 @@ def sdk_error(exc: BaseException, sdk: ModuleType, wire: Wire) -> ProviderError:
             "the server or a proxy in between is broken"
         )
     if isinstance(exc, transport_errors()):
-        if not wire.connected:
+        if wire.connected:
+            return wire.error(dropped_message(label, exc))
+        if type(exc).__name__ == "ConnectTimeout":
             return wire.error(
-                f"Could not reach {label}{at}: {one_line(str(exc), 120)}",
+                f"could not connect to {label}{at} in time (connect timeout)",
                 retryable=True,
+                option="connect_timeout",
             )
-        return wire.error(dropped_message(label, exc))
+        return wire.error(
+            f"Could not reach {label}{at}: {one_line(str(exc), 120)} — "
+            "is the server running and the URL right?",
+            retryable=True,
+        )
     return wire.error(f"{label}: {type(exc).__name__}: {one_line(str(exc))}")
 
 
@@ -298,24 +315,22 @@ def http_client(sdk: ModuleType, timeout: Any) -> Any:
     """A new HTTP client for ``sdk`` (``openai`` or ``anthropic``) that shares one TLS
     context per process: building the default one reads the CA bundle, ~40 ms of CPU per
     client, which limited a batch of 1,000 rows to ~20 rows/s."""
-    context = _tls_context(
-        sdk.__name__, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
-    )
-    return sdk.DefaultAsyncHttpxClient(verify=context, timeout=timeout)
+    for cls in sdk.DefaultAsyncHttpxClient.__mro__:  # the SDK's httpx (httpx or httpx2)
+        library = cls.__module__.partition(".")[0]
+        if library != sdk.__name__ and library != "builtins":
+            return sdk.DefaultAsyncHttpxClient(verify=tls_context(library), timeout=timeout)
+    raise RuntimeError(f"{sdk.__name__}.DefaultAsyncHttpxClient is not an httpx client")
+
+
+def tls_context(library: str) -> Any:
+    """The TLS context ``library`` (``httpx`` or ``httpx2``) builds by default, built once
+    per process (it reads ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``: part of the cache key)."""
+    return _tls_context(library, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
 
 
 @functools.lru_cache(maxsize=8)
-def _tls_context(sdk_name: str, cert_file: str | None, cert_dir: str | None) -> Any:
-    """The TLS context the SDK's HTTP library builds by default (it reads ``SSL_CERT_FILE``
-    and ``SSL_CERT_DIR``, hence they are part of the cache key), built once."""
-    import importlib
-
-    sdk = importlib.import_module(sdk_name)
-    for cls in sdk.DefaultAsyncHttpxClient.__mro__:  # the SDK's httpx (httpx or httpx2)
-        library = cls.__module__.partition(".")[0]
-        if library != sdk_name and library != "builtins":
-            return importlib.import_module(library).create_ssl_context()
-    raise RuntimeError(f"{sdk_name}.DefaultAsyncHttpxClient is not an httpx client")
+def _tls_context(library: str, cert_file: str | None, cert_dir: str | None) -> Any:
+    return importlib.import_module(library).create_ssl_context()
 
 
 def timeout_config(sdk: ModuleType, connect: float) -> Any:

@@ -107,7 +107,7 @@ anything."""
 
 
 def _empty_stream_hint(request: Request) -> str:
-    return CUT_OFF if request.base_url or os.environ.get("OPENAI_BASE_URL") else ""
+    return CUT_OFF if request.base_url else ""
 
 
 CAPABILITIES = Capabilities(
@@ -131,7 +131,7 @@ OLLAMA_CAPABILITIES = Capabilities(
     conversation=True,
     schema=True,
     free=True,
-    empty_stream_hint=lambda request: CUT_OFF if request.base_url else "",
+    empty_stream_hint=_empty_stream_hint,
 )
 """``ollama:`` — a local Ollama server (OpenAI-compatible, no key)."""
 
