@@ -1,4 +1,4 @@
-"""A scriptable fake LLM HTTP server speaking the OpenAI, Anthropic and Gemini streaming wire formats.
+"""A scriptable fake LLM HTTP server speaking the OpenAI, Anthropic and Gemini streaming formats.
 
 Standard library only. Run it as a subprocess::
 
