@@ -178,7 +178,7 @@ def stream(module: ModuleType, text: str) -> tuple[float, int, str]:
 def load(path: str | None) -> ModuleType:
     if path is None:
         sys.path.insert(0, str(ROOT / "src"))
-        from nbstream import markdown
+        from nbstream.render import markdown
 
         return markdown
     spec = importlib.util.spec_from_file_location("markdown_under_test", path)

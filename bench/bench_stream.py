@@ -56,7 +56,7 @@ from markdown_it import MarkdownIt  # noqa: E402
 
 from fake_llm_server import FakeLLMServer  # noqa: E402
 from kernel_harness import KernelSession  # noqa: E402
-from nbstream import markdown as nbmd  # noqa: E402
+from nbstream.render import markdown as nbmd  # noqa: E402
 
 # iopub message types that reach the browser with content ("pushes").
 PUSH_TYPES = frozenset(
@@ -192,13 +192,13 @@ import ipywidgets as widgets
 import markdown_it
 from IPython import get_ipython
 from IPython.display import Markdown, display
-import nbstream.markdown
+import nbstream.render.incremental
 from nbstream.engine import Stream
 from nbstream.providers import get_provider
 from nbstream.providers.base import Final
 from nbstream.run import make_request, run_awaited
 from nbstream.settings import Settings
-from nbstream.widget import WidgetSink
+from nbstream.display.widget import WidgetSink
 %load_ext nbstream
 
 _bench = {}
@@ -282,7 +282,7 @@ def _bench_report(expected_sha, mode):
 
 import ipykernel, sys
 print(json.dumps({"ipykernel": ipykernel.__version__, "python": sys.version.split()[0],
-                  "markdown": nbstream.markdown.__file__}))
+                  "markdown": nbstream.render.incremental.__file__}))
 """
 
 SDK_LOOP = """\
@@ -1061,7 +1061,7 @@ def final_state_arrives(ctx: Ctx) -> Section:
 
 
 def renderer_cpu(ctx: Ctx) -> Section:
-    """CPU (bench process) of ``nbstream.markdown.IncrementalMarkdown`` fed a 40 KB and a
+    """CPU (bench process) of ``nbstream.render.incremental.IncrementalMarkdown`` fed a 40 KB and a
     100 KB answer in 20-character deltas, update() every 50 deltas (a 20 Hz push at 1,000
     tok/s), then finish(); sizes interleaved within each repetition, ratio = median of the
     per-repetition ratios. Also the deterministic parser work (characters handed to the

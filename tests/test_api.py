@@ -123,5 +123,5 @@ def test_the_lazy_exports_are_typed_for_editors_and_mypy(tmp_path):
     lines = [line for line in out.splitlines() if "Revealed type" in line]
     assert len(lines) == 3, out + err
     assert '"nbstream.response.Response"' in lines[0]
-    assert "nbstream.batch.Job" in lines[1]
+    assert "nbstream.batch.job.Job" in lines[1]
     assert "items: Any, prompt: str" in lines[2] and "missing:" in lines[2]

@@ -177,7 +177,7 @@ def test_history_records_every_row(sdks, tmp_path):
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_mode_batch_submits_polls_and_maps_results_back(sdks, provider, tmp_path, monkeypatch):
-    monkeypatch.setattr(batch, "POLL_FIRST", 0.1)
+    monkeypatch.setattr(batch.services, "POLL_FIRST", 0.1)
     model = sdks.script(tokens=["B", "!"], batch_seconds=0.01)
     df = pd.DataFrame({"q": [f"q{i}" for i in range(5)]}, index=list("abcde"))
     history = tmp_path / "h.sqlite"
@@ -262,7 +262,7 @@ def test_a_dict_row_without_a_named_field_is_an_error_before_anything_is_sent(sd
 def test_a_provider_batch_counts_empty_rows_once_as_skipped(sdks, monkeypatch):
     """The provider batch recounts every row when its results are in: a skipped row was
     counted as failed there, and as skipped too."""
-    monkeypatch.setattr(batch, "POLL_FIRST", 0.1)
+    monkeypatch.setattr(batch.services, "POLL_FIRST", 0.1)
     model = sdks.script(tokens=["B"], batch_seconds=0.01)
     df = pd.DataFrame({"q": ["q0", None, "q2"]})
     job = nbstream.map_sync(df, "{q}", model=f"openai:{model}", mode="batch", cache="off")

@@ -1,4 +1,4 @@
-"""nbstream.batch_service against the fake server's batch services, through the real SDKs."""
+"""nbstream.batch.service against the fake server's batch services, through the real SDKs."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import pytest
 
 from fake_llm_fixture import point_sdks_at
 from fake_llm_server import FakeLLMServer
-from nbstream import batch_service
-from nbstream.batch_service import BatchStatus
+from nbstream.batch import service as batch_service
+from nbstream.batch.service import BatchStatus
 from nbstream.errors import ProviderError
 from nbstream.providers.base import Request
-from nbstream.structured import resolve_schema
+from nbstream.structured.schema import resolve_schema
 
 OPENAI_KEY = "sk-batchtest-openai-5f1d3c9a7e2b4d60"
 ANTHROPIC_KEY = "sk-ant-batchtest-8c4e2a1f9b7d3e50"

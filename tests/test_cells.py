@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nbstream import Response
-from nbstream.cells import python_code
+from nbstream.render.markdown import python_code
 
 ANSWER = """Here you go:
 

@@ -8,7 +8,8 @@ import pytest
 from IPython.core.error import UsageError
 
 import nbstream
-from nbstream import conversation, magics, settings
+from nbstream import conversation, settings
+from nbstream.notebook import magics
 from nbstream.providers.base import Final, Request, note
 from nbstream.settings import resolve
 

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nbstream.context import MAX_CELL, MIN_BUDGET, to_prompt
-from nbstream.prompt import interpolate
+from nbstream.prompts.context import MAX_CELL, MIN_BUDGET, to_prompt
+from nbstream.prompts.interpolate import interpolate
 
 # -- scalars, objects, strings ----------------------------------------------------------------
 
@@ -317,8 +317,8 @@ def test_rendering_plain_values_imports_neither_pandas_nor_numpy():
     code = textwrap.dedent(
         """
         import sys
-        from nbstream.context import to_prompt
-        from nbstream.prompt import interpolate
+        from nbstream.prompts.context import to_prompt
+        from nbstream.prompts.interpolate import interpolate
         before = {m for m in ("pandas", "numpy") if m in sys.modules}
         to_prompt({"a": [1, 2]}); to_prompt("x" * 10000); to_prompt(3.5)
         interpolate("{a} {b:.1f} {c[0]}", {"a": "t", "b": 1.25, "c": [object()]})

@@ -1,4 +1,4 @@
-"""Syntax highlighting of fenced code (nbstream.highlight) and its stylesheet."""
+"""Syntax highlighting of fenced code (nbstream.render.highlight) and its stylesheet."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pygments.lexers import PythonLexer
 
-from nbstream import highlight
-from nbstream.highlight import StreamingHighlighter, code_block_html, lexer_for
-from nbstream.markdown import code_blocks, render
+from nbstream.render import highlight
+from nbstream.render.highlight import StreamingHighlighter, code_block_html, lexer_for
+from nbstream.render.markdown import code_blocks, render
 
 SAMPLES = {
     "python": (

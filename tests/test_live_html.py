@@ -1,4 +1,4 @@
-"""Live answers without widgets (:mod:`nbstream.live_html`), in a real kernel."""
+"""Live answers without widgets (:mod:`nbstream.display.live_html`), in a real kernel."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 from IPython.core.error import UsageError
 
-from nbstream import magics, transform
+from nbstream.notebook import magics, transform
 from nbstream.providers import ModelIdError, parse_model_id
 from nbstream.run import resolve_model
 from nbstream.settings import resolve

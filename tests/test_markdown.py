@@ -1,4 +1,4 @@
-"""Sanitized one-shot and incremental Markdown rendering (nbstream.markdown)."""
+"""Sanitized one-shot and incremental Markdown rendering (nbstream.render.markdown)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from nbstream import markdown
-from nbstream.markdown import IncrementalMarkdown, Update, code_blocks, make_parser, render
+from nbstream.render import incremental
+from nbstream.render.incremental import IncrementalMarkdown, Update
+from nbstream.render.markdown import code_blocks, make_parser, render
 
 CORPUS_DIR = Path(__file__).parent / "corpus"
 CORPUS = {p.name: p.read_bytes().decode("utf-8") for p in sorted(CORPUS_DIR.glob("*.md"))}
@@ -68,19 +69,19 @@ def cut_points(n: int, step: int) -> list[int]:
 @contextlib.contextmanager
 def open_blocks_from(chars: int) -> Iterator[None]:
     """Parse a long first tail block by parts from ``chars`` characters on (0: always)."""
-    saved = markdown.OPEN_BLOCK_MIN_CHARS
-    markdown.OPEN_BLOCK_MIN_CHARS = chars
+    saved = incremental.OPEN_BLOCK_MIN_CHARS
+    incremental.OPEN_BLOCK_MIN_CHARS = chars
     try:
         yield
     finally:
-        markdown.OPEN_BLOCK_MIN_CHARS = saved
+        incremental.OPEN_BLOCK_MIN_CHARS = saved
 
 
 def streaming_a_long_fence(md: IncrementalMarkdown) -> bool:
     """An open code fence is highlighted line by line (the only inexact intermediate view)."""
     block = md._open
     return (
-        isinstance(block, markdown._OpenFence)
+        isinstance(block, incremental._OpenFence)
         and block.streamer is not None
         and (block.closed_html is None)
     )
@@ -90,7 +91,7 @@ def same_but_highlighting(got: str, want: str) -> bool:
     """Equal, or equal once the syntax-highlighting spans are removed.
 
     While a long code fence streams, its highlighting is done line by line and may differ
-    from a one-shot highlighting in a few spans (see nbstream.highlight); text and structure
+    from a one-shot highlighting in a few spans (see nbstream.render.highlight); text and structure
     must not differ. Only code blocks contain ``<span>``.
     """
     return got == want or SPAN.sub("", got) == SPAN.sub("", want)

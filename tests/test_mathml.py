@@ -1,4 +1,4 @@
-"""LaTeX to sanitized MathML (nbstream.mathml): structure, error fallback, security."""
+"""LaTeX to sanitized MathML (nbstream.render.mathml): structure, error fallback, security."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nbstream.mathml import MATHML_ATTRIBUTES, MATHML_TAGS, latex_to_mathml
+from nbstream.render.mathml import MATHML_ATTRIBUTES, MATHML_TAGS, latex_to_mathml
 
 MATHML_NS = "http://www.w3.org/1998/Math/MathML"
 

@@ -1,4 +1,4 @@
-"""The progress display of one batch (:mod:`nbstream.progress`), in-process.
+"""The progress display of one batch (:mod:`nbstream.display.progress`), in-process.
 
 The widget is a real anywidget whose comm is a recording one (``comm.create_comm`` is the
 documented place to plug a comm implementation in); displays are captured by IPython's own
@@ -21,7 +21,7 @@ from IPython.utils.capture import capture_output
 from ipywidgets.widgets.widget import _instances as widget_instances
 
 from nbstream import Response
-from nbstream.progress import (
+from nbstream.display.progress import (
     PANE_CHARS,
     HtmlProgress,
     NullProgress,
@@ -321,7 +321,7 @@ def test_text_line_is_rewritten_in_place_at_its_throttle(capsys, monkeypatch):
 
 
 def test_make_progress_picks_the_flavour(ip, comms, monkeypatch):
-    import nbstream.kernel
+    import nbstream.display.kernel
 
     tally = Tally(total=1)
     assert isinstance(make_progress("none", tally), NullProgress)
@@ -338,7 +338,7 @@ def test_make_progress_picks_the_flavour(ip, comms, monkeypatch):
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # piped, e.g. a script's log
     assert isinstance(make_progress("auto", tally), NullProgress)
 
-    monkeypatch.setattr(nbstream.kernel, "in_kernel", lambda shell=None: True)
+    monkeypatch.setattr(nbstream.display.kernel, "in_kernel", lambda shell=None: True)
     with capture_output():
         shown = [make_progress("auto", tally), make_progress("widget", tally)]
         shown.append(make_progress("html", tally))

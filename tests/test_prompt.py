@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nbstream.prompt import interpolate
+from nbstream.prompts.interpolate import interpolate
 
 
 class Recorder:

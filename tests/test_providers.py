@@ -220,7 +220,7 @@ def test_a_registered_provider_declares_its_default_model_key_and_budget(monkeyp
     caps = nbstream.Capabilities(
         default_model="m1", key_variables=("MINE_KEY",), default_if_set=("MINE_KEY",), budget=42
     )
-    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "NBSTREAM_MODEL"):
+    for name in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "NBSTREAM_MODEL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MINE_KEY", "k")
     nbstream.register_provider("mine_caps", gen, caps)

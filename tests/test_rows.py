@@ -1,12 +1,12 @@
-"""The rows of a batch (:mod:`nbstream.rows`): namespaces per row, prompts, result shapes."""
+"""The rows of a batch (:mod:`nbstream.batch.rows`): namespaces per row, prompts, result shapes."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
+from nbstream.batch.rows import fill_prompts, shape, take_rows
 from nbstream.response import Response
-from nbstream.rows import fill_prompts, shape, take_rows
 
 
 def test_a_dataframe_row_names_its_columns_and_its_index():

@@ -7,9 +7,9 @@ import pytest
 
 from fake_llm_fixture import interrupt_mid_answer
 from nbstream import run
+from nbstream.display.terminal import TerminalSink
 from nbstream.engine import NullSink
 from nbstream.settings import Settings
-from nbstream.terminal import TerminalSink
 
 
 def test_make_sink_follows_the_display_setting():

@@ -7,8 +7,9 @@ import dataclasses
 
 import pytest
 
-from nbstream import magics, settings
+from nbstream import settings
 from nbstream.errors import SettingsError
+from nbstream.notebook import magics
 from nbstream.providers.base import Request
 from nbstream.settings import UNSET, Settings, resolve
 

@@ -22,15 +22,33 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from nbstream import structured as S
-from nbstream.providers import local
-from nbstream.structured import (
-    PartialJSON,
-    SchemaError,
-    SchemaValidationError,
-    parse_partial,
-    render_partial,
-    resolve_schema,
-)
+from nbstream.providers import anthropic_messages, local, openai_chat
+from nbstream.structured import SchemaError, SchemaValidationError
+from nbstream.structured import schema as schema_module
+from nbstream.structured.partial import PartialJSON, parse_partial
+from nbstream.structured.schema import resolve_schema
+from nbstream.structured.view import render_partial
+
+
+def _wire(schema):
+    return schema.wire if isinstance(schema, S.Schema) else schema
+
+
+def openai_response_format(schema):
+    return openai_chat.json_schema_format(_wire(schema))
+
+
+def anthropic_tool(schema):
+    return anthropic_messages.forced_tool(_wire(schema))
+
+
+def gbnf(schema):
+    return local.gbnf(_wire(schema))
+
+
+def llama_grammar(schema):
+    return local.grammar(_wire(schema))
+
 
 needs_model = [  # as in tests/test_local_provider.py
     pytest.mark.local_model,
@@ -297,8 +315,8 @@ def test_json_schema_dict_validates_without_jsonschema(monkeypatch: pytest.Monke
 )
 def test_builtin_validator_agrees_with_jsonschema(schema: dict, good, bad) -> None:
     jsonschema = pytest.importorskip("jsonschema")
-    assert S._mini_check(good, schema, schema, ()) == []
-    assert S._mini_check(bad, schema, schema, ()) != []
+    assert schema_module._mini_check(good, schema, schema, ()) == []
+    assert schema_module._mini_check(bad, schema, schema, ()) != []
     jsonschema.validate(good, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
@@ -445,15 +463,13 @@ def test_fences_and_prose_around_the_json_are_tolerated() -> None:
 
 def test_openai_response_format() -> None:
     s = resolve_schema("list[City]", NS)
-    rf = S.openai_response_format(s)
+    rf = openai_response_format(s)
     assert rf == {
         "type": "json_schema",
         "json_schema": {"name": "list_City", "schema": s.json_schema, "strict": True},
     }
     assert (
-        S.openai_response_format(resolve_schema("dict[str, typing.Any]", NS))["json_schema"][
-            "strict"
-        ]
+        openai_response_format(resolve_schema("dict[str, typing.Any]", NS))["json_schema"]["strict"]
         is False
     )
 
@@ -461,14 +477,14 @@ def test_openai_response_format() -> None:
 def test_native_mechanisms_take_the_wire_dict() -> None:
     s = resolve_schema("list[City]", NS)
     wire = json.loads(json.dumps(s.wire))  # plain JSON: survives a round trip
-    assert S.openai_response_format(wire) == S.openai_response_format(s)
-    assert S.anthropic_tool(wire) == S.anthropic_tool(s)
+    assert openai_response_format(wire) == openai_response_format(s)
+    assert anthropic_tool(wire) == anthropic_tool(s)
     assert S.instructions(wire) == S.instructions(s)
 
 
 def test_anthropic_tool() -> None:
     s = resolve_schema(City)
-    tools, choice = S.anthropic_tool(s)
+    tools, choice = anthropic_tool(s)
     assert choice == {"type": "tool", "name": "City"}
     assert tools[0]["name"] == "City" and tools[0]["input_schema"] is s.json_schema
     assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", resolve_schema("list[dict[str, City]]", NS).name)
@@ -483,10 +499,10 @@ def test_instructions() -> None:
 
 def test_gbnf_grammar_from_the_schema() -> None:
     pytest.importorskip("llama_cpp")
-    grammar = S.gbnf(resolve_schema(Invoice))
+    grammar = gbnf(resolve_schema(Invoice))
     assert grammar.count("root ::=") == 1
     assert '"\\"number\\""' in grammar and '"\\"lines\\""' in grammar
-    assert type(S.llama_grammar(resolve_schema(City))).__name__ == "LlamaGrammar"
+    assert type(llama_grammar(resolve_schema(City))).__name__ == "LlamaGrammar"
 
 
 # -- partial JSON --------------------------------------------------------------------------------
@@ -868,7 +884,7 @@ class TestWithModel:
             llm.reset()
             t0 = time.perf_counter()
             out = llm.create_completion(
-                prompt, grammar=S.llama_grammar(schema), max_tokens=60, temperature=0.0
+                prompt, grammar=llama_grammar(schema), max_tokens=60, temperature=0.0
             )
             elapsed = time.perf_counter() - t0
         choice = out["choices"][0]

@@ -355,7 +355,7 @@ def test_a_registered_provider_gets_the_schema_and_instructions():
     ],
 )
 def test_a_type_expression_split_by_the_shell_is_joined_back(words, joined):
-    from nbstream.magics import join_type_expressions
+    from nbstream.notebook.magics import join_type_expressions
 
     assert join_type_expressions(words) == joined
 

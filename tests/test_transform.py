@@ -1,4 +1,4 @@
-"""The kernel path (:mod:`nbstream.transform`): which cells are rewritten into an awaited
+"""The kernel path (:mod:`nbstream.notebook.transform`): which cells are rewritten into an awaited
 call, and cells wrapped by other magics, in a real kernel against the fake server."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from fake_llm_fixture import interrupt_mid_answer
-from nbstream import transform
+from nbstream.notebook import transform
 
 WRAPPERS = ["%%time", "%%capture captured", "%%timeit -n1 -r1"]
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from nbstream import markdown
+from nbstream.display.widget import WidgetSink, common_prefix_len, static_bundle, utf16_len
 from nbstream.engine import Stream
 from nbstream.providers.base import Final, Request
-from nbstream.widget import WidgetSink, common_prefix_len, static_bundle, utf16_len
+from nbstream.render import markdown
 
 CORPUS = sorted((Path(__file__).parent / "corpus").glob("*.md"))
 

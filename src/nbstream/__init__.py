@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
+from nbstream.errors import (
     HistoryError,
     ModelIdError,
     NbstreamError,
@@ -24,16 +24,16 @@ from .errors import (
     SchemaValidationError,
     SettingsError,
 )
-from .providers.base import Capabilities, Final, Request
-from .response import Response
-from .settings import UNSET
+from nbstream.providers.base import Capabilities, Final, Request
+from nbstream.response import Response
+from nbstream.settings import UNSET
 
 if TYPE_CHECKING:  # what the lazy exports below return, for editors and type checkers
-    from . import pricing  # noqa: F401 - nbstream.pricing, also reached lazily
-    from .api import ask, ask_sync, history, thread
-    from .background import Pending
-    from .batch import Job, collect, map, map_sync
-    from .providers import register_provider
+    from nbstream import pricing  # noqa: F401 - nbstream.pricing, also reached lazily
+    from nbstream.api import ask, ask_sync, history, thread
+    from nbstream.background import Pending
+    from nbstream.batch import Job, collect, map, map_sync
+    from nbstream.providers import register_provider
 
 __version__ = "0.3.0"
 __all__ = [
@@ -67,28 +67,28 @@ __all__ = [
 
 
 def load_ipython_extension(shell: Any) -> None:
-    from . import magics
+    from nbstream.notebook import magics
 
     magics.load(shell)
 
 
 def unload_ipython_extension(shell: Any) -> None:
-    from . import magics
+    from nbstream.notebook import magics
 
     magics.unload(shell)
 
 
 def __getattr__(name: str) -> Any:  # lazy: keep `import nbstream` and %load_ext fast
     if name in ("ask", "ask_sync", "history", "thread"):
-        from . import api
+        from nbstream import api
 
         return getattr(api, name)
     if name in ("map", "map_sync", "collect", "Job"):
-        from . import batch
+        from nbstream import batch
 
         return getattr(batch, name)
     if name == "Pending":
-        from .background import Pending
+        from nbstream.background import Pending
 
         return Pending
     if name == "pricing":  # nbstream.pricing.set_price(...) without importing it first
@@ -96,7 +96,7 @@ def __getattr__(name: str) -> Any:  # lazy: keep `import nbstream` and %load_ext
 
         return importlib.import_module(f"{__name__}.{name}")
     if name == "register_provider":
-        from .providers import register_provider
+        from nbstream.providers import register_provider
 
         return register_provider
     raise AttributeError(f"module 'nbstream' has no attribute {name!r}")

@@ -18,14 +18,16 @@ from typing import Any, Literal, TypedDict, overload
 
 from typing_extensions import Unpack
 
-from . import background as bg
-from .background import Pending
-from .engine import Stream
-from .errors import SettingsError
-from .kernel import in_kernel
-from .response import Response
-from .run import caller_namespace, make_stream, run_awaited, run_blocking, store
-from .settings import CacheMode, DisplayMode
+from nbstream import background as bg
+from nbstream.background import Pending
+from nbstream.conversation import thread as messages
+from nbstream.display.kernel import in_kernel
+from nbstream.engine import Stream
+from nbstream.errors import SettingsError
+from nbstream.response import Response
+from nbstream.run import caller_namespace, make_stream, run_awaited, run_blocking, store
+from nbstream.settings import CacheMode, DisplayMode
+from nbstream.store import history as read_history
 
 
 def describe_option(name: str) -> str:
@@ -208,7 +210,6 @@ def history(
     finish_reason, usage, cost, cached, timings, notebook, cell_id, …). Reads the file of the
     ``history`` option (``%config LLMMagics.history``, ``$NBSTREAM_HISTORY``), or ``path``.
     A damaged or locked file raises :class:`~nbstream.HistoryError` saying how to fix it."""
-    from .store import history as read_history
 
     return read_history(n, search, path=path)
 
@@ -217,7 +218,6 @@ def thread(name: str | None = None) -> list[dict[str, str]]:
     """The conversation ``name`` (``None``: the default thread) as chat messages, system
     first, stale and unanswered turns left out: what ``%%llm --chat`` sends before the next
     prompt (without a budget). ``%llm thread`` shows it as a table."""
-    from .conversation import thread as messages
 
     return messages(name)
 

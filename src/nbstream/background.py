@@ -46,11 +46,11 @@ import time
 from collections.abc import Callable, Coroutine, Generator, Iterable, MutableMapping
 from typing import Any, TypeVar
 
-from .call import Relay, call_of
-from .engine import Sink, Stream
-from .kernel import get_shell, in_kernel, widget_messages_pumped
-from .response import LABELS, Response
-from .run import run_awaited
+from nbstream.call import Relay, call_of
+from nbstream.display.kernel import get_shell, in_kernel, widget_messages_pumped
+from nbstream.engine import Sink, Stream
+from nbstream.response import LABELS, Response
+from nbstream.run import run_awaited
 
 T = TypeVar("T")
 

@@ -62,9 +62,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import ProviderError, warn_once
-from .providers.base import Final, Provider, Request
-from .settings import Settings
+from nbstream import __version__
+from nbstream.errors import ProviderError, warn_once
+from nbstream.providers.base import Final, Provider, Request
+from nbstream.settings import Settings
 
 NOT_IN_KEY = frozenset({"base_url", "connect_timeout"})
 """Request fields that say how the request travels, not what is asked: never in the key."""
@@ -201,7 +202,6 @@ def write(
     final: Final,
 ) -> Path:
     """Record an answer (atomically: a reader never sees half a file)."""
-    from . import __version__
 
     path = cache_path(cache_dir, key)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,18 +20,19 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from . import cache
-from . import store as records
-from .engine import Sink, Stream
-from .errors import SchemaValidationError
-from .providers import get_provider
-from .providers.base import Request
-from .response import Response
-from .settings import Settings
+from nbstream import cache, pricing
+from nbstream import store as records
+from nbstream.conversation import Turn, record
+from nbstream.engine import Sink, Stream
+from nbstream.errors import SchemaValidationError
+from nbstream.providers import get_provider
+from nbstream.providers.base import Request
+from nbstream.response import Response
+from nbstream.settings import Settings
 
 if TYPE_CHECKING:
-    from .conversation import History
-    from .structured import Schema
+    from nbstream.conversation import History
+    from nbstream.structured.schema import Schema
 
 
 def _join(*notes: str | None) -> str | None:
@@ -213,8 +214,6 @@ class Call:
             costs = [r.cost for r in [*earlier, response]]
             response.cost = None if None in costs else sum(c for c in costs if c is not None)
         if self.chat is not None:
-            from .conversation import Turn, record
-
             turn = Turn.from_response(response, system=self.settings.system, cell_id=self.chat.key)
             record(turn, self.chat.name)
 
@@ -285,7 +284,6 @@ class Bookkeeping:
         self.call = call
 
     def __call__(self, stream: Stream, response: Response) -> Response:
-        from . import pricing
 
         call = self.call
         settings = stream.settings

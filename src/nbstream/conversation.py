@@ -46,10 +46,10 @@ Other rules:
   system prompt are always sent; earlier turns are dropped oldest first, whole turns only,
   and never a gap: the history is the *newest* turns that fit.
 
-Provider formats, defined by each provider module and re-exported here: :func:`to_openai`
-(chat messages), :func:`to_anthropic` (system apart, strictly alternating roles, no empty
-message) and :func:`to_local_document` (the local *base* model continues a Markdown FAQ, so
-earlier turns become earlier Q/A pairs).
+Each provider turns the messages into its own format, in its module under
+:mod:`nbstream.providers` (chat messages; the system prompt apart with strictly alternating
+roles; Gemini contents; the local *base* model's Markdown FAQ, earlier turns as earlier Q/A
+pairs).
 """
 
 from __future__ import annotations
@@ -61,11 +61,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from .providers import capabilities
-from .providers.anthropic_messages import to_anthropic
-from .providers.local import to_local_document
-from .providers.messages import Message
-from .providers.openai_chat import to_openai
+from nbstream.providers import capabilities
+from nbstream.providers.messages import Message
 
 __all__ = [
     "DEFAULT_THREAD",
@@ -82,9 +79,6 @@ __all__ = [
     "reset",
     "thread",
     "threads",
-    "to_anthropic",
-    "to_local_document",
-    "to_openai",
     "turn_key",
 ]
 
@@ -404,7 +398,7 @@ def record(turn: Turn, name: str | None = DEFAULT_THREAD) -> int:
 def thread(name: str | None = DEFAULT_THREAD) -> list[Message]:
     """The conversation so far as chat messages (system first, stale and unanswered turns
     left out), ready for an SDK: ``client.chat.completions.create(messages=thread() + […])``.
-    (Anthropic takes the system prompt apart: see :func:`to_anthropic`.)"""
+    (Some providers take the system prompt apart: see their modules.)"""
     return get_thread(name).messages().messages
 
 
@@ -475,14 +469,6 @@ def default_budget(
     for a self-hosted or Ollama server, the local model's context minus the answer), else
     :data:`~nbstream.providers.base.OTHER_BUDGET`."""
     return capabilities(provider).conversation_budget(max_tokens, base_url)
-
-
-# -- provider formats ------------------------------------------------------------------------
-
-
-# The provider formats live with their providers (each provider module owns its wire format);
-# they are re-exported here, where users of threads look for them: ``to_openai``,
-# ``to_anthropic``, ``to_local_document``.
 
 
 # -- %llm thread -----------------------------------------------------------------------------

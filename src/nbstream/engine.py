@@ -31,12 +31,12 @@ import warnings
 from collections.abc import Callable
 from typing import Protocol
 
-from .errors import ProviderError
-from .providers import capabilities
-from .providers.base import NOTES, Final, FinishReason, Provider, Request
-from .providers.common import one_line, redact
-from .response import LABELS, Response
-from .settings import Settings
+from nbstream.errors import ProviderError
+from nbstream.providers import capabilities
+from nbstream.providers.base import NOTES, Final, FinishReason, Provider, Request
+from nbstream.providers.common import one_line, redact
+from nbstream.response import LABELS, Response
+from nbstream.settings import Settings
 
 TICK = 0.1
 """Seconds between the engine's timer ticks (timeouts are checked, the loop wakes up)."""

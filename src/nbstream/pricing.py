@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .providers import capabilities, registered
-from .providers.base import Price
+from nbstream.providers import capabilities, registered
+from nbstream.providers.base import Price
 
 if TYPE_CHECKING:
-    from .response import Response
+    from nbstream.response import Response
 
 PRICES_TAKEN = "2026-11-25"
 """When the built-in lists were taken from the providers' pricing pages."""

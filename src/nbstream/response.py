@@ -5,8 +5,13 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from .errors import ResponseError
-from .providers.base import FinishReason
+from nbstream.errors import ResponseError
+from nbstream.pricing import format_cost
+from nbstream.providers.base import FinishReason
+
+EMPTY_INPUT = "empty input"
+"""The ``error`` of a batch row skipped because what its prompt uses is missing (counted as
+skipped, not failed)."""
 
 _REPR_TEXT_LIMIT = 200
 
@@ -127,13 +132,13 @@ class Response(str):
     def code_blocks(self) -> list[tuple[str, str]]:
         """The fenced code blocks of the answer, as ``(language, code)`` pairs (language
         ``""`` when the fence has none)."""
-        from .markdown import code_blocks
+        from nbstream.render.markdown import code_blocks  # lazy: markdown-it, pygments
 
         return code_blocks(self.text)
 
     def python_code(self) -> str:
         """The answer's Python code blocks, joined: what ``--to-cell`` puts in a cell."""
-        from .cells import python_code
+        from nbstream.render.markdown import python_code  # lazy: markdown-it, pygments
 
         return python_code(self.text)
 
@@ -154,7 +159,7 @@ class Response(str):
                 "Response.to_pandas() needs pandas: pip install pandas "
                 "(the validated object is in .data)"
             ) from None
-        from .structured import to_records
+        from nbstream.structured.view import to_records  # lazy: pydantic
 
         return pandas.DataFrame(to_records(self.data))
 
@@ -196,8 +201,6 @@ class Response(str):
         if self.ttft is not None and streaming > 0 and self.chunks > 1 and not self.cached:
             parts.append(f"{self.chunks / streaming:.1f} tok/s")
         if self.cost is not None:
-            from .pricing import format_cost
-
             parts.append(format_cost(self.cost))
         text = " · ".join(p for p in parts if p)
         if self.error:
@@ -256,7 +259,7 @@ def _portable(data: Any) -> Any:
     try:
         pickle.dumps(data)
     except Exception:
-        from .structured import to_plain
+        from nbstream.structured.expressions import to_plain  # lazy: pydantic
 
         return to_plain(data)
     return data

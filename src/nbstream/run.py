@@ -22,26 +22,19 @@ from collections import ChainMap
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .call import Call, Chat, Relay, call_of
-from .engine import NullSink, Sink, Stream, neutral
-from .kernel import get_shell, in_kernel, widget_messages_pumped, widgets_available
-from .providers import capabilities, parse_model_id, registered
-from .providers.base import Request
-from .response import Response
-from .settings import UNSET, Settings, Unset, request_fields, resolve
+from nbstream.call import Call, Chat, Relay, call_of
+from nbstream.conversation import current_cell_id, get_thread, leave_threads, turn_key
+from nbstream.display.kernel import get_shell, in_kernel, widget_messages_pumped, widgets_available
+from nbstream.display.live_html import HtmlSink
+from nbstream.display.terminal import TerminalSink
+from nbstream.engine import NullSink, Sink, Stream, neutral
+from nbstream.providers import capabilities, parse_model_id, registered
+from nbstream.providers.base import Request
+from nbstream.response import Response
+from nbstream.settings import UNSET, Settings, Unset, configured, request_fields, resolve
 
 if TYPE_CHECKING:
-    from .structured import Schema
-
-
-def configured() -> dict[str, Any]:
-    """The ``%config LLMMagics.*`` values (``None`` = not configured), if nbstream is loaded."""
-    from . import magics
-
-    instance = magics.instance()
-    if instance is None:
-        return {}
-    return instance.configured()
+    from nbstream.structured.schema import Schema
 
 
 def resolve_model(settings: Settings) -> tuple[str, str | None]:
@@ -110,8 +103,7 @@ def make_stream(
     recorded in it when the stream ends; with ``schema``, the answer is validated when it
     ends and, if it does not match, asked again (``retries``): :func:`run_awaited` /
     :func:`run_blocking` run those further streams."""
-    from .conversation import current_cell_id, get_thread, leave_threads, turn_key
-    from .structured import resolve_schema
+    from nbstream.structured.schema import resolve_schema  # lazy: pydantic (%load_ext stays fast)
 
     call = dict(call)
     schema: Schema | None = None
@@ -130,7 +122,7 @@ def make_stream(
     system = settings.system
     caps = capabilities(provider_name)
     if schema is not None and not caps.schema:
-        from .structured import instructions  # a provider that may not know the schema field
+        from nbstream.structured import instructions  # lazy: pydantic
 
         system = f"{system}\n\n{instructions(schema)}" if system else instructions(schema)
     chat: Chat | None = None
@@ -205,7 +197,7 @@ def make_sink(settings: Settings, *, stoppable: bool = True, schema: Schema | No
     if mode == "auto":
         mode = ("widget" if widgets_available() else "html") if in_kernel() else "text"
     if mode == "widget":
-        from .widget import WidgetSink
+        from nbstream.display.widget import WidgetSink  # lazy: anywidget
 
         return WidgetSink(
             interval=settings.throttle,
@@ -215,10 +207,7 @@ def make_sink(settings: Settings, *, stoppable: bool = True, schema: Schema | No
             schema=schema,
         )
     if mode == "html":
-        from .live_html import HtmlSink
-
         return HtmlSink(show_prompt=settings.show_prompt, schema=schema)
-    from .terminal import TerminalSink
 
     return TerminalSink(show_prompt=settings.show_prompt)
 

@@ -33,7 +33,8 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .errors import Problem, SettingsError
+from nbstream.errors import Problem, SettingsError
+from nbstream.pricing import load_prices  # raises ValueError naming what is wrong
 
 __all__ = [
     "CACHE_MODES",
@@ -369,8 +370,6 @@ class Settings(BaseModel):
     @classmethod
     def _prices_file_is_readable(cls, value: str | None) -> str | None:
         if value is not None:
-            from .pricing import load_prices  # raises ValueError naming what is wrong
-
             load_prices(value)
         return value
 
@@ -466,6 +465,22 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]
 
 def _given(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if not isinstance(v, Unset)}
+
+
+_configured_source: Callable[[], dict[str, Any]] | None = None
+
+
+def use_configured(source: Callable[[], dict[str, Any]] | None) -> None:
+    """Where :func:`configured` reads the ``%config`` layer from: ``%load_ext nbstream``
+    hands over its magics' traits, ``%unload_ext`` takes them back (``None``)."""
+    global _configured_source
+    _configured_source = source
+
+
+def configured() -> dict[str, Any]:
+    """The ``%config LLMMagics.*`` values (``None`` = not configured); ``{}`` when nbstream
+    is not loaded as an extension."""
+    return _configured_source() if _configured_source is not None else {}
 
 
 def resolve(

@@ -22,7 +22,6 @@ pandas is installed, else a list of dicts).
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import contextlib
 import hashlib
@@ -30,7 +29,6 @@ import importlib
 import json
 import os
 import queue
-import shlex
 import threading
 import time
 import uuid
@@ -39,14 +37,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import HistoryError, warn_once
-from .settings import HISTORY_OFF, Settings
+from nbstream import __version__
+from nbstream.cache import request_key
+from nbstream.display.kernel import get_shell
+from nbstream.errors import HistoryError, warn_once
+from nbstream.providers.common import mask_url
+from nbstream.settings import HISTORY_OFF, Settings, configured, request_fields, resolve
 
 if TYPE_CHECKING:
     import sqlite3
 
-    from .engine import Stream
-    from .response import Response
+    from nbstream.engine import Stream
+    from nbstream.response import Response
+
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT = 30.0
@@ -131,7 +134,6 @@ def sha256(text: str) -> str:
 def options_of(settings: Settings) -> dict[str, Any]:
     """The options that differ from their defaults, without secrets, for the record (the
     model and the system prompt have their own fields; the history file is where it is)."""
-    from .providers.common import mask_url
 
     changed: dict[str, Any] = {}
     for name, field in Settings.model_fields.items():
@@ -150,7 +152,6 @@ def front_end_context() -> dict[str, str | None]:
     """The notebook and the cell this call comes from, when the front end says: the cell id
     JupyterLab sends in the execute request's metadata, and the notebook's path from
     ``$JPY_SESSION_NAME`` or the ``__session__`` variable. Call it from the cell's thread."""
-    from .kernel import get_shell
 
     shell = get_shell()
     cell_id = None
@@ -187,7 +188,6 @@ def record_of(
     context: dict[str, str | None] | None = None,
 ) -> dict[str, Any]:
     """The history row for one answer."""
-    from . import __version__
 
     usage = response.usage or {}
     context = context or {}
@@ -226,10 +226,6 @@ def provenance(stream: Stream, response: Response) -> dict[str, Any]:
     """What a saved output keeps about its answer (``metadata["nbstream"]`` of the final
     display): model, options (no secrets), finish reason, usage, cost, the prompt's sha256,
     the replay cache's request key, nbstream version, when, and whether it was replayed."""
-    from . import __version__
-    from .cache import request_key
-    from .providers.common import mask_url
-    from .settings import request_fields
 
     provider = response.model.partition(":")[0]
     options: dict[str, Any] = {}
@@ -576,81 +572,7 @@ def history(
 
 
 def _configured_path() -> Path | None:
-    from .run import configured
-    from .settings import resolve
-
     return history_path(resolve({}, configured()).history)
-
-
-# -- %llm history --------------------------------------------------------------------------------
-
-
-def _short(text: str | None, width: int) -> str:
-    flat = " ".join((text or "").split())
-    return flat if len(flat) <= width else flat[: width - 1] + "…"
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """A compact table: id, when (local time), model, ending, tokens, cost, prompt → answer."""
-    from .pricing import format_cost
-
-    header = ("id", "when", "model", "ending", "tokens in/out", "cost", "prompt → answer")
-    lines = []
-    for r in rows:
-        when = datetime.fromisoformat(r["created"]).astimezone().strftime("%Y-%m-%d %H:%M")
-        ending = r["finish_reason"] + (" (cached)" if r["cached"] else "")
-        tokens = "-"
-        if r.get("input_tokens") is not None or r.get("output_tokens") is not None:
-            tokens = f"{r.get('input_tokens') or 0}/{r.get('output_tokens') or 0}"
-        answer = r["text"] or (f"[{r['error']}]" if r.get("error") else "")
-        lines.append(
-            (
-                str(r["id"]),
-                when,
-                r["model"] or "",
-                ending,
-                tokens,
-                format_cost(r["cost"]),
-                f"{_short(r['prompt'], 40)} → {_short(answer, 40)}",
-            )
-        )
-    widths = [max(len(x[i]) for x in [header, *lines]) for i in range(len(header) - 1)]
-    out = []
-    for row in [header, *lines]:
-        middle = [c.ljust(w) for c, w in zip(row[1:-1], widths[1:], strict=True)]
-        cells = [row[0].rjust(widths[0]), *middle]
-        out.append("  ".join([*cells, row[-1]]))
-    return "\n".join(out)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # raise, don't print usage and exit
-        raise ValueError(message)
-
-
-def history_command(line: str) -> str:
-    """``%llm history [N] [--search TEXT]``: the report, as text."""
-    parser = _Parser(prog="%llm history", add_help=False)
-    parser.add_argument("n", nargs="?", type=int, default=20)  # 1 or more
-    parser.add_argument("--search", "-s", default=None)
-    parser.add_argument("--all", action="store_true")
-    try:
-        args = parser.parse_args(shlex.split(line))
-    except ValueError as exc:
-        raise ValueError(f"%llm history [N] [--search TEXT] [--all]: {exc}") from None
-    if args.n < 1:
-        raise ValueError(
-            f"%llm history {args.n}: N is how many recent answers to show (1 or more); "
-            "--all shows every answer"
-        )
-    file = _configured_path()
-    if file is None:
-        return "the history is off (history option / $NBSTREAM_HISTORY is 'off')"
-    rows = read(file, None if args.all else args.n, args.search)
-    if not rows:
-        found = f" matching {args.search!r}" if args.search else ""
-        return f"no answers{found} in {file}"
-    return format_table(rows) + f"\n({len(rows)} answer(s) from {file})"
 
 
 __all__ = [
@@ -663,7 +585,6 @@ __all__ = [
     "flush",
     "front_end_context",
     "history",
-    "history_command",
     "history_path",
     "insert",
     "options_of",

@@ -3,9 +3,10 @@ built-ins register at import through the same door as anyone's; their SDKs load 
 
 from __future__ import annotations
 
-from ..errors import ModelIdError
-from .base import Capabilities, Final, Provider, ProviderError, Request
-from .common import KEY_VARIABLES
+from nbstream.errors import ModelIdError
+from nbstream.providers import anthropic_messages, gemini, local, openai_chat
+from nbstream.providers.base import Capabilities, Final, Provider, ProviderError, Request
+from nbstream.providers.common import KEY_VARIABLES
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -107,7 +108,6 @@ def register_provider(
 def _register_builtins() -> None:
     """nbstream's own providers, through the same door as anyone's (importing these modules
     imports no SDK: each imports its SDK when it first streams)."""
-    from . import anthropic_messages, gemini, local, openai_chat
 
     register_provider("openai", openai_chat.stream, openai_chat.CAPABILITIES)
     register_provider("ollama", openai_chat.stream_ollama, openai_chat.OLLAMA_CAPABILITIES)

@@ -12,9 +12,9 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from .anthropic_messages import FINISH, cache_tokens, connection, request_options
-from .base import BatchAnswer, Request
-from .batches import (
+from nbstream.providers.anthropic_messages import FINISH, cache_tokens, connection, request_options
+from nbstream.providers.base import BatchAnswer, Request
+from nbstream.providers.batches import (
     CONNECT_TIMEOUT,
     CONTROL_READ_TIMEOUT,
     CONTROL_RETRIES,
@@ -25,7 +25,7 @@ from .batches import (
     row_error,
     still_running,
 )
-from .common import Wire, http_client, one_line, sdk_error, sdk_exceptions
+from nbstream.providers.common import Wire, http_client, one_line, sdk_error, sdk_exceptions
 
 if TYPE_CHECKING:
     import anthropic

@@ -15,8 +15,16 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from .base import Capabilities, Final, Price, Prices, ProviderError, Request, WireFinish
-from .common import (
+from nbstream.providers.base import (
+    Capabilities,
+    Final,
+    Price,
+    Prices,
+    ProviderError,
+    Request,
+    WireFinish,
+)
+from nbstream.providers.common import (
     Wire,
     http_client,
     mask_url,
@@ -26,7 +34,7 @@ from .common import (
     sdk_exceptions,
     timeout_config,
 )
-from .messages import Message, Turns, split_system
+from nbstream.providers.messages import Message, Turns, split_system
 
 DEFAULT_MAX_TOKENS = 4096
 ANTHROPIC_URL = "https://api.anthropic.com"

@@ -36,7 +36,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..errors import ProviderError
+from nbstream.errors import ProviderError
 
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 """How an answer ended: the model finished, was cut by max_tokens, was stopped, failed."""

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, cast
 
-from . import capabilities, registered
-from .base import BatchAnswer, ProviderError, Request
-from .common import Wire, http_error_message
+from nbstream.providers import capabilities, registered
+from nbstream.providers.base import BatchAnswer, ProviderError, Request
+from nbstream.providers.common import Wire, http_error_message
 
 BatchState = Literal["running", "ended", "cancelling", "cancelled", "expired", "failed"]
 """A batch's state, the same words for every provider."""

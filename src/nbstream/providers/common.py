@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from ..errors import ProviderError
+from nbstream.errors import ProviderError
 
 KEY_VARIABLES: set[str] = set()
 """The environment variables that hold API keys: every registered provider's

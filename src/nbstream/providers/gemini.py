@@ -24,8 +24,16 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from .base import Capabilities, Final, Price, Prices, ProviderError, Request, WireFinish
-from .common import (
+from nbstream.providers.base import (
+    Capabilities,
+    Final,
+    Price,
+    Prices,
+    ProviderError,
+    Request,
+    WireFinish,
+)
+from nbstream.providers.common import (
     RETRYABLE_STATUS,
     Wire,
     dropped_message,
@@ -40,7 +48,7 @@ from .common import (
     transport_errors,
     wire_error,
 )
-from .messages import Turns, split_system
+from nbstream.providers.messages import Turns, split_system
 
 GEMINI_URL = "https://generativelanguage.googleapis.com"
 INSTALL_HINT = "Gemini needs its SDK: pip install 'nbstream[gemini]' (then restart the kernel)"

@@ -46,9 +46,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
-from .base import Capabilities, Final, ProviderError, Request
-from .common import one_line
-from .messages import Turns, split_system
+from nbstream.providers.base import Capabilities, Final, ProviderError, Request
+from nbstream.providers.common import one_line
+from nbstream.providers.messages import Turns, split_system
 
 MODEL_NAME = "gemma3-270m"
 """The one local model; ``local`` and ``local:gemma3-270m`` both select it."""

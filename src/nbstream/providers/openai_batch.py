@@ -12,8 +12,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from .base import BatchAnswer, Request
-from .batches import (
+from nbstream.providers.base import BatchAnswer, Request
+from nbstream.providers.batches import (
     CONNECT_TIMEOUT,
     CONTROL_READ_TIMEOUT,
     CONTROL_RETRIES,
@@ -25,8 +25,15 @@ from .batches import (
     row_error,
     still_running,
 )
-from .common import Wire, http_client, one_line, sdk_error, sdk_exceptions, server_message
-from .openai_chat import FINISH, connection, request_options
+from nbstream.providers.common import (
+    Wire,
+    http_client,
+    one_line,
+    sdk_error,
+    sdk_exceptions,
+    server_message,
+)
+from nbstream.providers.openai_chat import FINISH, connection, request_options
 
 if TYPE_CHECKING:
     import openai

@@ -21,8 +21,17 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from .base import Capabilities, Final, Price, Prices, ProviderError, Request, WireFinish, note
-from .common import (
+from nbstream.providers.base import (
+    Capabilities,
+    Final,
+    Price,
+    Prices,
+    ProviderError,
+    Request,
+    WireFinish,
+    note,
+)
+from nbstream.providers.common import (
     Wire,
     http_client,
     mask_url,
@@ -32,7 +41,7 @@ from .common import (
     sdk_exceptions,
     timeout_config,
 )
-from .messages import Message, Turns, schema_instructions, split_system
+from nbstream.providers.messages import Message, Turns, schema_instructions, split_system
 
 OLLAMA_DEFAULT_URL = "http://localhost:11434/v1"
 OPENAI_URL = "https://api.openai.com/v1"

@@ -10,21 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .response import Response
-
-PYTHON = frozenset({"python", "py", "python3", "ipython", "ipython3", "pycon"})
-
-
-def python_code(response: Response | str) -> str:
-    """The answer's Python code blocks joined by a blank line (unlabelled blocks when no
-    block is labelled Python); ``""`` when there is none."""
-    from .markdown import code_blocks
-
-    blocks = code_blocks(str(response))
-    chosen = [code for lang, code in blocks if lang.lower() in PYTHON]
-    if not chosen:
-        chosen = [code for lang, code in blocks if not lang]
-    return "\n\n".join(code.rstrip("\n") for code in chosen)
+from nbstream.render.markdown import python_code
+from nbstream.response import Response
 
 
 def to_cell(shell: Any, response: Response | None) -> str:

@@ -41,13 +41,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from .answer_html import inline_css, static_text
-from .live_html import Throttle
-from .pricing import format_cost
-from .rows import EMPTY_INPUT
+from nbstream.display import kernel
+from nbstream.display.live_html import Throttle
+from nbstream.pricing import format_cost
+from nbstream.render.answer_html import inline_css, static_text
+from nbstream.response import EMPTY_INPUT
 
 if TYPE_CHECKING:
-    from .response import Response
+    from nbstream.response import Response
 
 
 WIDGET_INTERVAL = 0.1
@@ -370,11 +371,10 @@ class HtmlProgress(_Paced):
         self._update(progress_bundle(self.tally, final=False))
 
     def _update(self, bundle: dict[str, str]) -> None:
-        from .kernel import update_display
 
         self.updates += 1
         self.bytes_sent += len(json.dumps(bundle).encode())
-        update_display(bundle, raw=True, display_id=self.display_id)
+        kernel.update_display(bundle, raw=True, display_id=self.display_id)
 
 
 def widget_counts(tally: Tally) -> dict[str, Any]:
@@ -493,12 +493,11 @@ class WidgetProgress(_Paced):
     def _final(self) -> None:
         """The final state (to any view still showing), the static bundle in the widget's
         place, then the widget and its layout closed (each is a comm of its own)."""
-        from .kernel import update_display
 
         self._push()
         bundle = progress_bundle(self.tally, final=True)
         self._bundle_bytes = len(json.dumps(bundle).encode())
-        update_display(bundle, raw=True, display_id=self.display_id)
+        kernel.update_display(bundle, raw=True, display_id=self.display_id)
         self.view.layout.close()
         self.view.close()
 
@@ -529,10 +528,8 @@ def make_progress(
     once. ``on_stop``: see :class:`WidgetProgress` (thread-safe)."""
     mode = display
     if mode == "auto":
-        from .kernel import in_kernel, widgets_available
-
-        if in_kernel():
-            mode = "widget" if widgets_available() else "html"
+        if kernel.in_kernel():
+            mode = "widget" if kernel.widgets_available() else "html"
         else:
             mode = "text" if _isatty(sys.stderr) else "none"
     if mode == "widget":

@@ -10,15 +10,14 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from .prompt import field_names, interpolate
-from .response import Response
+from nbstream.prompts.interpolate import field_names, interpolate
+from nbstream.response import EMPTY_INPUT, Response
+from nbstream.structured.expressions import to_plain
 
 Missing = Literal["skip", "send"]
-EMPTY_INPUT = "empty input"
-"""The ``error`` column's entry of a row skipped because what its prompt uses is missing."""
 
 if TYPE_CHECKING:
-    from .structured import Schema
+    from nbstream.structured.schema import Schema
 
 # -- the input ------------------------------------------------------------------------------
 
@@ -196,8 +195,6 @@ def shape(rows: Rows, responses: list[Response], column: str, schema: Schema | N
     if schema is None:
         new = pd.DataFrame({column: pd.Series(responses, index=rows.items.index, dtype=object)})
     else:
-        from .structured import to_plain
-
         records = []
         for response in responses:
             data = to_plain(response.data) if response.data is not None else None

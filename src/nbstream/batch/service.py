@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .providers.base import BatchAnswer, Request
-from .providers.batches import ENDED, BatchState, BatchStatus, service, with_batch_service
-from .response import Response
+from nbstream.providers.base import BatchAnswer, Request
+from nbstream.providers.batches import ENDED, BatchState, BatchStatus, service, with_batch_service
+from nbstream.response import Response
 
 __all__ = [
     "ENDED",

@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from nbstream.display.kernel import get_shell
+
 RUNNER = "_nbstream_run_cell"
 """The name the rewritten cell calls (see :func:`install`)."""
 
@@ -50,7 +52,6 @@ def rewrite_llm_cell(lines: list[str]) -> list[str]:
 def _is_the_kernels_cell(lines: list[str]) -> bool:
     """True when ``lines`` is the cell of the current execute request (not the body of
     another cell magic) and top-level ``await`` is on."""
-    from .kernel import get_shell
 
     shell = get_shell()
     if shell is None:

@@ -97,7 +97,6 @@ everything again with ``reset=True``.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import itertools
 import re
@@ -105,22 +104,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from markdown_it import MarkdownIt
-from markdown_it.common.utils import escapeHtml, unescapeAll
+from markdown_it.common.utils import escapeHtml
 from markdown_it.token import Token
 
-from . import highlight
-from .mathml import math_plugin
-
-__all__ = [
-    "OPEN_BLOCK_MIN_CHARS",
-    "IncrementalMarkdown",
-    "Update",
-    "code_blocks",
-    "fence_language",
-    "make_parser",
-    "render",
-]
+from nbstream.render import highlight
+from nbstream.render.markdown import _MD, _WORK, fence_language, render
 
 OPEN_BLOCK_MIN_CHARS = 1500
 """A first tail block longer than this is re-parsed by parts (see "One long open block")."""
@@ -131,59 +119,6 @@ _OPEN_BLOCK_TYPES = frozenset(
 )
 # Top-level blocks that can continue across blank lines (rule 3 of the module docstring).
 _OPEN_ACROSS_BLANKS = frozenset({"bullet_list_open", "ordered_list_open", "code_block"})
-_WORK = "nbstream_work"  # env key: characters handed to the highlighter while rendering
-
-
-# -- the parser ------------------------------------------------------------------------------
-
-
-def fence_language(info: str) -> str:
-    """The language of a fence: the first word of its (unescaped) info string."""
-    words = unescapeAll(info).split(maxsplit=1) if info else []
-    return words[0] if words else ""
-
-
-def _render_fence(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
-    token = tokens[idx]
-    lang = fence_language(token.info)
-    if isinstance(env, dict) and _WORK in env and highlight.lexer_for(lang) is not None:
-        env[_WORK][0] += len(token.content)
-    return highlight.code_block_html(token.content, lang)
-
-
-def make_parser() -> MarkdownIt:
-    """A sanitizing parser: CommonMark, raw HTML off, GFM tables and strikethrough on, math
-    typeset to MathML, fenced code highlighted."""
-    md = MarkdownIt("commonmark", {"html": False, "typographer": False, "linkify": False})
-    md.enable(["table", "strikethrough"])
-    math_plugin(md)
-    md.add_render_rule("fence", _render_fence)
-    return md
-
-
-_MD = make_parser()
-
-
-def _render_uncached(text: str) -> str:
-    return str(_MD.render(text))
-
-
-@functools.lru_cache(maxsize=8)
-def render(text: str) -> str:
-    """Sanitized HTML of the whole ``text`` (memoised: the end of a stream renders it twice)."""
-    return _render_uncached(text)
-
-
-def code_blocks(text: str) -> list[tuple[str, str]]:
-    """``(language, code)`` of every fenced code block of a Markdown text, in order.
-
-    The language is the fence's first info word ("" when none); the code is the block's
-    content as markdown-it reads it (an unterminated fence runs to the end of the text).
-    Fences nested in lists and blockquotes count too; indented code blocks do not.
-    """
-    return [(fence_language(t.info), t.content) for t in _MD.parse(text) if t.type == "fence"]
-
-
 # -- incremental rendering -------------------------------------------------------------------
 
 

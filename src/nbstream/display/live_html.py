@@ -19,12 +19,14 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .answer_html import ANSWER_OPEN, renderer, static_bundle, structured_html
+from nbstream.display.kernel import update_display
+from nbstream.render.answer_html import ANSWER_OPEN, renderer, static_bundle, structured_html
+from nbstream.store import provenance
 
 if TYPE_CHECKING:
-    from .engine import Stream
-    from .response import Response
-    from .structured import Schema
+    from nbstream.engine import Stream
+    from nbstream.response import Response
+    from nbstream.structured.schema import Schema
 
 HTML_INTERVAL = 0.25
 """Seconds between live HTML updates (each carries the whole answer so far)."""
@@ -122,8 +124,6 @@ class HtmlSink:
             self._throttle.request()
 
     def on_end(self, stream: Stream, response: Response) -> None:
-        from .kernel import update_display
-        from .store import provenance
 
         self._throttle.cancel()
         self._md.update(stream.text)
@@ -144,7 +144,6 @@ class HtmlSink:
         self._push()
 
     def _push(self) -> None:
-        from .kernel import update_display
 
         stream = self._stream
         assert stream is not None

@@ -22,16 +22,20 @@ from IPython.core import magic_arguments
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 
-from . import background, settings, transform
-from .cells import to_cell
-from .engine import Stream
-from .errors import ModelIdError, SchemaError, SettingsError
-from .kernel import in_kernel, ipykernel_version, needs_pump
-from .prompt import interpolate
-from .providers import parse_model_id, registered
-from .providers.common import mask_url
-from .response import Response
-from .run import make_stream, resolve_model, run_awaited, run_blocking, store
+from nbstream import background, conversation, settings
+from nbstream.display.kernel import in_kernel, ipykernel_version, needs_pump
+from nbstream.engine import Stream
+from nbstream.errors import ModelIdError, SchemaError, SettingsError
+from nbstream.notebook import transform
+from nbstream.notebook.cells import to_cell
+from nbstream.notebook.history import history_command
+from nbstream.pricing import cost_report
+from nbstream.prompts.interpolate import interpolate
+from nbstream.providers import parse_model_id, registered
+from nbstream.providers.common import mask_url
+from nbstream.response import Response
+from nbstream.run import make_stream, resolve_model, run_awaited, run_blocking, store
+from nbstream.store import default_path
 
 _instance: LLMMagics | None = None
 
@@ -253,16 +257,12 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
             return
         command, _, rest = word.partition(" ")
         if command == "history":
-            from .store import history_command
-
             try:
                 print(history_command(rest))
             except (ValueError, SettingsError) as exc:
                 raise UsageError(str(exc)) from None
             return
         if word == "cost":
-            from .pricing import cost_report
-
             print(cost_report())
             return
         if command in ("thread", "reset"):
@@ -303,8 +303,6 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
                 source = "default"
             shown = "(none)" if value is None else str(value)
             if option == "history" and value is None:
-                from .store import default_path
-
                 shown = str(default_path())
             rows.append((option, f"{mask_url(shown)}  ({source})"))
         declared = [caps for _, caps in registered()]
@@ -353,6 +351,7 @@ def load(shell: Any) -> LLMMagics:
     if in_kernel(shell):
         transform.install(shell, run_cell)
     _instance = magics
+    settings.use_configured(magics.configured)  # %config reaches every layer through settings
     return magics
 
 
@@ -362,14 +361,13 @@ def unload(shell: Any) -> None:
     if _instance is not None and _instance in shell.configurables:
         shell.configurables.remove(_instance)
     _instance = None
+    settings.use_configured(None)
 
 
 def thread_command(command: str, rest: str) -> str:
     """``%llm thread [NAME]`` / ``%llm reset [NAME | --all]``: the report, as text. A name
     with spaces is quoted (``%llm thread "data cleaning"``); a word starting with ``-``
     is a flag, never a thread name."""
-
-    from . import conversation
 
     usage = f"%llm {command} [NAME]" + (" | --all" if command == "reset" else "")
     try:

@@ -6,8 +6,8 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from .engine import Stream
-    from .response import Response
+    from nbstream.engine import Stream
+    from nbstream.response import Response
 
 
 class TerminalSink:

@@ -13,11 +13,14 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import markdown
+from nbstream.render import incremental, markdown
+from nbstream.render.highlight import stylesheet
+from nbstream.structured.view import IncrementalStructured, render_partial
 
 if TYPE_CHECKING:
-    from .response import Response
-    from .structured import IncrementalStructured, Schema
+    from nbstream.response import Response
+    from nbstream.structured.schema import Schema
+    from nbstream.structured.view import IncrementalStructured
 
 ANSWER_OPEN = '<div class="nbstream-answer mathjax_ignore tex2jax_ignore">'
 """The answer's container. The classes keep the front end's MathJax away: nbstream typesets
@@ -29,7 +32,7 @@ def static_text(name: str) -> str:
     never as a path: anywidget turns a path into a class-level file watcher that connects one
     callback per instance, so every view (and its sink, stream and answer) would live as long
     as the class (anywidget issue #929; docs/design.md)."""
-    return (Path(__file__).parent / "static" / name).read_text(encoding="utf-8")
+    return (Path(__file__).parent.parent / "static" / name).read_text(encoding="utf-8")
 
 
 def inline_css(name: str) -> str:
@@ -38,11 +41,10 @@ def inline_css(name: str) -> str:
     return " ".join(re.sub(r"/\*.*?\*/", "", static_text(name), flags=re.S).split())
 
 
-def renderer(schema: Schema | None) -> markdown.IncrementalMarkdown | IncrementalStructured:
+def renderer(schema: Schema | None) -> incremental.IncrementalMarkdown | IncrementalStructured:
     """The incremental renderer for an answer: Markdown, or with a schema a table of JSON."""
     if schema is None:
-        return markdown.IncrementalMarkdown()
-    from .structured import IncrementalStructured
+        return incremental.IncrementalMarkdown()
 
     return IncrementalStructured(schema)
 
@@ -51,7 +53,6 @@ def structured_html(response: Response, live_html: str) -> str:
     """The static HTML of a structured answer: the validated object (a table for a list of
     records, a field/value table for one object); when there is none (stopped, cut, not
     valid), what the live view showed, or the raw text if no JSON value was found in it."""
-    from .structured import render_partial
 
     if response.data is not None:
         return render_partial(response.data)
@@ -119,8 +120,6 @@ def static_bundle(
 def _static_css(with_code: bool) -> str:
     css = _STYLE
     if with_code:
-        from .highlight import stylesheet
-
         css += stylesheet()
     return css
 

@@ -32,19 +32,16 @@ import anywidget
 import traitlets
 from typing_extensions import NotRequired
 
-from . import markdown
-from .answer_html import (
-    renderer,
-    static_bundle,
-    static_text,
-    structured_html,
-)
-from .live_html import HTML_INTERVAL, Throttle, live_bundle, status_words
+from nbstream.display.kernel import update_display
+from nbstream.display.live_html import HTML_INTERVAL, Throttle, live_bundle, status_words
+from nbstream.render import incremental
+from nbstream.render.answer_html import renderer, static_bundle, static_text, structured_html
+from nbstream.store import provenance
 
 if TYPE_CHECKING:
-    from .engine import Stream
-    from .response import Response
-    from .structured import Schema
+    from nbstream.engine import Stream
+    from nbstream.response import Response
+    from nbstream.structured.schema import Schema
 
 
 # -- the protocol: kernel → browser (msg:custom) ------------------------------------------
@@ -237,8 +234,6 @@ class WidgetSink:
             self._emit({"type": "status", "state": stream.state, "label": stream.label})
 
     def on_end(self, stream: Stream, response: Response) -> None:
-        from .kernel import update_display
-        from .store import provenance
 
         if self.view is not None and response.error:
             self.view.error = response.error
@@ -299,8 +294,6 @@ class WidgetSink:
         if final:
             update = _merge(update, self._md.finish())
         if self.html_fallback and not final:
-            from .kernel import update_display
-
             bundle = live_bundle(self._md.html, status_words(self._stream))
             update_display(bundle, raw=True, display_id=self.display_id)
             return
@@ -309,7 +302,7 @@ class WidgetSink:
     def _send_reset(self) -> None:
         """Everything so far, for a view that just rendered (its "sync" request)."""
         if self.view is not None:
-            self._send(markdown.Update(self._md.frozen_html, self._md.tail_html, reset=True))
+            self._send(incremental.Update(self._md.frozen_html, self._md.tail_html, reset=True))
 
     def _send(self, update: Rendered) -> None:
         stream = self._stream
@@ -357,5 +350,5 @@ def _merge(first: Rendered, second: Rendered) -> Rendered:
     if second.reset:
         return second
     if first.reset:
-        return markdown.Update(first.frozen + second.frozen, second.tail, reset=True)
-    return markdown.Update(first.frozen + second.frozen, second.tail)
+        return incremental.Update(first.frozen + second.frozen, second.tail, reset=True)
+    return incremental.Update(first.frozen + second.frozen, second.tail)

@@ -33,7 +33,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .context import DEFAULT_BUDGET, to_prompt
+from nbstream.prompts.context import DEFAULT_BUDGET, to_prompt
 
 __all__ = ["field_names", "interpolate"]
 

@@ -52,7 +52,7 @@ __all__ = [
     "stylesheet",
 ]
 
-STYLESHEET = Path(__file__).parent / "static" / "highlight.css"
+STYLESHEET = Path(__file__).parent.parent / "static" / "highlight.css"  # nbstream/static
 CLOSE = "</code></pre></div>\n"
 _FORMATTER = HtmlFormatter(nowrap=True)
 

@@ -1,0 +1,207 @@
+"""Rows as streams (``mode="stream"``): each row an ordinary stream on nbstream's background
+loop, ``concurrency`` at a time, within the rpm / tpm limits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from nbstream import cache
+from nbstream.display.progress import PANE_CHARS
+from nbstream.engine import Stream
+from nbstream.limits import Limiter
+from nbstream.providers.common import one_line, redact, shared_clients
+from nbstream.response import Response
+from nbstream.run import (
+    make_stream,
+    run_awaited,
+)
+from nbstream.settings import Settings
+
+if TYPE_CHECKING:
+    from nbstream.display.progress import ProgressDisplay
+
+from nbstream.batch.job import MAP_DEFAULTS, Job
+
+# -- running rows as streams ------------------------------------------------------------------
+
+
+class RowSink:
+    """A row's stream reports to the batch (a :class:`~nbstream.engine.Sink`)."""
+
+    pumps_widget_messages = False
+
+    def __init__(self, runner: StreamRunner, index: int) -> None:
+        self.runner = runner
+        self.index = index
+
+    def on_start(self, stream: Stream) -> None:
+        pass
+
+    def on_delta(self, stream: Stream, delta: str) -> None:
+        if stream.chunks == 1:
+            self.runner.limiter.answered(False)
+        self.runner.delta(self.index, delta)
+
+    def on_status(self, stream: Stream) -> None:
+        if stream.state == "retrying" and stream.retry is not None:
+            status, wait = stream.retry
+            if status == 429:
+                self.runner.throttled += 1
+                if self.runner.limiter.answered(True, wait):
+                    self.runner.note(f"rate limited (HTTP 429): new requests wait {wait:.1f} s")
+                else:
+                    self.runner.note(f"HTTP 429 on {self.runner.throttled} requests: retried")
+
+    def on_end(self, stream: Stream, response: Response) -> None:
+        pass
+
+
+class StreamRunner:
+    """Runs the rows as streams, ``concurrency`` at a time (the worker tasks pull rows in
+    order), on the loop it is awaited on."""
+
+    def __init__(
+        self,
+        job: Job,
+        prompts: list[str],
+        call: dict[str, Any],
+        settings: Settings,
+        concurrency: int,
+        limiter: Limiter,
+        display: ProgressDisplay,
+        namespace: Mapping[str, Any],
+    ) -> None:
+        self.job = job
+        self.prompts = prompts
+        self.call = call
+        self.settings = settings
+        self.concurrency = concurrency
+        self.limiter = limiter
+        self.display = display
+        self.namespace = namespace
+        self.tally = job.tally
+        self.streams: dict[int, Stream] = {}
+        self.stopping = False
+        self.focus: int | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.average_output = 256.0
+        self.throttled = 0
+
+    def stop(self) -> None:
+        """Thread-safe: no new row starts; every running stream stops."""
+        self.stopping = True
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._stop_streams)
+
+    def _stop_streams(self) -> None:
+        self.tally.note = "stopping…"
+        for stream in list(self.streams.values()):
+            stream.stop()
+        self.display.refresh()
+
+    def delta(self, index: int, delta: str) -> None:
+        tally = self.tally
+        tally.output_tokens += 1
+        if self.focus is None:
+            self.focus = index
+            tally.pane_title = f"row {self.job.rows.labels[index]!r}"
+            tally.pane_text = ""
+        if self.focus == index:
+            text = tally.pane_text + delta  # kept short: the display sends its last PANE_CHARS
+            tally.pane_text = text if len(text) < 2 * PANE_CHARS else text[-PANE_CHARS:]
+        self.display.refresh()
+
+    def note(self, text: str) -> None:
+        self.tally.note = text
+        self.display.refresh()
+
+    async def run(self) -> Any:
+        self.loop = asyncio.get_running_loop()
+        cache.REPLAY_PACE.set(0.0)  # resumed rows are there at once (copied into the workers)
+        todo = [i for i, found in enumerate(self.job.responses) if found is None]
+        order = iter(todo)
+        try:
+            async with shared_clients():  # one SDK client (and its connections) for all rows
+                workers = [
+                    asyncio.ensure_future(self._worker(order))
+                    for _ in range(min(self.concurrency, len(todo)))
+                ]
+                await asyncio.gather(*workers)
+        finally:
+            self.tally.ended = time.monotonic()
+            self.tally.running = 0
+            if self.tally.note == "stopping…":
+                self.tally.note = "stopped"
+            self.display.close()
+        return self.job.results()
+
+    async def _worker(self, order: Iterable[int]) -> None:
+        for index in order:
+            try:
+                response = await self._row(index)
+            except Exception as exc:  # a row that cannot even start: its error, the batch goes on
+                response = Response(
+                    "",
+                    finish_reason="error",
+                    error=redact(one_line(f"{type(exc).__name__}: {exc}")),
+                    model=self.tally.model,
+                    prompt=self.prompts[index],
+                )
+            self.job.responses[index] = response
+            self._count(index, response)
+
+    async def _row(self, index: int) -> Response:
+        prompt = self.prompts[index]
+        if self.stopping:
+            return self._cancelled(index)
+        stream = make_stream(
+            prompt,
+            self.call,
+            sink=RowSink(self, index),
+            defaults=MAP_DEFAULTS,
+            namespace=self.namespace,
+        )
+        lookup = getattr(stream.on_response, "lookup", None)
+        entry = None
+        if lookup is None or not lookup.hit:  # a cached row costs nothing: no limits
+            estimate = len(prompt) // 4 + int(self.settings.max_tokens or self.average_output)
+            entry = await self.limiter.acquire(estimate, lambda: self.stopping)
+            if entry is None:
+                return self._cancelled(index)
+        self.streams[index] = stream
+        self.tally.running += 1
+        self.display.refresh()
+        try:
+            response = await run_awaited(stream, pump=False)
+        finally:
+            del self.streams[index]
+            self.tally.running -= 1
+            if self.focus == index:
+                self.focus = None
+        if entry is not None and response.usage:
+            used = sum(int(response.usage.get(k) or 0) for k in ("input_tokens", "output_tokens"))
+            self.limiter.settle(entry, used)
+        return response
+
+    def _cancelled(self, index: int) -> Response:
+        return Response(
+            "", finish_reason="cancelled", model=self.tally.model, prompt=self.prompts[index]
+        )
+
+    def _count(self, index: int, response: Response) -> None:
+        tally = self.tally
+        tally.output_tokens -= response.chunks  # counted live, a delta each: now the reported
+        tally.record(response)
+        paid = tally.done - tally.cached
+        if response.finish_reason in ("stop", "length") and not response.cached and paid:
+            self.average_output += (response.output_tokens - self.average_output) / paid
+        if self.focus is None and response.text:  # the pane shows the last finished answer
+            tally.pane_title = f"row {self.job.rows.labels[index]!r} · {response.ending}"
+            tally.pane_text = response.text[-PANE_CHARS:]
+        self.display.refresh()
