@@ -1,5 +1,6 @@
-"""The README states what the code declares: its options table is generated from
-:mod:`nbstream.settings` (``scripts/options_table.py``) and checked here."""
+"""The README states what the code declares: the options table is generated from
+:mod:`nbstream.settings` (``scripts/options_table.py``) into the documentation site, never
+copied by hand (checked here); the README is the front page."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_readme_options_table_matches_the_declarations():
+def test_the_options_table_is_generated_never_copied():
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "options_table.py"), "--check"],
         capture_output=True,
@@ -18,6 +19,14 @@ def test_the_readme_options_table_matches_the_declarations():
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_readme_is_a_front_page():
+    """What it is, a screenshot, the two commands, a tour, links: at most ~150 lines."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 150
+    assert "bash scripts/demo.sh" in text and "bash scripts/test.sh" in text
+    assert "![" in text and "docs/guide/" in text and "nest-asyncio" in text
 
 
 def test_the_readme_cites_the_projects_own_design_notes():

@@ -35,7 +35,8 @@ if TYPE_CHECKING:  # what the lazy exports below return, for editors and type ch
     from nbstream.batch import Job, collect, map, map_sync
     from nbstream.providers import register_provider
 
-__version__ = "0.3.0"
+from nbstream.version import __version__
+
 __all__ = [
     "UNSET",
     "Capabilities",

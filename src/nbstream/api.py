@@ -21,9 +21,9 @@ from typing_extensions import Unpack
 from nbstream import background as bg
 from nbstream.background import Pending
 from nbstream.conversation import thread as messages
-from nbstream.display.kernel import in_kernel
 from nbstream.engine import Stream
 from nbstream.errors import SettingsError
+from nbstream.kernel import in_kernel
 from nbstream.response import Response
 from nbstream.run import caller_namespace, make_stream, run_awaited, run_blocking, store
 from nbstream.settings import CacheMode, DisplayMode

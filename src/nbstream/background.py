@@ -47,8 +47,8 @@ from collections.abc import Callable, Coroutine, Generator, Iterable, MutableMap
 from typing import Any, TypeVar
 
 from nbstream.call import Relay, call_of
-from nbstream.display.kernel import get_shell, in_kernel, widget_messages_pumped
 from nbstream.engine import Sink, Stream
+from nbstream.kernel import get_shell, in_kernel, widget_messages_pumped
 from nbstream.response import LABELS, Response
 from nbstream.run import run_awaited
 

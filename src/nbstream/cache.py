@@ -62,10 +62,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from nbstream import __version__
 from nbstream.errors import ProviderError, warn_once
 from nbstream.providers.base import Final, Provider, Request
 from nbstream.settings import Settings
+from nbstream.version import __version__
 
 NOT_IN_KEY = frozenset({"base_url", "connect_timeout"})
 """Request fields that say how the request travels, not what is asked: never in the key."""

@@ -1,7 +1,10 @@
-"""The front-door logic shared by ``%%llm`` and :func:`nbstream.ask`.
+"""The one way in, shared by ``%%llm``, :func:`nbstream.ask` and :func:`nbstream.map`.
 
-Merges the options (:func:`nbstream.settings.resolve`), resolves the model, builds the
-:class:`Request`, picks the sink, and runs the :class:`~nbstream.engine.Stream` either
+:func:`plan` makes a call's decisions once — the options merged (call → ``%config`` →
+environment → defaults, :func:`nbstream.settings.resolve`), the model id, the schema —
+and :func:`make_stream` turns a plan into a ready stream (the thread's turns, the
+:class:`Request`, the sink); a batch plans once and makes one stream per row from the same
+plan. The stream runs either
 awaited (in a kernel, so Stop works) or blocking (terminal IPython, scripts, and cells
 wrapped by ``%%time`` / ``%%capture``: Ctrl-C or interrupt stops, the partial answer is
 kept).
@@ -20,16 +23,17 @@ import sys
 import threading
 from collections import ChainMap
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nbstream.call import Call, Chat, Relay, call_of
 from nbstream.conversation import current_cell_id, get_thread, leave_threads, turn_key
-from nbstream.display.kernel import get_shell, in_kernel, widget_messages_pumped, widgets_available
 from nbstream.display.live_html import HtmlSink
 from nbstream.display.terminal import TerminalSink
 from nbstream.engine import NullSink, Sink, Stream, neutral
+from nbstream.kernel import get_shell, in_kernel, widget_messages_pumped, widgets_available
 from nbstream.providers import capabilities, parse_model_id, registered
-from nbstream.providers.base import Request
+from nbstream.providers.base import Capabilities, Request
 from nbstream.response import Response
 from nbstream.settings import UNSET, Settings, Unset, configured, request_fields, resolve
 
@@ -80,9 +84,57 @@ def make_request(
     )
 
 
+@dataclass(frozen=True)
+class Plan:
+    """A call's decisions, made once by :func:`plan`."""
+
+    settings: Settings
+    """The merged options (the schema's label in ``settings.schema``)."""
+    schema: Schema | None
+    provider_name: str
+    name: str
+    """The model name without the provider (``""``: the provider has no default)."""
+    note: str | None = None
+    """Why this model, when it was not asked for (for the status line)."""
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.provider_name}:{self.name}" if self.name else self.provider_name
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return capabilities(self.provider_name)
+
+
+def plan(
+    call: Mapping[str, Any],
+    *,
+    namespace: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+) -> Plan:
+    """Decide a call: merge its options (:data:`~nbstream.settings.UNSET` = not given) over
+    ``%config``, the environment and ``defaults`` (the front door's own), resolve the schema
+    (an object, or a type expression looked up in ``namespace``, default the user's) and the
+    model. Raises ``SettingsError``, ``ModelIdError`` or ``SchemaError``; nothing is sent."""
+    from nbstream.structured.schema import Schema, resolve_schema  # lazy: pydantic
+
+    call = dict(call)
+    schema: Schema | None = None
+    given = call.get("schema", UNSET)
+    if not isinstance(given, (str, Unset)) and given is not None:  # ask(schema=Model)
+        schema = given if isinstance(given, Schema) else resolve_schema(given)
+        call["schema"] = schema.label  # what the settings (and the history) show
+    settings = resolve(call, configured(), defaults=defaults)
+    if schema is None and settings.schema:
+        schema = resolve_schema(settings.schema, user_namespace(namespace))
+    model_id, note = resolve_model(settings)
+    provider_name, name = parse_model_id(model_id)
+    return Plan(settings, schema, provider_name, name, note)
+
+
 def make_stream(
     prompt: str | Callable[[Settings], str],
-    call: Mapping[str, Any],
+    call: Mapping[str, Any] | Plan,
     *,
     describe_option: Callable[[str], str] = neutral,
     awaited: bool = True,
@@ -97,30 +149,20 @@ def make_stream(
     of the display of ``settings.display`` (e.g. a batch's progress); ``defaults``: the
     front door's own defaults, below the environment (:func:`~nbstream.settings.resolve`).
     Raises ``SettingsError``, ``ModelIdError`` or
-    ``SchemaError``; nothing is sent then.
+    ``SchemaError``; nothing is sent then. ``call`` may be a :class:`Plan` already made
+    (a batch's rows: one plan, one stream per row).
 
     With ``chat``, the earlier turns of the thread go into the request and the answer is
     recorded in it when the stream ends; with ``schema``, the answer is validated when it
     ends and, if it does not match, asked again (``retries``): :func:`run_awaited` /
     :func:`run_blocking` run those further streams."""
-    from nbstream.structured.schema import resolve_schema  # lazy: pydantic (%load_ext stays fast)
-
-    call = dict(call)
-    schema: Schema | None = None
-    given = call.get("schema", UNSET)
-    if not isinstance(given, (str, Unset)) and given is not None:  # ask(schema=Model)
-        schema = resolve_schema(given)
-        call["schema"] = schema.label  # what the settings (and the history) show
-    settings = resolve(call, configured(), defaults=defaults)
-    if schema is None and settings.schema:
-        schema = resolve_schema(settings.schema, user_namespace(namespace))
-    model_id, note = resolve_model(settings)
-    provider_name, name = parse_model_id(model_id)
+    decided = call if isinstance(call, Plan) else plan(call, namespace=namespace, defaults=defaults)
+    settings, schema, provider_name = decided.settings, decided.schema, decided.provider_name
+    name, full_id, note = decided.name, decided.model_id, decided.note
     text = prompt(settings) if callable(prompt) else prompt
-    full_id = f"{provider_name}:{name}" if name else provider_name
 
     system = settings.system
-    caps = capabilities(provider_name)
+    caps = decided.capabilities
     if schema is not None and not caps.schema:
         from nbstream.structured import instructions  # lazy: pydantic
 
@@ -148,7 +190,7 @@ def make_stream(
         sink = make_sink(settings, stoppable=awaited, schema=schema)
     if schema is not None and settings.retries > 0:
         sink = Relay(sink)
-    plan = Call(
+    one_call = Call(
         settings=settings,
         provider_name=provider_name,
         model_id=full_id,
@@ -159,7 +201,7 @@ def make_stream(
         describe_option=describe_option,
         notes=[n for n in (note, chat.note() if chat else None) if n],
     )
-    return plan.stream(request)
+    return one_call.stream(request)
 
 
 def caller_namespace(depth: int = 2) -> Mapping[str, Any]:

@@ -133,7 +133,8 @@ class Settings(BaseModel):
         "-m",
         "--model",
         metavar="PROVIDER:NAME",
-        help="openai:gpt-4o-mini, anthropic:claude-sonnet-4-5, ollama:llama3.2, local, ... "
+        help="openai:gpt-4o-mini, anthropic:claude-sonnet-4-5, gemini:gemini-2.5-flash, "
+        "ollama:llama3.2, local, ... "
         "When not set anywhere: a provider whose API key is set, else the embedded local model.",
     )
     system: str | None = option(
@@ -276,7 +277,7 @@ class Settings(BaseModel):
         le=10_000_000,
         help="The most tokens (estimated) the earlier turns, the system prompt and the prompt "
         "may take together; the oldest turns are left out first. Unset: per provider (100k "
-        "for OpenAI and Anthropic, 3k for Ollama and self-hosted servers, what fits the "
+        "for OpenAI, Anthropic and Gemini, 3k for Ollama and self-hosted servers, what fits the "
         "local model's context).",
     )
     schema: str | None = option(  # type: ignore[assignment]  # see the filter above

@@ -37,12 +37,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nbstream import __version__
 from nbstream.cache import request_key
-from nbstream.display.kernel import get_shell
 from nbstream.errors import HistoryError, warn_once
+from nbstream.kernel import get_shell
 from nbstream.providers.common import mask_url
 from nbstream.settings import HISTORY_OFF, Settings, configured, request_fields, resolve
+from nbstream.version import __version__
 
 if TYPE_CHECKING:
     import sqlite3

@@ -11,7 +11,7 @@ from nbstream.batch.rows import (
     Rows,
     shape,
 )
-from nbstream.display.kernel import get_shell, in_kernel
+from nbstream.kernel import get_shell, in_kernel
 from nbstream.response import Response
 
 if TYPE_CHECKING:

@@ -49,12 +49,12 @@ from nbstream.batch.rows import (
 )
 from nbstream.errors import SettingsError
 from nbstream.limits import Limiter
-from nbstream.providers import capabilities, parse_model_id, registered
+from nbstream.providers import capabilities, registered
 from nbstream.run import (
     caller_namespace,
-    resolve_model,
+    plan,
 )
-from nbstream.settings import UNSET, Settings, configured, resolve
+from nbstream.settings import Settings
 
 if TYPE_CHECKING:
     from nbstream.api import Options
@@ -63,7 +63,6 @@ from nbstream.batch.job import MAP_DEFAULTS, MAX_CONCURRENCY, Job, Mode
 from nbstream.batch.services import ServiceRunner
 from nbstream.batch.streams import StreamRunner
 from nbstream.display.progress import Tally, make_progress
-from nbstream.structured.schema import resolve_schema
 
 # -- the front doors -------------------------------------------------------------------------
 
@@ -107,27 +106,18 @@ def _start(
     unknown = [k for k in call if k not in Settings.model_fields]
     if unknown:
         raise TypeError(f"map() got unknown keyword argument(s): {', '.join(sorted(unknown))}")
-    schema = None
-    given = call.get("schema", UNSET)
-    if given is not UNSET and given is not None:
-        schema = resolve_schema(given, namespace)
-        call["schema"] = schema
+    defaults = {**MAP_DEFAULTS, **(background_defaults() or {})} if background else MAP_DEFAULTS
     try:
-        defaults = {**MAP_DEFAULTS, **(background_defaults() or {})} if background else MAP_DEFAULTS
-        settings = resolve({**call, "schema": UNSET}, configured(), defaults=defaults)
+        decided = plan(call, namespace=namespace, defaults=defaults)  # once for every row
     except SettingsError as exc:
         raise SettingsError(exc.problems, call_name=str) from None
+    settings, schema = decided.settings, decided.schema
     if settings.chat:
         raise ValueError(
             "map() sends every row on its own; a conversation (chat=…) is one thread of "
             "turns: leave chat out"
         )
-    if schema is None and settings.schema:
-        schema = resolve_schema(settings.schema, namespace)
-        call["schema"] = schema
-    model_id, _ = resolve_model(settings)
-    provider, name = parse_model_id(model_id)
-    full_id = f"{provider}:{name}" if name else provider
+    provider, full_id = decided.provider_name, decided.model_id
     rows = take_rows(items)
     if missing not in ("skip", "send"):
         raise ValueError(f"missing must be 'skip' or 'send', got {missing!r}")
@@ -165,9 +155,7 @@ def _start(
         job._future = run_in_background(runner_b.run)
         return job
 
-    runner = StreamRunner(
-        job, prompts, call, settings, concurrency, Limiter(rpm, tpm), display, namespace
-    )
+    runner = StreamRunner(job, prompts, decided, concurrency, Limiter(rpm, tpm), display)
     job._stopper = runner.stop
     job._future = run_in_background(runner.run)
     return job

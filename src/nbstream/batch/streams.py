@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from nbstream import cache
@@ -16,15 +16,15 @@ from nbstream.limits import Limiter
 from nbstream.providers.common import one_line, redact, shared_clients
 from nbstream.response import Response
 from nbstream.run import (
+    Plan,
     make_stream,
     run_awaited,
 )
-from nbstream.settings import Settings
 
 if TYPE_CHECKING:
     from nbstream.display.progress import ProgressDisplay
 
-from nbstream.batch.job import MAP_DEFAULTS, Job
+from nbstream.batch.job import Job
 
 # -- running rows as streams ------------------------------------------------------------------
 
@@ -68,21 +68,18 @@ class StreamRunner:
         self,
         job: Job,
         prompts: list[str],
-        call: dict[str, Any],
-        settings: Settings,
+        decided: Plan,
         concurrency: int,
         limiter: Limiter,
         display: ProgressDisplay,
-        namespace: Mapping[str, Any],
     ) -> None:
         self.job = job
         self.prompts = prompts
-        self.call = call
-        self.settings = settings
+        self.plan = decided
+        self.settings = decided.settings
         self.concurrency = concurrency
         self.limiter = limiter
         self.display = display
-        self.namespace = namespace
         self.tally = job.tally
         self.streams: dict[int, Stream] = {}
         self.stopping = False
@@ -160,13 +157,7 @@ class StreamRunner:
         prompt = self.prompts[index]
         if self.stopping:
             return self._cancelled(index)
-        stream = make_stream(
-            prompt,
-            self.call,
-            sink=RowSink(self, index),
-            defaults=MAP_DEFAULTS,
-            namespace=self.namespace,
-        )
+        stream = make_stream(prompt, self.plan, sink=RowSink(self, index))
         lookup = getattr(stream.on_response, "lookup", None)
         entry = None
         if lookup is None or not lookup.hit:  # a cached row costs nothing: no limits

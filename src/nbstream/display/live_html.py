@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from nbstream.display.kernel import update_display
+from nbstream.kernel import update_display
 from nbstream.render.answer_html import ANSWER_OPEN, renderer, static_bundle, structured_html
 from nbstream.store import provenance
 

@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from nbstream.display import kernel
+from nbstream import kernel
 from nbstream.display.live_html import Throttle
 from nbstream.pricing import format_cost
 from nbstream.render.answer_html import inline_css, static_text

@@ -32,8 +32,8 @@ import anywidget
 import traitlets
 from typing_extensions import NotRequired
 
-from nbstream.display.kernel import update_display
 from nbstream.display.live_html import HTML_INTERVAL, Throttle, live_bundle, status_words
+from nbstream.kernel import update_display
 from nbstream.render import incremental
 from nbstream.render.answer_html import renderer, static_bundle, static_text, structured_html
 from nbstream.store import provenance

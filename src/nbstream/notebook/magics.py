@@ -23,9 +23,9 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 
 from nbstream import background, conversation, settings
-from nbstream.display.kernel import in_kernel, ipykernel_version, needs_pump
 from nbstream.engine import Stream
 from nbstream.errors import ModelIdError, SchemaError, SettingsError
+from nbstream.kernel import in_kernel, ipykernel_version, needs_pump
 from nbstream.notebook import transform
 from nbstream.notebook.cells import to_cell
 from nbstream.notebook.history import history_command

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from nbstream.display.kernel import get_shell
+from nbstream.kernel import get_shell
 
 RUNNER = "_nbstream_run_cell"
 """The name the rewritten cell calls (see :func:`install`)."""

@@ -12,7 +12,7 @@ from nbstream.engine import Stream
 from nbstream.providers.base import Final, Request
 from nbstream.render import markdown
 
-CORPUS = sorted((Path(__file__).parent / "corpus").glob("*.md"))
+CORPUS = sorted((Path(__file__).parent.parent / "corpus").glob("*.md"))
 
 
 class Browser:

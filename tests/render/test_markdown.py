@@ -17,18 +17,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from nbstream.render import incremental
+from nbstream.render import open_blocks
 from nbstream.render.incremental import IncrementalMarkdown, Update
 from nbstream.render.markdown import code_blocks, make_parser, render
 
-CORPUS_DIR = Path(__file__).parent / "corpus"
+CORPUS_DIR = Path(__file__).parent.parent / "corpus"
 CORPUS = {p.name: p.read_bytes().decode("utf-8") for p in sorted(CORPUS_DIR.glob("*.md"))}
 SMALL = [name for name, text in CORPUS.items() if len(text) < 2200]
 SPAN = re.compile(r"</?span[^>]*>")
 
 # The benchmark's answer shapes (one long list, table, fence, blockquote …).
 _spec = importlib.util.spec_from_file_location(
-    "bench_render", Path(__file__).parent.parent / "bench" / "bench_render.py"
+    "bench_render", Path(__file__).parents[2] / "bench" / "bench_render.py"
 )
 assert _spec is not None and _spec.loader is not None
 bench_render = importlib.util.module_from_spec(_spec)
@@ -69,19 +69,19 @@ def cut_points(n: int, step: int) -> list[int]:
 @contextlib.contextmanager
 def open_blocks_from(chars: int) -> Iterator[None]:
     """Parse a long first tail block by parts from ``chars`` characters on (0: always)."""
-    saved = incremental.OPEN_BLOCK_MIN_CHARS
-    incremental.OPEN_BLOCK_MIN_CHARS = chars
+    saved = open_blocks.OPEN_BLOCK_MIN_CHARS
+    open_blocks.OPEN_BLOCK_MIN_CHARS = chars
     try:
         yield
     finally:
-        incremental.OPEN_BLOCK_MIN_CHARS = saved
+        open_blocks.OPEN_BLOCK_MIN_CHARS = saved
 
 
 def streaming_a_long_fence(md: IncrementalMarkdown) -> bool:
     """An open code fence is highlighted line by line (the only inexact intermediate view)."""
     block = md._open
     return (
-        isinstance(block, incremental._OpenFence)
+        isinstance(block, open_blocks._OpenFence)
         and block.streamer is not None
         and (block.closed_html is None)
     )

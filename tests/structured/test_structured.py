@@ -50,7 +50,7 @@ def llama_grammar(schema):
     return local.grammar(_wire(schema))
 
 
-needs_model = [  # as in tests/test_local_provider.py
+needs_model = [  # as in tests/providers/test_local_provider.py
     pytest.mark.local_model,
     pytest.mark.skipif(
         not local.is_available(),

@@ -321,7 +321,7 @@ def test_text_line_is_rewritten_in_place_at_its_throttle(capsys, monkeypatch):
 
 
 def test_make_progress_picks_the_flavour(ip, comms, monkeypatch):
-    import nbstream.display.kernel
+    import nbstream.kernel
 
     tally = Tally(total=1)
     assert isinstance(make_progress("none", tally), NullProgress)
@@ -338,7 +338,7 @@ def test_make_progress_picks_the_flavour(ip, comms, monkeypatch):
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # piped, e.g. a script's log
     assert isinstance(make_progress("auto", tally), NullProgress)
 
-    monkeypatch.setattr(nbstream.display.kernel, "in_kernel", lambda shell=None: True)
+    monkeypatch.setattr(nbstream.kernel, "in_kernel", lambda shell=None: True)
     with capture_output():
         shown = [make_progress("auto", tally), make_progress("widget", tally)]
         shown.append(make_progress("html", tally))
