@@ -178,9 +178,9 @@ def stream(module: ModuleType, text: str) -> tuple[float, int, str]:
 def load(path: str | None) -> ModuleType:
     if path is None:
         sys.path.insert(0, str(ROOT / "src"))
-        from nbstream.render import markdown
+        from nbstream.render import incremental
 
-        return markdown
+        return incremental
     spec = importlib.util.spec_from_file_location("markdown_under_test", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -56,7 +56,7 @@ from markdown_it import MarkdownIt  # noqa: E402
 
 from fake_llm_server import FakeLLMServer  # noqa: E402
 from kernel_harness import KernelSession  # noqa: E402
-from nbstream.render import markdown as nbmd  # noqa: E402
+from nbstream.render import incremental as nbmd  # noqa: E402
 
 # iopub message types that reach the browser with content ("pushes").
 PUSH_TYPES = frozenset(
