@@ -117,5 +117,6 @@ step "benchmarks (quick)"
 $venv/bin/python bench/bench_stream.py --quick --out test-artifacts/bench-quick.md
 $venv/bin/python bench/bench_render.py --quick
 $venv/bin/python bench/bench_batch.py --quick
+$venv/bin/python bench/bench_providers.py --answers 3
 
 step "done"
