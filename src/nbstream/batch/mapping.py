@@ -20,12 +20,12 @@ How a batch runs (``mode="stream"``, the default):
 * Resumable: the replay cache is on (``cache="auto"``) unless configured otherwise
   (:data:`MAP_DEFAULTS`): a finished row is recorded, and re-running the same call after a
   Stop or a crash replays it at once instead of paying again.
-* One progress display (:mod:`nbstream.progress`): a widget with counts, tokens/s, ETA,
+* One progress display (:mod:`nbstream.display.progress`): a widget with counts, tokens/s, ETA,
   the answer streaming in a small pane and a Stop button that stops every stream in flight
   (each request is closed upstream) and returns what finished plus cancelled rows.
 
 ``mode="batch"`` submits the rows to the provider's own batch service instead (OpenAI Batch
-API, Anthropic Message Batches: :mod:`nbstream.batch_service`) — half the price, runs for
+API, Anthropic Message Batches: :mod:`nbstream.batch.service`) — half the price, runs for
 hours on the provider's side. The call returns a :class:`Job` at once; its progress display
 polls; ``await job`` gives the results in row order. The job id is recorded in the history
 file, so ``nbstream.collect(job_id)`` picks the results up from another kernel.

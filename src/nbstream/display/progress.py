@@ -14,7 +14,7 @@ Flavours (:func:`make_progress`, from nbstream's ``display`` option):
     Stop button. At most 10 updates/s, each ONE comm message (the numbers travel in one
     ``Dict`` trait, the pane text only when it changed). At the end its display is replaced
     by a static HTML + text bundle, so a saved notebook shows the result without widget
-    state (as :class:`~nbstream.widget.WidgetSink` does for one answer).
+    state (as :class:`~nbstream.display.widget.WidgetSink` does for one answer).
 ``html``
     The same static bundle, re-sent by ``update_display`` at most every 0.5 s (front ends
     without widgets). No Stop button; interrupt works.
@@ -439,7 +439,7 @@ def view_class() -> type[Any]:
     return ProgressView
 
 
-def __getattr__(name: str) -> Any:  # `from nbstream.progress import ProgressView`, lazily
+def __getattr__(name: str) -> Any:  # `from nbstream.display.progress import ProgressView`, lazily
     if name == "ProgressView":
         return view_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

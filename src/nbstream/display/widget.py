@@ -1,8 +1,8 @@
 """The live view in a notebook: one small anywidget; the static answer that replaces it is
-:mod:`nbstream.answer_html`'s.
+:mod:`nbstream.render.answer_html`'s.
 
 Traffic is bounded (``docs/design.md#the-iopub-rate-limit-and-throttling``): the kernel
-renders Markdown incrementally (:mod:`nbstream.markdown`), sends each frozen block once,
+renders Markdown incrementally (:mod:`nbstream.render.incremental`), sends each frozen block once,
 and sends the open tail as a diff against what the browser already has. Pushes are
 throttled by time (at most one per ``interval`` seconds, the first token at once) and the
 final state is always sent.
@@ -165,7 +165,7 @@ class WidgetSink:
     (the cell does not await the stream, so a click could not be heard; interrupt works).
     ``fallback_after``: if no view has rendered (asked to ``sync``) that many seconds into
     the stream, the front end does not show widgets: stream as live HTML instead
-    (:mod:`nbstream.live_html`); ``None`` never falls back.
+    (:mod:`nbstream.display.live_html`); ``None`` never falls back.
     """
 
     pumps_widget_messages = True

@@ -3,7 +3,7 @@
 The options are not declared here: the flags and the ``%config LLMMagics.*`` traits are
 derived from :mod:`nbstream.settings`. This module parses the option line, words errors
 as flags, binds the variables, and hands the cell to :mod:`nbstream.run`. In a kernel the
-cell arrives through :mod:`nbstream.transform` (awaited, so Stop works); everywhere else
+cell arrives through :mod:`nbstream.notebook.transform` (awaited, so Stop works); everywhere else
 it runs blocking and Ctrl-C / interrupt stops it. ``--bg`` (how the cell runs, not an
 option of the answer, so not a setting) hands the stream to :mod:`nbstream.background`
 instead and returns once its view is shown.
@@ -331,7 +331,7 @@ def check_variable_name(name: str) -> None:
 
 
 async def run_cell(line: str, cell: str) -> None:
-    """What a rewritten ``%%llm`` cell awaits (see :mod:`nbstream.transform`)."""
+    """What a rewritten ``%%llm`` cell awaits (see :mod:`nbstream.notebook.transform`)."""
     if _instance is None:
         raise UsageError("nbstream is not loaded: run %load_ext nbstream")
     await _instance.run_cell(line, cell)

@@ -9,7 +9,7 @@ So in a kernel, :func:`rewrite_llm_cell` (an IPython input transformer) turns::
 
 into ``await _nbstream_run_cell('-m openai:gpt-4o-mini -o answer', 'Explain {topic}.\\n')``
 and IPython runs the cell as a coroutine. ``_nbstream_run_cell`` is
-:func:`nbstream.magics.run_cell`, put in the user namespace (hidden from ``%who``) by
+:func:`nbstream.notebook.magics.run_cell`, put in the user namespace (hidden from ``%who``) by
 :func:`install`.
 
 Only the cell the kernel was asked to run is rewritten. The body of ``%%time``,

@@ -12,7 +12,7 @@ A field is filled in only when it is exactly one of these forms, with no spaces:
 
 Values are found with ``getattr`` and ``[]`` only, never ``eval``, and nothing is called
 (a property or ``__getitem__`` may still run, as when you look at the value yourself). A
-plain field is rendered by :func:`nbstream.context.to_prompt` (DataFrames as a shape line,
+plain field is rendered by :func:`nbstream.prompts.context.to_prompt` (DataFrames as a shape line,
 dtypes and a Markdown table; long values truncated with a note) within ``budget``
 characters; a field with a conversion or spec gives ``format(value, spec)``, and only a
 result longer than ``budget`` is truncated.

@@ -5,10 +5,10 @@ disabled (``<script>``, ``<img onerror=…>`` … come out escaped as text) plus
 strikethrough; markdown-it's ``validateLink`` refuses ``javascript:``, ``vbscript:``,
 ``file:`` and non-image ``data:`` URLs. No typographer, no linkify. On top of that:
 
-- **Math** (:mod:`nbstream.mathml`): ``$…$``, ``$$…$$``, ``\\(…\\)`` and ``\\[…\\]`` are kept
+- **Math** (:mod:`nbstream.render.mathml`): ``$…$``, ``$$…$$``, ``\\(…\\)`` and ``\\[…\\]`` are kept
   out of the Markdown pass and typeset to sanitized MathML in Python, with the LaTeX source
   kept in an ``<annotation>``. A price ("costs $5 and $10") is not math.
-- **Code** (:mod:`nbstream.highlight`): a fenced block becomes
+- **Code** (:mod:`nbstream.render.highlight`): a fenced block becomes
   ``<div class="nbstream-code" data-lang="python"><div class="nbstream-code-lang">python</div>
   <pre class="highlight"><code class="language-python">…</code></pre></div>``, highlighted by
   Pygments with CSS classes (``static/highlight.css``); unknown language: same structure with
@@ -44,7 +44,7 @@ top-level block before ``C`` and ``gap`` the lines between the end of ``P`` and 
    paragraph, a line right after a closing fence …): cut once lines ``C`` *and* ``C+1`` are
    complete. Whether ``C`` interrupts ``P`` or lazily continues it depends on line ``C`` and,
    for a GFM table whose delimiter row is ``C+1``, on one more line; markdown-it looks no
-   further ahead (the math rules are written to keep it so: see :mod:`nbstream.mathml`).
+   further ahead (the math rules are written to keep it so: see :mod:`nbstream.render.mathml`).
 
 The largest such ``C`` wins. The frozen blocks are rendered from the same token stream as
 the tail (rendering a token list split at a top-level boundary concatenates exactly), with
@@ -78,7 +78,7 @@ the unsettled rest, behind a short **prelude** that puts markdown-it in the same
   Prelude: ``>``.
 - *fenced code*: parts are complete lines (a complete line is content or the closing
   fence, whatever follows). Prelude: the opening fence line. The HTML of the open fence is
-  highlighted line by line (:class:`nbstream.highlight.StreamingHighlighter`); when the
+  highlighted line by line (:class:`nbstream.render.highlight.StreamingHighlighter`); when the
   fence closes, or the answer ends inside it, the whole block is highlighted once more in
   one go, so the final HTML is exactly a one-shot render.
 

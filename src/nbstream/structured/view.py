@@ -98,7 +98,7 @@ def render_partial(obj: Any) -> str:
 
 class IncrementalStructured:
     """Render a structured answer while it streams, at a cost per update proportional to
-    the new text: the same duck-typed interface as :class:`nbstream.markdown.IncrementalMarkdown`
+    the new text: the same duck-typed interface as :class:`nbstream.render.incremental.IncrementalMarkdown`
     (``update(text)`` with the whole text so far, ``finish()``, ``html``, ``frozen_html``,
     ``tail_html``), returning updates with ``frozen``, ``tail`` and ``reset``.
 
