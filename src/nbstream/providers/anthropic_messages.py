@@ -161,7 +161,8 @@ def connection(base_url: str | None) -> tuple[str | None, str | None, str | None
     """Where ``anthropic:`` requests go and with which credentials: ``base_url`` (the
     option), else ``$ANTHROPIC_BASE_URL``, else api.anthropic.com (``None``);
     ``$ANTHROPIC_API_KEY`` or ``$ANTHROPIC_AUTH_TOKEN`` (one is required); and the
-    :class:`Wire` that words errors. Streams and batches (:mod:`nbstream.providers.openai_batch`, :mod:`nbstream.providers.anthropic_batch`)."""
+    :class:`Wire` that words errors. Streams and batches (:mod:`.openai_batch`,
+    :mod:`.anthropic_batch`)."""
     api_key = os.environ.get("ANTHROPIC_API_KEY")
     auth_token = os.environ.get("ANTHROPIC_AUTH_TOKEN")
     if not api_key and not auth_token:

@@ -158,7 +158,8 @@ def connection(base_url: str | None) -> tuple[str | None, str, Wire]:
     """Where ``openai:`` requests go and with which key: ``base_url`` (the option), else
     ``$OPENAI_BASE_URL``, else api.openai.com (``None``); ``$OPENAI_API_KEY``, required
     there only (self-hosted OpenAI-compatible servers usually need none); and the
-    :class:`Wire` that words errors. Streams and batches (:mod:`nbstream.providers.openai_batch`, :mod:`nbstream.providers.anthropic_batch`)."""
+    :class:`Wire` that words errors. Streams and batches (:mod:`.openai_batch`,
+    :mod:`.anthropic_batch`)."""
     base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
     api_key = os.environ.get("OPENAI_API_KEY")
     if not api_key:

@@ -98,9 +98,10 @@ def render_partial(obj: Any) -> str:
 
 class IncrementalStructured:
     """Render a structured answer while it streams, at a cost per update proportional to
-    the new text: the same duck-typed interface as :class:`nbstream.render.incremental.IncrementalMarkdown`
-    (``update(text)`` with the whole text so far, ``finish()``, ``html``, ``frozen_html``,
-    ``tail_html``), returning updates with ``frozen``, ``tail`` and ``reset``.
+    the new text: the same duck-typed interface as
+    :class:`nbstream.render.incremental.IncrementalMarkdown` (``update(text)`` with the whole
+    text so far, ``finish()``, ``html``, ``frozen_html``, ``tail_html``), returning updates
+    with ``frozen``, ``tail`` and ``reset``.
 
     Everything is sent as the tail (the live view puts frozen and tail HTML in separate
     elements, and a table cannot be split across them); the widget's diff against the
