@@ -99,6 +99,13 @@ Script spec keys (all optional):
   provider's error body, message ``error_message`` or ``"Unsupported parameter:
   'response_format'"`` (what an OpenAI-compatible server without that feature says); a
   request without them gets the normal answer. Not counted as an answer (see ``texts``).
+- ``answers``: a list, one entry per *answer* to that model (like ``texts``): ``{"text": …,
+  "tool_calls": [{"name": …, "arguments": "<JSON text>"}]}``. An answer with tool calls
+  streams its text, then the calls in the API's own way (OpenAI ``tool_calls`` deltas —
+  the id and name first, the arguments in pieces of ``token_size`` characters, default 8 —
+  and ``finish_reason: "tool_calls"``; Anthropic ``tool_use`` blocks with
+  ``input_json_delta`` and ``stop_reason: "tool_use"``; Gemini ``functionCall`` parts).
+  Not combinable with ``tokens`` / ``text`` / ``texts``.
 - ``batch_seconds``: seconds a batch row for this model takes (default 0.01); see below.
 - ``batch_create_status`` (+ ``error_message``, ``retry_after``/``retry_after_ms``): a batch
   creation whose first row is for this model (OpenAI ``POST /v1/batches``: the input file's
@@ -251,6 +258,7 @@ SPEC_KEYS = {
     "status_every",
     "batch_seconds",
     "batch_create_status",
+    "answers",
 }
 INVALID_UTF8 = b"\xff\xfe"
 ANTHROPIC_STREAM_ERROR = ("overloaded_error", "Overloaded")
@@ -424,7 +432,20 @@ def _validate_batch_keys(spec: dict[str, Any]) -> None:
         raise ValueError("batch_create_status must be an int in 400..599")
 
 
+def _answer_of(spec: dict[str, Any], answer: int) -> dict[str, Any] | None:
+    """The ``answers`` entry for answer number ``answer`` (the last one repeats)."""
+    answers = spec.get("answers")
+    if not answers:
+        return None
+    return dict(answers[min(max(answer, 1), len(answers)) - 1])
+
+
 def _tokens_of(spec: dict[str, Any], answer: int = 1) -> list[str]:
+    entry = _answer_of(spec, answer)
+    if entry is not None:
+        text = str(entry.get("text") or "")
+        size = int(spec.get("token_size", 1))
+        return [text[i : i + size] for i in range(0, len(text), size)]
     if "texts" in spec or "text" in spec:
         texts = spec.get("texts") or [spec["text"]]
         text = str(texts[min(answer, len(texts)) - 1])
@@ -502,8 +523,15 @@ def _make_ctx(provider: str, spec: dict[str, Any], model: str, body: Any, answer
     finish = spec.get("finish_reason", "stop")
     ctx = _Ctx(model or "fake-default", tokens, prompt_tokens, completion_tokens, finish)
     ctx.cached_tokens = int(usage.get("cached_input_tokens", 0))
-    if provider == "anthropic" and isinstance(body, dict):
-        ctx.tool = _tool_name(body)
+    entry = _answer_of(spec, answer)
+    if entry is not None and entry.get("tool_calls"):
+        ctx.tool_calls = [
+            {"name": str(c["name"]), "arguments": str(c.get("arguments") or "{}")}
+            for c in entry["tool_calls"]
+        ]
+        ctx.arguments_size = int(spec.get("token_size", 8)) if "token_size" in spec else 8
+    if provider == "anthropic" and isinstance(body, dict) and "answers" not in spec:
+        ctx.tool = _tool_name(body)  # a schema as one forced tool call (not with ``answers``)
     return ctx
 
 
@@ -740,6 +768,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "started": time.time(),
                 "tokens_sent": 0,
                 "completed": False,
+                "finished_at": None,
                 "client_disconnected": False,
                 "disconnected_at": None,
             }
@@ -1245,6 +1274,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._write(b"0\r\n\r\n", record)
         with state.lock:
             record["completed"] = True
+            record["finished_at"] = time.time()
 
 
 class _Ctx:
@@ -1260,6 +1290,9 @@ class _Ctx:
         self.cached_tokens = 0
         self.tool: str | None = None
         """Anthropic: the tool whose input the tokens are (the request carried ``tools``)."""
+        self.tool_calls: list[dict[str, str]] = []
+        """Calls this answer asks for (``answers``): name and arguments (JSON text)."""
+        self.arguments_size = 8
 
 
 def _tool_name(body: dict[str, Any]) -> str | None:
@@ -1333,7 +1366,18 @@ class _OpenAIEvents:
         return _sse({"error": error})
 
     def terminal(self) -> bytes:
-        out = _sse(self._chunk({}, self.ctx.finish))
+        out = b""
+        size = self.ctx.arguments_size
+        for i, call in enumerate(self.ctx.tool_calls):
+            head = {"index": i, "id": f"call_{i}", "type": "function"}
+            head["function"] = {"name": call["name"], "arguments": ""}
+            out += _sse(self._chunk({"tool_calls": [head]}, None))
+            arguments = call["arguments"]
+            for k in range(0, len(arguments), size):
+                piece = {"index": i, "function": {"arguments": arguments[k : k + size]}}
+                out += _sse(self._chunk({"tool_calls": [piece]}, None))
+        finish = "tool_calls" if self.ctx.tool_calls else self.ctx.finish
+        out += _sse(self._chunk({}, finish))
         if self.include_usage:
             p, c = self.ctx.prompt_tokens, self.ctx.completion_tokens
             chunk = self._chunk({}, None)
@@ -1404,8 +1448,23 @@ class _AnthropicEvents:
         stop = "end_turn" if self.ctx.finish == "stop" else "max_tokens"
         if self.ctx.tool is not None and self.ctx.finish == "stop":
             stop = "tool_use"
+        calls = b""
+        size = self.ctx.arguments_size
+        for i, call in enumerate(self.ctx.tool_calls, start=1):
+            block = {"type": "tool_use", "id": f"toolu_{i}", "name": call["name"], "input": {}}
+            start = {"type": "content_block_start", "index": i, "content_block": block}
+            calls += _sse(start, "content_block_start")
+            arguments = call["arguments"]
+            for k in range(0, len(arguments), size):
+                delta = {"type": "input_json_delta", "partial_json": arguments[k : k + size]}
+                event = {"type": "content_block_delta", "index": i, "delta": delta}
+                calls += _sse(event, "content_block_delta")
+            calls += _sse({"type": "content_block_stop", "index": i}, "content_block_stop")
+        if self.ctx.tool_calls:
+            stop = "tool_use"
         return (
             _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+            + calls
             + _sse(
                 {
                     "type": "message_delta",
@@ -1447,7 +1506,16 @@ class _GeminiEvents:
         return _sse({"error": error})
 
     def terminal(self) -> bytes:
-        return _sse(_gemini_chunk(self.ctx, "", final=True))
+        calls = b""
+        if self.ctx.tool_calls:  # Gemini sends each call whole, in one part
+            parts = [
+                {"functionCall": {"name": c["name"], "args": json.loads(c["arguments"] or "{}")}}
+                for c in self.ctx.tool_calls
+            ]
+            chunk = _gemini_chunk(self.ctx, "", final=False)
+            chunk["candidates"][0]["content"]["parts"] = parts
+            calls = _sse(chunk)
+        return calls + _sse(_gemini_chunk(self.ctx, "", final=True))
 
 
 def _gemini_chunk(ctx: _Ctx, text: str, *, final: bool) -> dict[str, Any]:

@@ -17,7 +17,7 @@ PACKAGE = SRC / "nbstream"
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "limits", "kernel", "version"),
     ("providers",),
-    ("structured", "prompts", "pricing", "settings", "render"),
+    ("structured", "prompts", "pricing", "settings", "render", "tools"),
     ("response", "conversation", "cache", "engine", "store"),
     ("display",),
     ("call", "run", "background"),

@@ -32,7 +32,7 @@ def test_every_option_is_a_config_trait_with_the_declared_help():
         assert settings.env_var(name) in traits[name].help
 
 
-NOT_OPTIONS = ("messages", "schema")
+NOT_OPTIONS = ("messages", "schema", "tools")
 """Request fields the front door builds (from --chat and --schema), not options as such."""
 
 

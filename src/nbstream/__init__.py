@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # what the lazy exports below return, for editors and type ch
     from nbstream.background import Pending
     from nbstream.batch import Job, collect, map, map_sync
     from nbstream.providers import register_provider
+    from nbstream.tools import tool
 
 from nbstream.version import __version__
 
@@ -63,6 +64,7 @@ __all__ = [
     "map_sync",
     "register_provider",
     "thread",
+    "tool",
     "unload_ipython_extension",
 ]
 
@@ -100,4 +102,8 @@ def __getattr__(name: str) -> Any:  # lazy: keep `import nbstream` and %load_ext
         from nbstream.providers import register_provider
 
         return register_provider
+    if name == "tool":
+        from nbstream.tools import tool
+
+        return tool
     raise AttributeError(f"module 'nbstream' has no attribute {name!r}")

@@ -13,7 +13,7 @@ it is declared in the overloads, so the functions' own signature stays
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypedDict, overload
 
 from typing_extensions import Unpack
@@ -91,6 +91,9 @@ class Options(TypedDict, total=False):
     chat_budget: int | None
     schema: str | object | None
     retries: int
+    tools: str | Sequence[Callable[..., Any]] | None
+    max_tool_rounds: int
+    auto_approve: bool
     cache: CacheMode
     cache_dir: str | os.PathLike[str]
     history: str | os.PathLike[str] | None

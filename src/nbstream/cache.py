@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from nbstream.errors import ProviderError, warn_once
-from nbstream.providers.base import Final, Provider, Request
+from nbstream.providers.base import Final, Provider, Request, ToolCall, ToolCallDelta
 from nbstream.settings import Settings
 from nbstream.version import __version__
 
@@ -148,6 +148,11 @@ class Entry:
     finish_reason: str
     usage: dict[str, int] | None
     model: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    """The calls the model asked for in this answer."""
+    tool_results: list[dict[str, Any]] | None = None
+    """What those calls returned when they ran (recorded after them: a replay uses these and
+    runs nothing); ``None``: not recorded."""
 
 
 def read(cache_dir: str | os.PathLike[str], key: str) -> Entry | None:
@@ -180,7 +185,19 @@ def read(cache_dir: str | os.PathLike[str], key: str) -> Entry | None:
         isinstance(usage, dict) and all(type(v) is int for v in usage.values())
     ):
         return _damaged(path, "'usage' holds something that is not a token count")
-    return Entry(key, deltas, finish, usage, model)
+    calls = data.get("tool_calls") or []
+    results = data.get("tool_results")
+    try:
+        tool_calls = tuple(
+            ToolCall(str(c["id"]), str(c["name"]), str(c["arguments"])) for c in calls
+        )
+    except (TypeError, KeyError):
+        return _damaged(path, "'tool_calls' is not a list of calls")
+    if results is not None and not (
+        isinstance(results, list) and all(isinstance(r, dict) for r in results)
+    ):
+        return _damaged(path, "'tool_results' is not a list of results")
+    return Entry(key, deltas, finish, usage, model, tool_calls, results)
 
 
 def _damaged(path: Path, why: str) -> Entry | None:
@@ -212,6 +229,7 @@ def write(
         "deltas": deltas,
         "finish_reason": final.finish_reason,
         "usage": final.usage,
+        "tool_calls": [dataclasses.asdict(c) for c in final.tool_calls],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "nbstream": __version__,
     }
@@ -224,6 +242,27 @@ def write(
     tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def record_tool_results(lookup: Lookup, results: list[dict[str, Any]]) -> None:
+    """Add what the answer's tool calls returned to its recorded entry (written when it
+    ended): a replay of this answer hands these back instead of running the tools."""
+    if lookup.path is None or not lookup.path.exists():
+        return
+    try:
+        data = json.loads(lookup.path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(data, dict) or data.get("key") != lookup.key:
+        return
+    data["tool_results"] = results
+    text = json.dumps(data, indent=1, ensure_ascii=True)
+    tmp = lookup.path.with_name(f".{lookup.path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text + "\n", encoding="utf-8")
+        os.replace(tmp, lookup.path)
+    except OSError as exc:
+        warn_once(str(lookup.path), f"nbstream: could not record tool results in the cache: {exc}")
 
 
 def recorded(provider_name: str, request: Request, settings: Settings) -> Entry | None:
@@ -278,6 +317,8 @@ class Lookup:
     replay_miss: bool = False
     """``cache="replay"`` and nothing recorded: the request is not sent."""
     path: Path | None = None
+    entry: Entry | None = None
+    """The recorded answer replayed (a hit)."""
     pending: Callable[[], None] | None = None
     """The recorder's write of a completed answer, waiting for the verdict (:meth:`commit`)."""
 
@@ -300,7 +341,7 @@ def replayer(entry: Entry) -> Provider:
             ahead = start + i * step - time.monotonic()
             await asyncio.sleep(ahead if ahead > 0.001 else 0)
             yield delta
-        yield Final(entry.finish_reason, entry.usage)  # type: ignore[arg-type]
+        yield Final(entry.finish_reason, entry.usage, tool_calls=entry.tool_calls)  # type: ignore[arg-type]
 
     return replay
 
@@ -311,7 +352,7 @@ def recorder(
     """``provider``, keeping what came through when it completed with a :class:`Final` as
     ``lookup.pending``: written by :meth:`Lookup.commit` once the answer is judged."""
 
-    async def record(request: Request) -> AsyncIterator[str | Final]:
+    async def record(request: Request) -> AsyncIterator[str | ToolCallDelta | Final]:
         deltas: list[str] = []
         stream = provider(request)
         try:
@@ -323,7 +364,8 @@ def recorder(
                     )
                     yield item
                     return
-                deltas.append(item)
+                if isinstance(item, str):
+                    deltas.append(item)
                 yield item
         finally:
             aclose = getattr(stream, "aclose", None)
@@ -363,6 +405,7 @@ def wrap(
         entry = read(cache_dir, key)
         if entry is not None:
             lookup.hit = True
+            lookup.entry = entry
             return replayer(entry), lookup
     if mode == "replay":
         lookup.replay_miss = True

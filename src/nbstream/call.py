@@ -16,9 +16,10 @@ Two options of issue 11 are handled here, above the engine, which knows neither:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nbstream import cache, pricing
 from nbstream import store as records
@@ -29,10 +30,12 @@ from nbstream.providers import get_provider
 from nbstream.providers.base import Request
 from nbstream.response import Response
 from nbstream.settings import Settings
+from nbstream.tools.running import Approval, Outcome, run_call, summary
 
 if TYPE_CHECKING:
     from nbstream.conversation import History
     from nbstream.structured.schema import Schema
+    from nbstream.tools.definition import Tool
 
 
 def _join(*notes: str | None) -> str | None:
@@ -110,6 +113,7 @@ class Call:
         sink: Sink,
         describe_option: Callable[[str], str],
         notes: list[str],
+        tools: list[Tool] | None = None,
     ) -> None:
         self.settings = settings
         self.provider_name = provider_name
@@ -122,12 +126,19 @@ class Call:
         self.notes = notes
         self.context = records.front_end_context()
         self.responses: list[Response] = []
-        self.pending: tuple[Request, str] | None = None
-        """The next request and its status note, once an answer did not validate."""
+        self.pending: tuple[Request, str, str] | None = None
+        """The next request, its status note and the text it continues: after an answer
+        that did not validate (a re-ask), or after tool calls (the next round)."""
         self.halted = False
         """Interrupted: no further stream."""
+        self.tools = {t.name: t for t in tools or []}
+        self.tool_round: Stream | None = None
+        """The stream whose answer asked for tool calls, until they have run."""
+        self.rounds = 0
+        self.tool_records: list[dict[str, Any]] = []
+        self.approval = Approval(auto=settings.auto_approve)
 
-    def stream(self, request: Request, note: str | None = None) -> Stream:
+    def stream(self, request: Request, note: str | None = None, prefix: str = "") -> Stream:
         provider, lookup = cache.wrap(
             get_provider(self.provider_name),
             self.provider_name,
@@ -145,6 +156,7 @@ class Call:
             note=_join(*notes),
             describe_option=self.describe_option,
             on_response=Bookkeeping(lookup, self.context, self),
+            prefix=prefix,
         )
 
     def follow_up(self, stream: Stream) -> Stream | None:
@@ -155,9 +167,9 @@ class Call:
         if stream.interrupted or self.halted:  # the re-ask is not sent: this is the answer
             self._settle(stream)
             return None
-        request, note = pending
+        request, note, prefix = pending
         try:
-            return self.stream(request, note)
+            return self.stream(request, note, prefix)
         except BaseException:  # the re-ask cannot even start: show the answer as it is
             self._settle(stream)
             raise
@@ -175,6 +187,8 @@ class Call:
         the text of the type asked for (:meth:`~nbstream.structured.Schema.answer_text`);
         a failure makes the response an error (text kept) and, if re-asks are left, queues
         one. Returns the answer in its final form."""
+        if self.tools and stream.tool_calls and response.finish_reason in ("stop", "length"):
+            return self._tool_calls_asked(stream, response)
         if self.schema is None:
             return response
         response, error = judge(self.schema, response)
@@ -199,10 +213,85 @@ class Call:
                     {"role": "assistant", "content": response.text},
                 ),
             )
-            self.pending = (retry, note)
+            self.pending = (retry, note, "")
             if isinstance(self.sink, Relay):
                 self.sink.hold = True
         return response
+
+    # -- tool rounds --------------------------------------------------------------------------
+
+    def _tool_calls_asked(self, stream: Stream, response: Response) -> Response:
+        """The model asked for tool calls: unless interrupted or out of rounds, they run
+        before the next stream (:meth:`run_tools`), which continues this answer."""
+        if stream.interrupted or self.halted:
+            return response
+        if self.rounds >= self.settings.max_tool_rounds:
+            response.finish_reason = stream.state = "error"
+            response.error = (
+                f"stopped after {self.rounds} rounds of tool calls (the model asked for more); "
+                f"raise {self.describe_option('max_tool_rounds')}"
+            )
+            return response
+        self.tool_round = stream
+        self.pending = (stream.request, "", "")  # made real by run_tools
+        if isinstance(self.sink, Relay):
+            self.sink.hold = True
+            self.sink.continuing = True
+        return response
+
+    async def run_tools(self) -> None:
+        """Run the calls the last answer asked for (approved, refused or replayed), and queue
+        the next round: the same request with the assistant's calls and their results added."""
+        stream, self.tool_round = self.tool_round, None
+        if stream is None:
+            return
+        self.rounds += 1
+        request = stream.request
+        lookup = getattr(stream.on_response, "lookup", None)
+        entry = getattr(lookup, "entry", None)
+        recorded = getattr(entry, "tool_results", None)
+        outcomes: list[Outcome] = []
+        try:
+            if recorded is not None and len(recorded) == len(stream.tool_calls):
+                outcomes = [
+                    Outcome(c, "replayed", str(r.get("result", "")), r.get("error"))
+                    for c, r in zip(stream.tool_calls, recorded, strict=True)
+                ]
+            else:
+                for call in stream.tool_calls:
+                    outcomes.append(
+                        await run_call(
+                            call, self.tools, self.approval, self.settings.context_budget
+                        )
+                    )
+        except KeyboardInterrupt:  # interrupted while a tool ran: the answer ends here
+            self.halted = True
+            stream.interrupted = True
+            self.tool_records.extend(o.record(self.rounds) for o in outcomes)
+            return
+        self.tool_records.extend(o.record(self.rounds) for o in outcomes)
+        if lookup is not None and recorded is None and lookup.path is not None:
+            cache.record_tool_results(
+                lookup, [{"result": o.result, "error": o.error} for o in outcomes]
+            )
+        turns = list(request.messages)
+        if request.prompt:
+            turns.append({"role": "user", "content": request.prompt})
+        turns.append(
+            {
+                "role": "assistant",
+                "content": stream.text[len(stream.prefix) :],
+                "tool_calls": [dataclasses.asdict(c) for c in stream.tool_calls],
+            }
+        )
+        turns.extend(
+            {"role": "tool", "tool_call_id": o.call.id, "name": o.call.name, "content": o.result}
+            for o in outcomes
+        )
+        text = stream.text
+        prefix = f"{text}\n\n" if text.strip() and not text.endswith("\n\n") else text
+        note = summary(outcomes) + (" (replayed: no tool ran)" if recorded is not None else "")
+        self.pending = (replace(request, prompt="", messages=tuple(turns)), note, prefix)
 
     def finish(self, stream: Stream, response: Response) -> None:
         """The last answer of the call: the prompt the user asked, the cost and usage of
@@ -213,6 +302,8 @@ class Call:
             response.usage = _add_usage([*[r.usage for r in earlier], response.usage])
             costs = [r.cost for r in [*earlier, response]]
             response.cost = None if None in costs else sum(c for c in costs if c is not None)
+        if self.tool_records:
+            response.tool_calls = list(self.tool_records)
         if self.chat is not None:
             turn = Turn.from_response(response, system=self.settings.system, cell_id=self.chat.key)
             record(turn, self.chat.name)
@@ -236,6 +327,8 @@ class Relay:
         self.sink = sink
         self.pumps_widget_messages = sink.pumps_widget_messages
         self.hold = False
+        self.continuing = False
+        """The next stream continues the held answer's text (a tool round), not a re-ask."""
         self._held: tuple[Stream, Response] | None = None
 
     def on_start(self, stream: Stream) -> None:
@@ -243,6 +336,12 @@ class Relay:
         if held is None:
             self.sink.on_start(stream)
             return
+        if self.continuing:
+            self.continuing = False
+            go_on = getattr(self.sink, "on_continue", None)
+            if go_on is not None:
+                go_on(stream)
+                return
         restart = getattr(self.sink, "on_restart", None)
         if restart is not None:
             restart(stream)

@@ -165,7 +165,7 @@ class History:
     def system(self) -> str | None:
         """The system prompt at the front of :attr:`messages`, if any."""
         if self.messages and self.messages[0]["role"] == "system":
-            return self.messages[0]["content"]
+            return str(self.messages[0]["content"])
         return None
 
     @property

@@ -33,7 +33,15 @@ from typing import Protocol
 
 from nbstream.errors import ProviderError
 from nbstream.providers import capabilities
-from nbstream.providers.base import NOTES, Final, FinishReason, Provider, Request
+from nbstream.providers.base import (
+    NOTES,
+    Final,
+    FinishReason,
+    Provider,
+    Request,
+    ToolCall,
+    ToolCallDelta,
+)
 from nbstream.providers.common import one_line, redact
 from nbstream.response import LABELS, Response
 from nbstream.settings import Settings
@@ -110,6 +118,7 @@ class Stream:
         note: str | None = None,
         describe_option: Callable[[str], str] = neutral,
         on_response: Callable[[Stream, Response], Response | None] | None = None,
+        prefix: str = "",
     ) -> None:
         self.provider = provider
         self.request = request
@@ -119,7 +128,10 @@ class Stream:
         self.describe_option = describe_option
         self.on_response = on_response
         self.sink: Sink = sink or NullSink()
-        self.parts: list[str] = []
+        self.prefix = prefix
+        """What earlier rounds of the same answer said (after tool calls): the text starts
+        with it."""
+        self.parts: list[str] = [prefix] if prefix else []
         self.chunks = 0
         self.state = "waiting"
         self.status_note = ""
@@ -134,6 +146,8 @@ class Stream:
         self._last_activity = 0.0
         self._high_surrogate = ""
         self._final: Final | None = None
+        self.calls: dict[int, list[str]] = {}
+        """The tool calls streaming in: index → [name, arguments so far] (for the status)."""
         self._error: str | None = None
         self._cancel_reason: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -261,6 +275,9 @@ class Stream:
                 if isinstance(item, Final):
                     self._final = item
                     break
+                if isinstance(item, ToolCallDelta):
+                    self._tool_delta(item)
+                    continue
                 delta = self._clean(item)
                 if not delta:
                     continue
@@ -277,6 +294,25 @@ class Stream:
         if self._high_surrogate:  # a high surrogate with nothing after it
             self._high_surrogate = ""
             self.parts.append("\ufffd")
+
+    def _tool_delta(self, item: ToolCallDelta) -> None:
+        """A tool call streaming in: activity (timeouts), and the status says which."""
+        now = time.monotonic()
+        self._last_activity = now
+        if self.first_token_at is None:
+            self.first_token_at = now
+            self._set_state("streaming")
+        call = self.calls.setdefault(item.index, ["", ""])
+        if item.name:
+            call[0] = item.name
+        call[1] += item.arguments
+        self.status_note = f"calling {call[0] or 'a tool'}…"
+        self.sink.on_status(self)
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The calls the model asked for, once the stream completed (else none)."""
+        return self._final.tool_calls if self._final is not None else ()
 
     def _clean(self, delta: str) -> str:
         """Join a surrogate pair split across deltas; replace lone surrogates by U+FFFD."""

@@ -60,6 +60,11 @@ class Response(str):
         them, a dict …) when the answer finished and matched; else ``None`` (stopped, cut,
         failed, or not valid: then ``finish_reason == "error"`` and ``error`` says which
         field). The text stays the raw JSON. :meth:`to_pandas` makes a DataFrame of it.
+    ``tool_calls``
+        With tools (``--tools``): every call the model asked for, in order, as dicts:
+        ``name``, ``arguments``, ``decision`` (``ran`` / ``skipped`` / ``refused`` /
+        ``replayed`` / ``invalid``), ``result`` (what the model was sent), ``error``,
+        ``elapsed`` (seconds), ``round``.
 
     Operations that produce a new string (``upper()``, ``+``, slicing) return plain ``str``.
     """
@@ -75,6 +80,7 @@ class Response(str):
     cost: float | None
     cached: bool
     data: Any
+    tool_calls: list[dict[str, Any]]
 
     def __new__(
         cls,
@@ -91,6 +97,7 @@ class Response(str):
         cost: float | None = None,
         cached: bool = False,
         data: Any = None,
+        tool_calls: list[dict[str, Any]] | None = None,
     ) -> Response:
         self = super().__new__(cls, text)
         self.finish_reason = finish_reason
@@ -104,6 +111,7 @@ class Response(str):
         self.cost = cost
         self.cached = cached
         self.data = data
+        self.tool_calls = list(tool_calls or [])
         return self
 
     @property
@@ -220,6 +228,7 @@ class Response(str):
             "chunks": self.chunks,
             "cost": self.cost,
             "cached": self.cached,
+            **({"tool_calls": self.tool_calls} if self.tool_calls else {}),
         }
 
     def __repr__(self) -> str:

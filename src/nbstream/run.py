@@ -23,7 +23,7 @@ import sys
 import threading
 from collections import ChainMap
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from nbstream.call import Call, Chat, Relay, call_of
@@ -34,8 +34,10 @@ from nbstream.engine import NullSink, Sink, Stream, neutral
 from nbstream.kernel import get_shell, in_kernel, widget_messages_pumped, widgets_available
 from nbstream.providers import capabilities, parse_model_id, registered
 from nbstream.providers.base import Capabilities, Request
+from nbstream.providers.common import CLIENTS, shared_clients
 from nbstream.response import Response
 from nbstream.settings import UNSET, Settings, Unset, configured, request_fields, resolve
+from nbstream.tools import Tool, ToolError, resolve_tools
 
 if TYPE_CHECKING:
     from nbstream.structured.schema import Schema
@@ -96,6 +98,8 @@ class Plan:
     """The model name without the provider (``""``: the provider has no default)."""
     note: str | None = None
     """Why this model, when it was not asked for (for the status line)."""
+    tools: tuple[Tool, ...] = ()
+    """The functions the model may call (``--tools``)."""
 
     @property
     def model_id(self) -> str:
@@ -124,12 +128,28 @@ def plan(
     if not isinstance(given, (str, Unset)) and given is not None:  # ask(schema=Model)
         schema = given if isinstance(given, Schema) else resolve_schema(given)
         call["schema"] = schema.label  # what the settings (and the history) show
+    tools: list[Tool] = []
+    given_tools = call.get("tools", UNSET)
+    if not isinstance(given_tools, (str, Unset)) and given_tools is not None:  # ask(tools=[f])
+        tools = resolve_tools(given_tools, {})
+        call["tools"] = ",".join(t.name for t in tools) or None
     settings = resolve(call, configured(), defaults=defaults)
     if schema is None and settings.schema:
         schema = resolve_schema(settings.schema, user_namespace(namespace))
+    if not tools and settings.tools:
+        tools = resolve_tools(settings.tools, user_namespace(namespace))
     model_id, note = resolve_model(settings)
     provider_name, name = parse_model_id(model_id)
-    return Plan(settings, schema, provider_name, name, note)
+    if tools:
+        with_tools = [n for n, caps in registered() if caps.tools]
+        if not capabilities(provider_name).tools:
+            raise ToolError(
+                f"{provider_name!r} cannot call tools (yet): use a model of "
+                f"{', '.join(with_tools)}, or leave tools out"
+            )
+        if schema is not None:
+            raise ToolError("tools and a schema in one answer are not supported yet: use one")
+    return Plan(settings, schema, provider_name, name, note, tuple(tools))
 
 
 def make_stream(
@@ -186,9 +206,17 @@ def make_stream(
     else:
         leave_threads(current_cell_id())
     request = make_request(settings, text, name, messages=messages, system=system, schema=schema)
+    if decided.tools:
+        request = replace(
+            request,
+            tools=tuple(
+                {"name": t.name, "description": t.description, "parameters": t.parameters}
+                for t in decided.tools
+            ),
+        )
     if sink is None:
         sink = make_sink(settings, stoppable=awaited, schema=schema)
-    if schema is not None and settings.retries > 0:
+    if (schema is not None and settings.retries > 0) or decided.tools:
         sink = Relay(sink)
     one_call = Call(
         settings=settings,
@@ -200,6 +228,7 @@ def make_stream(
         sink=sink,
         describe_option=describe_option,
         notes=[n for n in (note, chat.note() if chat else None) if n],
+        tools=list(decided.tools),
     )
     return one_call.stream(request)
 
@@ -266,12 +295,24 @@ async def run_awaited(stream: Stream, *, pump: bool = True) -> Response:
 
 
 async def _run_call(first: Stream, current: list[Stream]) -> Response:
-    """Run ``first`` and the streams that follow it; ``current[0]`` is the one running."""
+    """Run ``first`` and the streams that follow it; ``current[0]`` is the one running.
+    The rounds of an answer with tools share one SDK client (unless a batch already shares
+    them): a new client per round cost ~25 ms with Gemini's SDK (bench/bench_tools.py)."""
+    call = call_of(first)
+    if call is not None and call.tools and CLIENTS.get() is None:
+        async with shared_clients():
+            return await _run_streams(first, current)
+    return await _run_streams(first, current)
+
+
+async def _run_streams(first: Stream, current: list[Stream]) -> Response:
     stream = first
     while True:
         current[0] = stream
         response = await stream.run()
         call = call_of(stream)
+        if call is not None and call.tool_round is not None:
+            await call.run_tools()  # on this thread: a tool's output belongs to the cell
         following = None if call is None else call.follow_up(stream)
         if following is None:
             break

@@ -298,6 +298,30 @@ class Settings(BaseModel):
         help="With a schema: when the answer does not validate, ask again up to N times, "
         "sending the bad answer and the error back (HTTP retries are --http-retries).",
     )
+    tools: str | None = option(
+        None,
+        "--tools",
+        metavar="NAMES",
+        help="Functions of yours the model may call, comma-separated names or attribute "
+        "chains (load_sales,sales.by_region), looked up like {fields}, never evaluated; "
+        "ask()/map() also take the functions. Each call waits for your approval unless the "
+        "function is marked @nbstream.tool(approve=False) or auto_approve is on. "
+        "%llm tools shows what the model sees.",
+    )
+    max_tool_rounds: int = option(
+        10,
+        "--max-tool-rounds",
+        metavar="N",
+        ge=1,
+        le=100,
+        help="With tools: at most N rounds of calls in one answer, then it ends saying so.",
+    )
+    auto_approve: bool = option(
+        False,
+        "--auto-approve",
+        help="Run every tool call without asking (also in headless runs). Off: only tools "
+        "marked @nbstream.tool(approve=False) run without asking.",
+    )
     cache: CacheMode = option(
         "off",
         "--cache",

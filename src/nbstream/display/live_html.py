@@ -136,6 +136,11 @@ class HtmlSink:
         metadata = {"nbstream": provenance(stream, response)}  # kept in the saved notebook
         update_display(bundle, metadata=metadata, raw=True, display_id=self.display_id)
 
+    def on_continue(self, stream: Stream) -> None:
+        """A new stream continues this answer (a round after tool calls): go on rendering."""
+        self._stream = stream
+        self._push()
+
     def on_restart(self, stream: Stream) -> None:
         """A new stream continues this display (a validation re-ask): start over."""
         self._throttle.cancel()

@@ -28,6 +28,12 @@ class TerminalSink:
         if self.show_prompt:
             self._out.write(f"[prompt]\n{stream.request.prompt}\n[answer]\n")
 
+    def on_continue(self, stream: Stream) -> None:
+        """A round after tool calls: its note (which calls ran) on a line of its own."""
+        if stream.note:
+            self._out.write(f"\n[{stream.note}]\n")
+            self._out.flush()
+
     def on_delta(self, stream: Stream, delta: str) -> None:
         self._out.write(delta)
         self._out.flush()

@@ -254,6 +254,14 @@ class WidgetSink:
             self.view.layout.close()  # a DOMWidget's layout is a widget (and comm) of its own
             self.view.close()
 
+    def on_continue(self, stream: Stream) -> None:
+        """A new stream continues this answer (a round after tool calls): its text starts
+        with what the view shows, so the rendering goes on where it was."""
+        self._stream = stream
+        if self.view is not None:
+            self.view.note = stream.note or ""
+        self.on_status(stream)
+
     def on_restart(self, stream: Stream) -> None:
         """A new stream continues this display (a validation re-ask): the view starts over
         with its status (its note says why) and an empty answer."""

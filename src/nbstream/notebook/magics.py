@@ -36,6 +36,7 @@ from nbstream.providers.common import mask_url
 from nbstream.response import Response
 from nbstream.run import make_stream, resolve_model, run_awaited, run_blocking, store
 from nbstream.store import default_path
+from nbstream.tools import ToolError, marked_tools, resolve_tools, tools_report
 
 _instance: LLMMagics | None = None
 
@@ -156,7 +157,8 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
         cell below, ``%llm history [N] [--search TEXT]`` lists recorded answers,
         ``%llm cost`` this session's tokens and cost by model, ``%llm thread [NAME]`` a
         conversation (``--chat``) and what the next prompt would send, ``%llm reset
-        [NAME]`` forgets it.
+        [NAME]`` forgets it, ``%llm tools [NAMES]`` shows functions as a model would see
+        them as tools (the named ones, else those marked with ``@nbstream.tool``).
         """
         if cell is None:
             self._line_magic(line)
@@ -227,6 +229,8 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
             raise UsageError(str(exc)) from None
         except SchemaError as exc:
             raise UsageError(f"--schema: {exc}") from None
+        except ToolError as exc:
+            raise UsageError(f"--tools: {exc}") from None
         return stream, args
 
     def _finish(self, stream: Stream, response: Response, args: Any) -> None:
@@ -268,10 +272,18 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
         if command in ("thread", "reset"):
             print(thread_command(command, rest))
             return
+        if command == "tools":
+            namespace = self.shell.user_ns
+            try:
+                found = resolve_tools(rest, namespace) if rest.strip() else marked_tools(namespace)
+            except ToolError as exc:
+                raise UsageError(str(exc)) from None
+            print(tools_report(found))
+            return
         raise UsageError(
             f"unknown %llm command {word!r}: use %llm help, %llm config, %llm to-cell, "
-            "%llm history, %llm cost, %llm thread, %llm reset, or %%llm as a cell magic "
-            "with the prompt in the cell"
+            "%llm history, %llm cost, %llm thread, %llm reset, %llm tools, or %%llm as a "
+            "cell magic with the prompt in the cell"
         )
 
     def config_report(self) -> str:

@@ -35,7 +35,7 @@ from typing import Any
 
 from nbstream.prompts.context import DEFAULT_BUDGET, to_prompt
 
-__all__ = ["field_names", "interpolate"]
+__all__ = ["field_names", "interpolate", "lookup"]
 
 _NAME = r"[^\W\d]\w*"
 _KEY = r"""\[(?:-?[0-9]+|"[^"\\\n]*"|'[^'\\\n]*')\]"""
@@ -89,6 +89,14 @@ def field_names(template: str) -> list[str]:
         if head is not None and head.group() not in names:
             names.append(head.group())
     return names
+
+
+def lookup(path: str, namespace: Mapping[str, Any]) -> Any:
+    """The value of ``name.attr[key]…`` in ``namespace``, found with ``getattr`` and ``[]``
+    only (an attribute starting with ``_`` is never looked up); raises if any step fails."""
+    if not re.fullmatch(_PATH, path):
+        raise ValueError(f"not a name or an attribute chain: {path!r}")
+    return _resolve(path, namespace)
 
 
 def _resolve(path: str, namespace: Mapping[str, Any]) -> Any:

@@ -10,9 +10,10 @@ tools): then the text is the answer, and validation judges it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from nbstream.providers.base import (
@@ -22,6 +23,8 @@ from nbstream.providers.base import (
     Prices,
     ProviderError,
     Request,
+    ToolCall,
+    ToolCallDelta,
     WireFinish,
 )
 from nbstream.providers.common import (
@@ -94,6 +97,7 @@ CAPABILITIES = Capabilities(
     schema=True,
     batch="nbstream.providers.anthropic_batch",
     prices=PRICES,
+    tools=True,
 )
 """``anthropic:`` — the Messages API."""
 
@@ -104,23 +108,68 @@ def to_anthropic(
     """``(system, messages)`` for the Messages API: roles strictly alternate starting with
     ``user``, no message is empty (the API rejects both). An empty answer is left out and
     the user messages around it are merged, blank-line separated; a leading assistant
-    message is dropped."""
+    message is dropped. A tool round becomes an assistant message with ``tool_use`` blocks
+    and a user message of ``tool_result`` blocks."""
     system, turns = split_system(history, system)
     messages: list[Message] = []
-    for message in [*turns, {"role": "user", "content": prompt}]:
+    pending = [*turns, {"role": "user", "content": prompt}] if prompt or not turns else turns
+    for message in pending:
         role = "assistant" if message["role"] == "assistant" else "user"
+        if message.get("tool_calls"):
+            blocks: list[dict[str, Any]] = []
+            if message["content"].strip():
+                blocks.append({"type": "text", "text": message["content"]})
+            blocks += [
+                {"type": "tool_use", "id": c["id"], "name": c["name"], "input": _input(c)}
+                for c in message["tool_calls"]
+            ]
+            messages.append({"role": "assistant", "content": blocks})
+            continue
+        if message["role"] == "tool":
+            result = {
+                "type": "tool_result",
+                "tool_use_id": message["tool_call_id"],
+                "content": message["content"] or "(empty)",
+            }
+            last = messages[-1] if messages else None
+            if last is not None and last["role"] == "user" and isinstance(last["content"], list):
+                last["content"].append(result)
+            else:
+                messages.append({"role": "user", "content": [result]})
+            continue
         content = message["content"]
         if not content.strip():
             continue
         if not messages and role == "assistant":
             continue
-        if messages and messages[-1]["role"] == role:
+        if messages and messages[-1]["role"] == role and isinstance(messages[-1]["content"], str):
             messages[-1] = {"role": role, "content": f"{messages[-1]['content']}\n\n{content}"}
         else:
             messages.append({"role": role, "content": content})
     if not messages:  # an empty prompt and no history: the API still needs one message
         messages.append({"role": "user", "content": prompt})
     return (system or None), messages
+
+
+def _input(call: Mapping[str, Any]) -> Any:
+    """A call's arguments as the object ``tool_use.input`` holds (``{}`` if not JSON)."""
+    try:
+        value = json.loads(call.get("arguments") or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def tool_definitions(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``Request.tools`` as Messages API tools."""
+    return [
+        {
+            "name": t["name"],
+            "description": t.get("description") or "",
+            "input_schema": t["parameters"],
+        }
+        for t in tools
+    ]
 
 
 def forced_tool(wire: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -147,6 +196,8 @@ def request_options(request: Request) -> dict[str, Any]:
         options["system"] = system
     if request.schema is not None:
         options["tools"], options["tool_choice"] = forced_tool(request.schema)
+    elif request.tools:
+        options["tools"] = tool_definitions(request.tools)
     if request.stop:
         options["stop_sequences"] = list(request.stop)
     # anthropic>=2 dropped the sampling keywords; the API still takes the fields.
@@ -177,7 +228,7 @@ def connection(base_url: str | None) -> tuple[str | None, str | None, str | None
     return base_url, api_key, auth_token, wire
 
 
-async def stream(request: Request) -> AsyncIterator[str | Final]:
+async def stream(request: Request) -> AsyncIterator[str | ToolCallDelta | Final]:
     """Stream ``anthropic:MODEL``."""
     import anthropic
 
@@ -202,6 +253,7 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
     structured = request.schema is not None
     held: list[str] = []  # text outside the tool call, with a schema (see the docstring)
     tool_input = False
+    calls: dict[int, dict[str, str]] = {}  # block index → id, name, arguments (with tools)
     try:
         async with sdk_client(key, make_client) as client:
             body = request_options(request)
@@ -234,6 +286,20 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
                             if partial:
                                 tool_input = True
                                 yield partial
+                        elif delta.get("type") == "input_json_delta":
+                            index = int(event.get("index") or 0)
+                            partial = str(delta.get("partial_json") or "")
+                            if index in calls and partial:
+                                calls[index]["arguments"] += partial
+                                yield ToolCallDelta(len(calls) - 1, None, partial)
+                    elif kind == "content_block_start" and not structured:
+                        block = event.get("content_block") or {}
+                        if block.get("type") == "tool_use":
+                            index = int(event.get("index") or 0)
+                            name = str(block.get("name") or "")
+                            calls[index] = {"id": str(block.get("id") or ""), "name": name}
+                            calls[index]["arguments"] = ""
+                            yield ToolCallDelta(len(calls) - 1, name, "")
                     elif kind == "message_start":
                         usage_start = (event.get("message") or {}).get("usage") or {}
                         input_tokens = usage_start.get("input_tokens")
@@ -263,7 +329,11 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
         usage = {"input_tokens": total_in, "output_tokens": output_tokens or 0}
         if cache_read:
             usage["cached_input_tokens"] = cache_read
-    yield Final(FINISH.get(stop_reason or "end_turn", "stop"), usage)
+    made = tuple(
+        ToolCall(c["id"] or f"toolu_{i}", c["name"], c["arguments"] or "{}")
+        for i, c in sorted(calls.items())
+    )
+    yield Final(FINISH.get(stop_reason or "end_turn", "stop"), usage, tool_calls=made)
 
 
 def cache_tokens(usage: dict[str, Any]) -> tuple[int, int]:

@@ -26,6 +26,14 @@ It knows its wire format and nothing else: no display, no timing, no retries, no
   mechanism and yields the answer's **JSON text** as the deltas (validation happens above
   the engine). A provider that cannot enforce it should put
   :func:`nbstream.structured.instructions` in the prompt.
+* ``request.tools`` (``--tools``) are the functions the model may call, in their wire form
+  (``name``, ``description``, ``parameters``: a JSON schema). A provider that declares
+  ``Capabilities(tools=True)`` sends them in its native format, yields a
+  :class:`ToolCallDelta` as each call's name and arguments stream in (for the display), and
+  puts the complete calls into its :class:`Final` (``tool_calls``); the model's earlier
+  calls and their results come back in ``request.messages`` as ``{"role": "assistant",
+  "content", "tool_calls": [{"id", "name", "arguments"}]}`` and ``{"role": "tool",
+  "tool_call_id", "name", "content"}``.
 * :func:`note` adds a remark to the live status line (e.g. a fallback the provider took).
 """
 
@@ -66,11 +74,34 @@ class Request:
     stop: tuple[str, ...] | None = None
     base_url: str | None = None
     connect_timeout: float = 10.0
-    messages: tuple[dict[str, str], ...] = ()
-    """Earlier turns of the conversation, oldest first (no system message: see ``system``)."""
+    messages: tuple[Mapping[str, Any], ...] = ()
+    """Earlier turns of the conversation, oldest first (no system message: see ``system``);
+    tool rounds as described in the module docstring."""
     schema: Mapping[str, Any] | None = None
     """The structured answer's schema, :attr:`nbstream.structured.Schema.wire`: ``name``,
     ``label``, ``schema`` (strict JSON schema), ``strict``."""
+    tools: tuple[Mapping[str, Any], ...] = ()
+    """The functions the model may call: ``name``, ``description``, ``parameters``."""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One call the model asked for: the provider's id for it, the function's name, and
+    the arguments as the JSON text the model wrote (validated above the provider)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A call streaming in (for the display): call ``index`` of this answer, its name once
+    known, and the piece of its arguments' JSON text that just arrived."""
+
+    index: int
+    name: str | None = None
+    arguments: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,9 +111,11 @@ class Final:
     finish_reason: WireFinish
     usage: dict[str, int] | None = None
     """``{"input_tokens": int, "output_tokens": int}`` when the provider reports it."""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """The calls the model asked for in this answer (it waits for their results)."""
 
 
-Provider = Callable[[Request], AsyncIterator["str | Final"]]
+Provider = Callable[[Request], AsyncIterator["str | ToolCallDelta | Final"]]
 
 Budget = Callable[[int | None, str | None], int]
 """A conversation budget that depends on the call: ``(max_tokens, base_url) -> tokens``."""
@@ -172,6 +205,7 @@ class Capabilities:
     """Added to the error of a stream that ended before sending anything (e.g. a server of
     the user's own that cuts requests off)."""
     tools: bool = False
+    """It sends ``Request.tools`` natively and reports the model's calls (``Final.tool_calls``)."""
     images: bool = False
     thinking: bool = False
 
@@ -207,6 +241,8 @@ __all__ = [
     "Provider",
     "ProviderError",
     "Request",
+    "ToolCall",
+    "ToolCallDelta",
     "WireFinish",
     "note",
 ]

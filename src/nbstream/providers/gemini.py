@@ -20,8 +20,9 @@ from __future__ import annotations
 import codecs
 import contextlib
 import importlib
+import json
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from nbstream.providers.base import (
@@ -31,6 +32,8 @@ from nbstream.providers.base import (
     Prices,
     ProviderError,
     Request,
+    ToolCall,
+    ToolCallDelta,
     WireFinish,
 )
 from nbstream.providers.common import (
@@ -89,6 +92,7 @@ CAPABILITIES = Capabilities(
     conversation=True,
     schema=True,
     prices=PRICES,
+    tools=True,
 )
 """``gemini:`` — the Gemini API (Google AI Studio keys)."""
 
@@ -98,22 +102,63 @@ def to_gemini(
 ) -> tuple[str | None, list[dict[str, Any]]]:
     """``(system, contents)`` for the Gemini API: ``{"role": "user" | "model", "parts":
     [{"text": …}]}``, no empty part (the API rejects one); an empty answer is left out and
-    the user turns around it merged, blank-line separated."""
+    the user turns around it merged, blank-line separated. A tool round becomes a model
+    content with ``function_call`` parts and a user content of ``function_response`` parts."""
     system, turns = split_system(history, system)
     contents: list[dict[str, Any]] = []
-    for message in [*turns, {"role": "user", "content": prompt}]:
+    pending = [*turns, {"role": "user", "content": prompt}] if prompt or not turns else turns
+    for message in pending:
         role = "model" if message["role"] == "assistant" else "user"
         text = message["content"]
+        if message.get("tool_calls"):
+            parts: list[dict[str, Any]] = [{"text": text}] if text.strip() else []
+            parts += [
+                {"function_call": {"name": c["name"], "args": _args(c)}}
+                for c in message["tool_calls"]
+            ]
+            contents.append({"role": "model", "parts": parts})
+            continue
+        if message["role"] == "tool":
+            response = {"name": message["name"], "response": {"result": text}}
+            part = {"function_response": response}
+            last = contents[-1] if contents else None
+            if last and last["role"] == "user" and "function_response" in last["parts"][0]:
+                last["parts"].append(part)
+            else:
+                contents.append({"role": "user", "parts": [part]})
+            continue
         if not text.strip():
             continue
-        if contents and contents[-1]["role"] == role:
-            last = contents[-1]["parts"][0]["text"]
-            contents[-1] = {"role": role, "parts": [{"text": f"{last}\n\n{text}"}]}
+        last = contents[-1] if contents else None
+        if last is not None and last["role"] == role and "text" in last["parts"][0]:
+            merged = f"{last['parts'][0]['text']}\n\n{text}"
+            contents[-1] = {"role": role, "parts": [{"text": merged}]}
         else:
             contents.append({"role": role, "parts": [{"text": text}]})
     if not contents:  # an empty prompt and no history: the API still needs one content
         contents.append({"role": "user", "parts": [{"text": prompt or " "}]})
     return (system or None), contents
+
+
+def _args(call: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        value = json.loads(call.get("arguments") or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def function_declarations(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``Request.tools`` as one Gemini tool of function declarations."""
+    declared = [
+        {
+            "name": t["name"],
+            "description": t.get("description") or "",
+            "parameters_json_schema": t["parameters"],
+        }
+        for t in tools
+    ]
+    return [{"function_declarations": declared}]
 
 
 def response_schema(wire: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,6 +182,9 @@ def request_config(request: Request) -> tuple[list[dict[str, Any]], dict[str, An
     config.update({k: v for k, v in options.items() if v is not None})
     if request.schema is not None:
         config.update(response_schema(request.schema))
+    if request.tools:
+        config["tools"] = function_declarations(request.tools)
+        config["automatic_function_calling"] = {"disable": True}  # nbstream runs them
     return contents, config
 
 
@@ -184,7 +232,7 @@ class _Client:
         await self.close()
 
 
-async def stream(request: Request) -> AsyncIterator[str | Final]:
+async def stream(request: Request) -> AsyncIterator[str | ToolCallDelta | Final]:
     """Stream ``gemini:MODEL``."""
     genai = _sdk()
     base_url, api_key, wire = connection(request.base_url)
@@ -196,6 +244,7 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
     key = ("gemini", base_url, api_key, request.connect_timeout)
     finish: str | None = None
     usage: dict[str, int] | None = None
+    calls: list[ToolCall] = []
     try:
         async with sdk_client(
             key, lambda: _Client(base_url, api_key, request.connect_timeout)
@@ -214,6 +263,12 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
                         for part in getattr(candidate.content, "parts", None) or []:
                             if part.text and not part.thought:
                                 yield part.text
+                            called = getattr(part, "function_call", None)
+                            if called is not None and called.name:
+                                arguments = json.dumps(called.args or {}, ensure_ascii=False)
+                                ident = called.id or f"call_{len(calls)}"
+                                calls.append(ToolCall(ident, called.name, arguments))
+                                yield ToolCallDelta(len(calls) - 1, called.name, arguments)
                         if candidate.finish_reason:
                             finish = _name(candidate.finish_reason)
                     if chunk.usage_metadata is not None:
@@ -226,7 +281,7 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
         return  # no finishReason: the engine reports the truncation
     if finish not in FINISH:
         raise ProviderError(f"Gemini stopped the answer: {finish}")
-    yield Final(FINISH[finish], usage)
+    yield Final(FINISH[finish], usage, tool_calls=tuple(calls))
 
 
 def _transport(http: Any, inner: Any, connect_timeout: float) -> Any:

@@ -8,8 +8,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, TypeAlias
 
-Message = dict[str, str]
-"""``{"role": "system" | "user" | "assistant", "content": str}``."""
+Message = dict[str, Any]
+"""``{"role": "system" | "user" | "assistant", "content": str}``; a tool round adds
+``"tool_calls": [{"id", "name", "arguments"}]`` to an assistant message, and its results are
+``{"role": "tool", "tool_call_id", "name", "content"}`` messages."""
 
 
 class HasMessages(Protocol):
@@ -27,7 +29,16 @@ def messages_of(history: Turns) -> list[Message]:
     if history is None:
         return []
     items = history if isinstance(history, Sequence) else history.messages
-    return [{"role": str(m["role"]), "content": str(m.get("content") or "")} for m in items]
+    out: list[Message] = []
+    for m in items:
+        message: Message = {"role": str(m["role"]), "content": str(m.get("content") or "")}
+        if m.get("tool_calls"):
+            message["tool_calls"] = [dict(call) for call in m["tool_calls"]]
+        if m["role"] == "tool":
+            message["tool_call_id"] = str(m.get("tool_call_id") or "")
+            message["name"] = str(m.get("name") or "")
+        out.append(message)
+    return out
 
 
 def split_system(history: Turns, system: str | None) -> tuple[str | None, list[Message]]:

@@ -18,7 +18,7 @@ same way, and that error is reported. The answer is validated either way.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from nbstream.providers.base import (
@@ -28,6 +28,8 @@ from nbstream.providers.base import (
     Prices,
     ProviderError,
     Request,
+    ToolCall,
+    ToolCallDelta,
     WireFinish,
     note,
 )
@@ -129,6 +131,7 @@ CAPABILITIES = Capabilities(
     schema=True,
     batch="nbstream.providers.openai_batch",
     prices=PRICES,
+    tools=True,
     empty_stream_hint=_empty_stream_hint,
 )
 """``openai:`` — api.openai.com, or any OpenAI-compatible server by ``base_url``."""
@@ -181,14 +184,14 @@ def server_label(base_url: str | None, where: str) -> str:
     return f"the server at {where}"
 
 
-async def stream(request: Request) -> AsyncIterator[str | Final]:
+async def stream(request: Request) -> AsyncIterator[str | ToolCallDelta | Final]:
     """Stream ``openai:MODEL``."""
     base_url, api_key, wire = connection(request.base_url)
     async for item in _stream(request, base_url=base_url, api_key=api_key, wire=wire):
         yield item
 
 
-async def stream_ollama(request: Request) -> AsyncIterator[str | Final]:
+async def stream_ollama(request: Request) -> AsyncIterator[str | ToolCallDelta | Final]:
     """Stream ``ollama:MODEL`` from a local Ollama server (OpenAI-compatible, no key)."""
     base_url = request.base_url or _ollama_url()
     wire = Wire("Ollama", "OLLAMA_HOST", mask_url(base_url))
@@ -198,14 +201,49 @@ async def stream_ollama(request: Request) -> AsyncIterator[str | Final]:
 
 def to_openai(history: Turns, prompt: str, system: str | None = None) -> list[Message]:
     """Chat-completions ``messages``: system (``system``, else the history's), the earlier
-    turns, then ``prompt``."""
+    turns (a tool round as an assistant message with ``tool_calls`` and one ``tool`` message
+    per result), then ``prompt``."""
     system, turns = split_system(history, system)
     messages: list[Message] = []
     if system:
         messages.append({"role": "system", "content": system})
-    messages.extend(m for m in turns if m["role"] == "user" or m["content"].strip())
-    messages.append({"role": "user", "content": prompt})
+    for m in turns:
+        if m.get("tool_calls"):
+            calls = [
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": c["arguments"] or "{}"},
+                }
+                for c in m["tool_calls"]
+            ]
+            messages.append(
+                {"role": "assistant", "content": m["content"] or None, "tool_calls": calls}
+            )
+        elif m["role"] == "tool":
+            messages.append(
+                {"role": "tool", "tool_call_id": m["tool_call_id"], "content": m["content"]}
+            )
+        elif m["role"] == "user" or m["content"].strip():
+            messages.append({"role": m["role"], "content": m["content"]})
+    if prompt or not turns or turns[-1]["role"] != "tool":  # after tool results: no new prompt
+        messages.append({"role": "user", "content": prompt})
     return messages
+
+
+def function_tools(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``Request.tools`` as chat-completions function tools."""
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": t["name"],
+                "description": t.get("description") or "",
+                "parameters": t["parameters"],
+            },
+        }
+        for t in tools
+    ]
 
 
 def json_schema_format(wire: Mapping[str, Any]) -> dict[str, Any]:
@@ -249,6 +287,8 @@ def request_options(
         }
     elif request.schema is not None and response_format:
         options["response_format"] = json_schema_format(request.schema)
+    if request.tools:
+        options["tools"] = function_tools(request.tools)
     return options
 
 
@@ -280,7 +320,7 @@ def next_mechanism(exc: Exception, tried: bool | str) -> bool | str:
 
 async def _stream(
     request: Request, *, base_url: str | None, api_key: str, wire: Wire
-) -> AsyncIterator[str | Final]:
+) -> AsyncIterator[str | ToolCallDelta | Final]:
     import openai
 
     def make_client() -> Any:
@@ -297,6 +337,7 @@ async def _stream(
     options = request_options(request, official=base_url is None)
     finish_reason: str | None = None
     usage: dict[str, int] | None = None
+    calls: dict[int, dict[str, str]] = {}  # index → id, name, arguments so far
 
     async def post(client: Any, body: dict[str, Any]) -> Any:
         # The SDK's own request path (headers, errors, SSE decoding, mid-stream error
@@ -346,6 +387,9 @@ async def _stream(
                         delta = choice.get("delta")
                         if isinstance(delta, dict) and delta.get("content"):
                             yield delta["content"]
+                        if isinstance(delta, dict) and delta.get("tool_calls"):
+                            for piece in delta["tool_calls"]:
+                                yield _call_piece(piece, calls)
                         if choice.get("finish_reason"):
                             finish_reason = choice["finish_reason"]
     except sdk_exceptions(openai) as exc:
@@ -355,4 +399,24 @@ async def _stream(
         return  # no terminal event: the engine reports the truncation
     if finish_reason == "content_filter":
         raise ProviderError(f"{wire.label} stopped the answer: content filter")
-    yield Final(FINISH.get(finish_reason, "stop"), usage)
+    made = tuple(
+        ToolCall(c["id"] or f"call_{i}", c["name"], c["arguments"])
+        for i, c in sorted(calls.items())
+    )
+    yield Final(FINISH.get(finish_reason, "stop"), usage, tool_calls=made)
+
+
+def _call_piece(piece: Any, calls: dict[int, dict[str, str]]) -> ToolCallDelta:
+    """One streamed ``tool_calls`` delta: added to its call (by ``index``), for the display."""
+    index = int(piece.get("index") or 0) if isinstance(piece, dict) else 0
+    call = calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+    function = piece.get("function") if isinstance(piece, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    arguments = function.get("arguments") if isinstance(function, dict) else None
+    if isinstance(piece, dict) and piece.get("id"):
+        call["id"] = str(piece["id"])
+    if name:
+        call["name"] += str(name)
+    if arguments:
+        call["arguments"] += str(arguments)
+    return ToolCallDelta(index, str(name) if name else None, str(arguments or ""))
