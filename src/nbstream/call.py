@@ -239,6 +239,14 @@ class Call:
             self.sink.continuing = True
         return response
 
+    def _end_cancelled(self, stream: Stream, outcomes: list[Outcome]) -> None:
+        """Stopped or interrupted between rounds: no next round; the answer so far is the
+        answer, cancelled."""
+        self.halted = True
+        if self.responses:
+            self.responses[-1].finish_reason = stream.state = "cancelled"
+        self.tool_records.extend(o.record(self.rounds) for o in outcomes)
+
     async def run_tools(self) -> None:
         """Run the calls the last answer asked for (approved, refused or replayed), and queue
         the next round: the same request with the assistant's calls and their results added."""
@@ -258,16 +266,18 @@ class Call:
                     for c, r in zip(stream.tool_calls, recorded, strict=True)
                 ]
             else:
+                view = getattr(self.sink, "approve", None)
                 for call in stream.tool_calls:
-                    outcomes.append(
-                        await run_call(
-                            call, self.tools, self.approval, self.settings.context_budget
-                        )
+                    outcome = await run_call(
+                        call, self.tools, self.approval, self.settings.context_budget, view
                     )
+                    outcomes.append(outcome)
+                    if outcome.decision == "stopped":  # Stop while a card waited
+                        self._end_cancelled(stream, outcomes)
+                        return
         except KeyboardInterrupt:  # interrupted while a tool ran: the answer ends here
-            self.halted = True
             stream.interrupted = True
-            self.tool_records.extend(o.record(self.rounds) for o in outcomes)
+            self._end_cancelled(stream, outcomes)
             return
         self.tool_records.extend(o.record(self.rounds) for o in outcomes)
         if lookup is not None and recorded is None and lookup.path is not None:
@@ -329,6 +339,8 @@ class Relay:
         self.hold = False
         self.continuing = False
         """The next stream continues the held answer's text (a tool round), not a re-ask."""
+        self.approve = getattr(sink, "approve", None)
+        """The display's way to ask whether a tool call may run (a card), if it has one."""
         self._held: tuple[Stream, Response] | None = None
 
     def on_start(self, stream: Stream) -> None:

@@ -22,6 +22,8 @@ browser's tail sends only the changed end); the static answer shows the validate
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import time
 import uuid
@@ -85,14 +87,40 @@ class StatusMsg(TypedDict):
     label: str
 
 
-ViewMsg = UpdateMsg | ResetMsg | StatusMsg
+class ApprovalMsg(TypedDict):
+    """A tool call waits for the user: a card with the function, its arguments (formatted
+    JSON) and Run / Skip / Always buttons."""
+
+    type: Literal["approval"]
+    id: int
+    name: str
+    arguments: str
+
+
+class ApprovedMsg(TypedDict):
+    """The call was decided (``answer`` in words): the card keeps it, its buttons off."""
+
+    type: Literal["approved"]
+    id: int
+    answer: str
+
+
+ViewMsg = UpdateMsg | ResetMsg | StatusMsg | ApprovalMsg | ApprovedMsg
 
 
 class EventMsg(TypedDict):
     """Browser → kernel: ``stop`` (the Stop button), ``sync`` (a view that just rendered
-    asks for everything so far)."""
+    asks for everything so far), ``approve`` (a card's button: ``id`` and ``answer``, one of
+    ``run``, ``skip``, ``always``)."""
 
-    event: Literal["stop", "sync"]
+    event: Literal["stop", "sync", "approve"]
+    id: NotRequired[int]
+    answer: NotRequired[str]
+
+
+VIEW_WAIT = 2.0
+"""Seconds a tool call waits for a view to render before it counts as headless (refused)."""
+ANSWERS = {"run": "ran", "skip": "skipped", "always": "always runs in this kernel"}
 
 
 class Rendered(Protocol):
@@ -112,7 +140,7 @@ class StreamView(anywidget.AnyWidget):
     """Status line, Stop button and the answer, live. Content travels in custom messages."""
 
     _esm = static_text("view.js")
-    _css = static_text("view.css")
+    _css = static_text("view.css") + static_text("cards.css")
     llm_model = traitlets.Unicode("").tag(sync=True)  # not `model_id`: Widget owns that name
     note = traitlets.Unicode("").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
@@ -197,6 +225,8 @@ class WidgetSink:
         self._sent_state = "waiting"
         self._throttle = Throttle(interval, self._push_now)
         self._stream: Stream | None = None
+        self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[str]]] = {}
+        self._cards = itertools.count(1)
 
     @property
     def html(self) -> str:
@@ -283,9 +313,54 @@ class WidgetSink:
         event = content.get("event")
         if event == "stop":
             stream.stop()
+            for waiting in list(self._waiting):
+                self._answer(waiting, "stop")
+        elif event == "approve":
+            answer = content.get("answer")
+            card = content.get("id")
+            if isinstance(card, int) and answer in ANSWERS:
+                self._answer(card, str(answer))
         elif event == "sync":
             self.synced = True
             stream.call_in_loop(self._send_reset)
+
+    async def approve(self, name: str, arguments: str) -> str:
+        """Ask in the view whether a tool call may run: ``run``, ``skip``, ``always``,
+        ``stop`` (the Stop button while it waits) or ``refuse`` (no view rendered within
+        :data:`VIEW_WAIT` seconds: a headless run, nobody to ask)."""
+        waited = 0.0
+        while not self.synced and waited < VIEW_WAIT:
+            await asyncio.sleep(0.05)
+            waited += 0.05
+        if not self.synced or (self.view is None and self._send_to is None):
+            return "refuse"
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str] = loop.create_future()
+        ident = next(self._cards)
+        self._waiting[ident] = (loop, future)
+        card: ApprovalMsg = {"type": "approval", "id": ident, "name": name, "arguments": arguments}
+        self._emit(card)
+        try:
+            answer = await future
+        finally:
+            self._waiting.pop(ident, None)
+        said = "stopped" if answer == "stop" else ANSWERS.get(answer, answer)
+        decided: ApprovedMsg = {"type": "approved", "id": ident, "answer": said}
+        self._emit(decided)
+        return answer
+
+    def _answer(self, ident: int, answer: str) -> None:
+        """Resolve a waiting card (thread-safe: a click may arrive on another thread)."""
+        waiting = self._waiting.get(ident)
+        if waiting is None:
+            return
+        loop, future = waiting
+
+        def resolve() -> None:
+            if not future.done():
+                future.set_result(answer)
+
+        loop.call_soon_threadsafe(resolve)
 
     def _should_fall_back(self, stream: Stream) -> bool:
         return (

@@ -11,7 +11,7 @@ from __future__ import annotations
 import html as htmlmod
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nbstream.render import incremental, markdown
 from nbstream.render.highlight import stylesheet
@@ -110,11 +110,32 @@ def static_bundle(
             '<details class="nbstream-prompt"><summary>prompt</summary>'
             f"<pre>{htmlmod.escape(prompt)}</pre></details>"
         )
+    details += tool_calls_html(response.tool_calls)
     style = _static_css(with_code='class="highlight"' in body)
     return {
         "text/html": f"<style>{style}</style>{details}{ANSWER_OPEN}{body}</div>{footer}",
         "text/plain": plain_text(response),
     }
+
+
+def tool_calls_html(calls: list[dict[str, Any]], limit: int = 300) -> str:
+    """The answer's tool calls as a collapsed list (the saved output keeps them): name,
+    arguments, what was decided and the start of what the model was sent; all escaped."""
+    if not calls:
+        return ""
+    items = []
+    for call in calls:
+        result = str(call.get("result") or "")
+        if len(result) > limit:
+            result = result[: limit - 1] + "…"
+        items.append(
+            f"<li><code>{htmlmod.escape(str(call.get('name')))}</code> "
+            f"<code>{htmlmod.escape(str(call.get('arguments')))}</code> · "
+            f"{htmlmod.escape(str(call.get('decision')))} → {htmlmod.escape(result)}</li>"
+        )
+    count = f"{len(calls)} tool call{'s' if len(calls) != 1 else ''}"
+    listed = "".join(items)
+    return f'<details class="nbstream-tools"><summary>{count}</summary><ul>{listed}</ul></details>'
 
 
 def _static_css(with_code: bool) -> str:

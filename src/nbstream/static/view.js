@@ -21,12 +21,15 @@ function fmtStatus(model, st, now) {
 //           buf = tail[:keep] + add; frozen += buf[:freeze]; tail = buf[freeze:]
 //   reset:  {frozen, tail, state, label, chunks, elapsed, streaming_for}  (reply to "sync")
 //   status: {state, label}  (e.g. retrying, with its countdown words)
-// Browser -> kernel: {event: "stop"} (the button), {event: "sync"} (a view rendered).
+//   approval: {id, name, arguments}  (a tool call waits: show a card with Run / Skip / Always)
+//   approved: {id, answer}           (the call was decided: the card says so, buttons off)
+// Browser -> kernel: {event: "stop"} (the button), {event: "sync"} (a view rendered),
+//   {event: "approve", id, answer: "run" | "skip" | "always"} (a card's button).
 // Timings are kept on the browser's clock: t0 = start, t1 = first token, tEnd = end.
 const LIVE = ["waiting", "retrying", "streaming"];
 function initialize({ model }) {
   model.__nb = { frozen: "", tail: "", state: "waiting", label: "waiting for the first token",
-    chunks: 0, t0: Date.now(), t1: null, tEnd: null, views: new Set() };
+    chunks: 0, t0: Date.now(), t1: null, tEnd: null, views: new Set(), cards: new Map() };
   model.on("msg:custom", (msg) => {
     const st = model.__nb;
     const now = Date.now();
@@ -46,6 +49,13 @@ function initialize({ model }) {
       if (msg.state) { st.state = msg.state; st.label = msg.label; }
     } else if (msg.type === "status") {
       st.state = msg.state; st.label = msg.label;
+      added = "";
+    } else if (msg.type === "approval") {
+      st.cards.set(msg.id, { name: msg.name, args: msg.arguments, answer: null });
+      added = "";
+    } else if (msg.type === "approved") {
+      const card = st.cards.get(msg.id);
+      if (card) card.answer = msg.answer || "decided";
       added = "";
     } else return;
     if (msg.chunks !== undefined) st.chunks = msg.chunks;
@@ -85,6 +95,7 @@ function render({ model, el }) {
     '<button class="nbstream-stop" type="button" title="Stop the stream (the partial answer is kept)">&#9632; Stop</button>' +
     '<span class="nbstream-status"></span></div>' +
     '<details class="nbstream-prompt" hidden><summary>prompt</summary><pre></pre></details>' +
+    '<div class="nbstream-cards"></div>' +
     '<div class="nbstream-body jp-RenderedHTMLCommon"><div class="nbstream-frozen"></div><div class="nbstream-tail"></div></div>';
   const btn = el.querySelector(".nbstream-stop");
   if (!model.get("stoppable")) {
@@ -101,6 +112,37 @@ function render({ model, el }) {
   const status = el.querySelector(".nbstream-status");
   const frozen = el.querySelector(".nbstream-frozen");
   const tail = el.querySelector(".nbstream-tail");
+  const cards = el.querySelector(".nbstream-cards");
+  // One card per tool call that waited for approval; all text through textContent.
+  const paintCards = () => {
+    for (const [id, card] of st.cards) {
+      let box = cards.querySelector(`[data-card="${id}"]`);
+      if (!box) {
+        box = document.createElement("div");
+        box.className = "nbstream-card"; box.dataset.card = String(id);
+        const head = document.createElement("div");
+        head.append("Run ");
+        const code = document.createElement("code"); code.textContent = card.name;
+        head.append(code, "?");
+        const args = document.createElement("pre"); args.textContent = card.args;
+        const buttons = document.createElement("div");
+        for (const [answer, words] of [["run", "Run"], ["skip", "Skip"],
+                                       ["always", "Always run " + card.name + " in this kernel"]]) {
+          const b = document.createElement("button");
+          b.type = "button"; b.dataset.answer = answer; b.textContent = words;
+          buttons.append(b);
+        }
+        const said = document.createElement("span"); said.className = "nbstream-card-answer";
+        buttons.append(said);
+        box.append(head, args, buttons);
+        cards.append(box);
+      }
+      if (card.answer) {
+        for (const b of box.querySelectorAll("button")) b.disabled = true;
+        box.querySelector(".nbstream-card-answer").textContent = card.answer;
+      }
+    }
+  };
   let shownFrozen = 0;
   // added: the HTML that just froze (append it), or null after a reset (repaint all)
   const paint = (added) => {
@@ -112,6 +154,7 @@ function render({ model, el }) {
     shownFrozen = st.frozen.length;
     tail.innerHTML = st.tail;
     addCopyButtons(el);
+    paintCards();
     tick();
   };
   const tick = () => {
@@ -122,6 +165,13 @@ function render({ model, el }) {
   btn.addEventListener("click", () => {
     btn.disabled = true; btn.textContent = "Stopping…";
     model.send({ event: "stop" });
+  });
+  cards.addEventListener("click", (event) => {
+    const b = event.target.closest && event.target.closest("button[data-answer]");
+    if (!b) return;
+    const box = b.closest(".nbstream-card");
+    for (const other of box.querySelectorAll("button")) other.disabled = true;
+    model.send({ event: "approve", id: Number(box.dataset.card), answer: b.dataset.answer });
   });
   el.addEventListener("click", async (event) => {
     const copy = event.target.closest && event.target.closest(".nbstream-copy");

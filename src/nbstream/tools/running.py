@@ -16,9 +16,10 @@ skip or a refusal in words. Every outcome becomes a record in ``Response.tool_ca
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from nbstream.kernel import in_kernel
@@ -75,10 +76,18 @@ class Approval:
         self.refused: list[str] = []
         """Names of the tools refused for want of a way to ask (for the status line)."""
 
-    def decide(self, made: Tool, call: ToolCall) -> str:
-        """``run``, ``skip`` or ``refuse``."""
+    async def decide(self, made: Tool, call: ToolCall, view: View | None = None) -> str:
+        """``run``, ``skip``, ``refuse`` or ``stop`` (Stop pressed while a card waited)."""
         if not made.approve or self.auto or made.name in ALWAYS:
             return "run"
+        if view is not None:
+            answer = await view(made.name, _pretty(call.arguments))
+            if answer == "always":
+                ALWAYS.add(made.name)
+                return "run"
+            if answer == "refuse":
+                self.refused.append(made.name)
+            return answer if answer in ("run", "skip", "refuse", "stop") else "skip"
         if not can_ask():
             self.refused.append(made.name)
             return "refuse"
@@ -98,8 +107,17 @@ def can_ask() -> bool:
         return False
 
 
+View = Callable[[str, str], Awaitable[str]]
+"""A display's card: ``(name, formatted arguments)`` → ``run`` / ``skip`` / ``always`` /
+``stop`` / ``refuse``."""
+
+
 async def run_call(
-    call: ToolCall, tools: Mapping[str, Tool], approval: Approval, budget: int
+    call: ToolCall,
+    tools: Mapping[str, Tool],
+    approval: Approval,
+    budget: int,
+    view: View | None = None,
 ) -> Outcome:
     """Decide, then run ``call`` on this thread (an async tool is awaited) and say what came
     of it; nothing it raises escapes (but an interrupt)."""
@@ -111,7 +129,9 @@ async def run_call(
         made.arguments(call.arguments)  # refuse bad arguments before anyone is asked
     except ToolArgumentsError as exc:
         return Outcome(call, "invalid", str(exc), error=str(exc))
-    decision = approval.decide(made, call)
+    decision = await approval.decide(made, call, view)
+    if decision == "stop":
+        return Outcome(call, "stopped", "The user stopped the answer.")
     if decision == "skip":
         return Outcome(call, "skipped", DECLINED)
     if decision == "refuse":
@@ -141,6 +161,14 @@ def summary(outcomes: list[Outcome]) -> str:
             "or set %config LLMMagics.auto_approve = True"
         )
     return "tools: " + " · ".join(words)
+
+
+def _pretty(arguments: str) -> str:
+    """The arguments as indented JSON (as sent, when they are not JSON)."""
+    try:
+        return json.dumps(json.loads(arguments or "{}"), indent=2, ensure_ascii=False)
+    except ValueError:
+        return arguments
 
 
 def _shown(arguments: str, limit: int = 200) -> str:

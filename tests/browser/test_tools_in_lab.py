@@ -1,0 +1,69 @@
+"""Tool calls approved in a real JupyterLab: the card shows the call, Run runs it (its print
+appears in the cell) and the answer goes on; Skip tells the model the user declined."""
+
+from __future__ import annotations
+
+import pytest
+from labkit import new_page, open_notebook
+from llmkit import llm_cell, wait_footer, wait_until
+
+pytestmark = pytest.mark.browser
+
+TOOLS_NB = "llm_tools.ipynb"
+
+DEFINE = '''RAN = []
+def double(x: int) -> int:
+    """Doubles x."""
+    print(f"double ran with x={x}")
+    RAN.append(x)
+    return 2 * x'''
+
+
+@pytest.fixture(scope="module")
+def tnb(browser, lab):
+    pg = new_page(browser)
+    nb = open_notebook(pg, lab, TOOLS_NB, ["%load_ext nbstream", DEFINE])
+    nb.run_cell(0)
+    nb.run_cell(1)
+    try:
+        yield nb
+    finally:
+        pg.context.close()
+        lab.shutdown_sessions([TOOLS_NB])
+
+
+def ask_double(tnb, fake_llm, x: int) -> int:
+    call = {"name": "double", "arguments": f'{{"x": {x}}}'}
+    model = fake_llm.script(
+        answers=[{"text": "Let me compute.", "tool_calls": [call]}, {"text": "Done computing."}]
+    )
+    i = tnb.add_cell(llm_cell(fake_llm, model, f"Double {x}.", extra=" --tools double"))
+    tnb.run_cell(i, wait=False)
+    card = tnb.cell(i).locator(".nbstream-card")
+    card.wait_for(timeout=20_000)
+    assert "double" in card.inner_text() and f'"x": {x}' in card.inner_text()
+    return i
+
+
+def test_run_on_the_card_runs_the_tool_and_the_answer_goes_on(tnb, fake_llm):
+    i = ask_double(tnb, fake_llm, 21)
+    tnb.cell(i).locator(".nbstream-card button[data-answer='run']").click()
+    reason, foot = wait_footer(tnb, i, timeout=30)
+    assert reason == "stop", foot
+    text = tnb.output_text(i)
+    assert "double ran with x=21" in text and "Done computing." in text
+    j = tnb.add_cell("print(RAN, ans.tool_calls[0]['decision'])")
+    tnb.run_cell(j)
+    assert tnb.output_text(j).strip() == "[21] ran"
+
+
+def test_skip_on_the_card_declines(tnb, fake_llm):
+    tnb.ensure_idle()
+    i = ask_double(tnb, fake_llm, 5)
+    tnb.cell(i).locator(".nbstream-card button[data-answer='skip']").click()
+    reason, foot = wait_footer(tnb, i, timeout=30)
+    assert reason == "stop", foot
+    j = tnb.add_cell("print(5 in RAN, ans.tool_calls[0]['decision'])")
+    tnb.run_cell(j)
+    wait_until("the check's output", lambda: tnb.output_text(j).strip() != "", 10)
+    assert tnb.output_text(j).strip() == "False skipped"
