@@ -217,3 +217,21 @@ def test_tools_by_name_in_a_cell(ip, fake_llm, capsys):
     with pytest.raises(UsageError, match="--tools: no function 'nope'"):
         ip.run_cell_magic("llm", f"-m openai:{model} --tools nope --display none", "Go")
     ip.user_ns.pop("load_sales")
+
+
+def test_a_server_that_rejects_tools_says_so(fake_llm):
+    model = fake_llm.script(
+        reject_fields=["tools"], error_message="this model does not support tools"
+    )
+    r = ask("openai", model, tools=[load_sales])
+    assert r.finish_reason == "error" and len(fake_llm.log(model)) == 1  # not retried
+    assert r.error.startswith(f"the server at {fake_llm.openai_base_url} does not take tools")
+    assert "this model does not support tools" in r.error and "leave --tools out" in r.error
+
+
+def test_ollama_sends_tools_too(fake_llm, monkeypatch):
+    monkeypatch.setenv("OLLAMA_HOST", fake_llm.url)
+    CALLS.clear()
+    model = two_rounds(fake_llm)
+    r = ask("ollama", model, tools=[load_sales])
+    assert r.endswith("EU sold most.") and CALLS == [("2026-Q3", None)]

@@ -38,9 +38,11 @@ from nbstream.providers.common import (
     http_client,
     mask_url,
     missing_key_message,
+    one_line,
     sdk_client,
     sdk_error,
     sdk_exceptions,
+    server_message,
     timeout_config,
 )
 from nbstream.providers.messages import Message, Turns, schema_instructions, split_system
@@ -143,6 +145,7 @@ OLLAMA_CAPABILITIES = Capabilities(
     conversation=True,
     schema=True,
     free=True,
+    tools=True,
     empty_stream_hint=_empty_stream_hint,
 )
 """``ollama:`` — a local Ollama server (OpenAI-compatible, no key)."""
@@ -310,6 +313,14 @@ def rejects_response_format(exc: Exception, *, self_hosted: bool) -> bool:
     return "response_format" in text or "json_schema" in text
 
 
+def rejects_tools(exc: Exception) -> bool:
+    """Whether ``exc`` says the server does not take the ``tools`` sent (HTTP 400/422 whose
+    body names tools or function calling)."""
+    status = getattr(exc, "status_code", None)
+    text = _said(exc)
+    return status in (400, 422) and ("tool" in text or "function" in text)
+
+
 def next_mechanism(exc: Exception, tried: bool | str) -> bool | str:
     """After a refusal of ``tried`` (``True``: json_schema), what to send next:
     ``"json_object"`` when the server named it as what it takes, else instructions."""
@@ -359,6 +370,12 @@ async def _stream(
                     chunks = await post(client, options)
                     break
                 except openai.APIStatusError as exc:
+                    if "tools" in options and rejects_tools(exc):
+                        raise wire.error(
+                            f"{wire.label} does not take tools (HTTP {exc.status_code}: "
+                            f"{one_line(server_message(exc.body) or exc.message, 160)}) — leave "
+                            "--tools out, or use a model or server with function calling"
+                        ) from None
                     if "response_format" not in options or not rejects_response_format(
                         exc, self_hosted=base_url is not None
                     ):
