@@ -591,7 +591,16 @@ class NotebookPage:
         dirty = self.page.locator(".jp-mod-dirty")
         while dirty.count() and time.monotonic() < deadline:
             time.sleep(0.05)
-        return nbformat.read(str(self.lab.root / self.name), as_version=4)
+        # The file can be caught mid-write on a busy machine (seen once under two suites at
+        # once: an empty read): read until it parses, within the same deadline.
+        path = str(self.lab.root / self.name)
+        while True:
+            try:
+                return nbformat.read(path, as_version=4)
+            except (nbformat.reader.NotJSONError, ValueError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def screenshot(self, path: str | Path) -> Path:
         """Full-page screenshot; relative paths go under ``test-artifacts/browser/``."""
