@@ -93,6 +93,7 @@ class Options(TypedDict, total=False):
     retries: int
     tools: str | Sequence[Callable[..., Any]] | None
     max_tool_rounds: int
+    mcp_config: str | os.PathLike[str] | None
     auto_approve: bool
     cache: CacheMode
     cache_dir: str | os.PathLike[str]

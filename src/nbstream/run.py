@@ -129,15 +129,20 @@ def plan(
         schema = given if isinstance(given, Schema) else resolve_schema(given)
         call["schema"] = schema.label  # what the settings (and the history) show
     tools: list[Tool] = []
+    given_list: list[Any] | None = None
     given_tools = call.get("tools", UNSET)
     if not isinstance(given_tools, (str, Unset)) and given_tools is not None:  # ask(tools=[f])
-        tools = resolve_tools(given_tools, {})
-        call["tools"] = ",".join(t.name for t in tools) or None
+        given_list = list(given_tools)
+        call["tools"] = UNSET
     settings = resolve(call, configured(), defaults=defaults)
+    if given_list is not None:
+        tools = resolve_tools(given_list, {}, mcp_config=settings.mcp_config)
     if schema is None and settings.schema:
         schema = resolve_schema(settings.schema, user_namespace(namespace))
     if not tools and settings.tools:
-        tools = resolve_tools(settings.tools, user_namespace(namespace))
+        tools = resolve_tools(
+            settings.tools, user_namespace(namespace), mcp_config=settings.mcp_config
+        )
     model_id, note = resolve_model(settings)
     provider_name, name = parse_model_id(model_id)
     if tools:

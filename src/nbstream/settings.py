@@ -316,6 +316,14 @@ class Settings(BaseModel):
         le=100,
         help="With tools: at most N rounds of calls in one answer, then it ends saying so.",
     )
+    mcp_config: str | None = option(
+        None,
+        "--mcp-config",
+        metavar="PATH",
+        help='JSON file of MCP servers ({"mcpServers": {name: {command, args, env} or '
+        "{url}}}, as other MCP clients read it); --tools mcp:NAME offers a server's tools, "
+        "mcp:NAME/tool one of them.",
+    )
     auto_approve: bool = option(
         False,
         "--auto-approve",

@@ -274,8 +274,12 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
             return
         if command == "tools":
             namespace = self.shell.user_ns
+            config = settings.resolve({}, self.configured()).mcp_config
             try:
-                found = resolve_tools(rest, namespace) if rest.strip() else marked_tools(namespace)
+                if rest.strip():
+                    found = resolve_tools(rest, namespace, mcp_config=config)
+                else:
+                    found = marked_tools(namespace)
             except ToolError as exc:
                 raise UsageError(str(exc)) from None
             print(tools_report(found))

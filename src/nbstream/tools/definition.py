@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import json
 import re
 import typing
 from collections.abc import Callable, Mapping
@@ -30,6 +31,7 @@ import pydantic
 
 from nbstream.errors import NbstreamError
 from nbstream.structured.expressions import _check_data_type
+from nbstream.structured.schema import _check_json_schema
 
 __all__ = ["Tool", "ToolArgumentsError", "ToolError", "tool", "tool_of"]
 
@@ -60,7 +62,10 @@ class Tool:
     function: Callable[..., Any] = dataclasses.field(repr=False)
     approve: bool = True
     """Ask the user before each call (``False``: run without asking)."""
-    model: type[pydantic.BaseModel] = dataclasses.field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+    model: type[pydantic.BaseModel] | None = dataclasses.field(
+        repr=False, compare=False, default=None
+    )
+    """The parameters as a pydantic model (``None``: checked against ``parameters``)."""
 
     @property
     def is_async(self) -> bool:
@@ -70,6 +75,8 @@ class Tool:
         """The model's arguments (a JSON object, as text or parsed), validated and converted
         to the parameters' types; :class:`ToolArgumentsError` naming each problem."""
         data: Any = raw if raw is not None else {}
+        if self.model is None:  # a tool described by a JSON schema (an MCP server's)
+            return self._by_schema(data)
         try:
             if isinstance(data, str):
                 checked = self.model.model_validate_json(data or "{}")
@@ -78,6 +85,24 @@ class Tool:
         except pydantic.ValidationError as exc:
             raise ToolArgumentsError(_problems(self.name, exc)) from None
         return {field: getattr(checked, field) for field in type(checked).model_fields}
+
+    def _by_schema(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, str):
+            try:
+                data = json.loads(data or "{}")
+            except ValueError as exc:
+                raise ToolArgumentsError(
+                    f"the arguments for {self.name} are not JSON: {exc}"
+                ) from None
+        if not isinstance(data, dict):
+            raise ToolArgumentsError(f"the arguments for {self.name} must be a JSON object")
+        problems = _check_json_schema(data, self.parameters)
+        if problems:
+            listed = "; ".join(f"argument {p or 'arguments'!r}: {m}" for p, m in problems[:5])
+            raise ToolArgumentsError(
+                f"the arguments for {self.name} do not fit its parameters: {listed}"
+            )
+        return dict(data)
 
     def call(self, raw: Mapping[str, Any] | str | None) -> Any:
         """Validate ``raw`` and call the function (an async one is run to its end on a loop

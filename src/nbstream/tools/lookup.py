@@ -10,17 +10,21 @@ from typing import Any
 
 from nbstream.prompts.interpolate import lookup
 from nbstream.tools.definition import MARK, Tool, ToolError, tool_of
+from nbstream.tools.mcp import MCP_PREFIX, mcp_tools
 
 __all__ = ["marked_tools", "resolve_tools", "tools_report"]
 
 _PATH = re.compile(r"""^[^\W\d]\w*(?:\.[^\W\d]\w*)*$""")
 
 
-def resolve_tools(spec: str | Iterable[Any], namespace: Mapping[str, Any]) -> list[Tool]:
+def resolve_tools(
+    spec: str | Iterable[Any], namespace: Mapping[str, Any], *, mcp_config: str | None = None
+) -> list[Tool]:
     """The tools ``spec`` names: a comma-separated text of names or attribute chains
-    (``"load_sales, sales.by_region"``), or functions / :class:`Tool` objects. Names are
-    looked up in ``namespace`` with ``getattr`` only (an attribute starting with ``_`` is
-    never looked up); nothing is evaluated or called. :class:`ToolError` says what is wrong."""
+    (``"load_sales, sales.by_region"``) and MCP servers (``mcp:files``, ``mcp:files/read``,
+    declared in ``mcp_config``), or functions / :class:`Tool` objects. Names are looked up in
+    ``namespace`` with ``getattr`` only (an attribute starting with ``_`` is never looked
+    up); nothing is evaluated or called. :class:`ToolError` says what is wrong."""
     items: list[Any] = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
     tools: list[Tool] = []
     for item in items:
@@ -29,6 +33,9 @@ def resolve_tools(spec: str | Iterable[Any], namespace: Mapping[str, Any]) -> li
             continue
         if isinstance(item, str):
             if not item:
+                continue
+            if item.startswith(MCP_PREFIX):
+                tools.extend(mcp_tools(item, mcp_config))
                 continue
             if not _PATH.match(item):
                 raise ToolError(
