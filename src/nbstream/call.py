@@ -136,6 +136,8 @@ class Call:
         """The stream whose answer asked for tool calls, until they have run."""
         self.rounds = 0
         self.tool_records: list[dict[str, Any]] = []
+        self.round_messages: list[dict[str, Any]] = []
+        """The tool rounds as messages (for the conversation's turn)."""
         self.approval = Approval(auto=settings.auto_approve)
 
     def stream(self, request: Request, note: str | None = None, prefix: str = "") -> Stream:
@@ -287,17 +289,19 @@ class Call:
         turns = list(request.messages)
         if request.prompt:
             turns.append({"role": "user", "content": request.prompt})
-        turns.append(
+        this_round: list[dict[str, Any]] = [
             {
                 "role": "assistant",
                 "content": stream.text[len(stream.prefix) :],
                 "tool_calls": [dataclasses.asdict(c) for c in stream.tool_calls],
             }
-        )
-        turns.extend(
+        ]
+        this_round.extend(
             {"role": "tool", "tool_call_id": o.call.id, "name": o.call.name, "content": o.result}
             for o in outcomes
         )
+        turns.extend(this_round)
+        self.round_messages.extend(this_round)
         text = stream.text
         prefix = f"{text}\n\n" if text.strip() and not text.endswith("\n\n") else text
         note = summary(outcomes) + (" (replayed: no tool ran)" if recorded is not None else "")
@@ -316,6 +320,9 @@ class Call:
             response.tool_calls = list(self.tool_records)
         if self.chat is not None:
             turn = Turn.from_response(response, system=self.settings.system, cell_id=self.chat.key)
+            if self.round_messages:
+                turn.rounds = list(self.round_messages)
+                turn.final = stream.text[len(stream.prefix) :]
             record(turn, self.chat.name)
 
 

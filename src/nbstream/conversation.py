@@ -120,6 +120,11 @@ class Turn:
     pending: bool = False
     """A place kept for an answer still streaming (a ``--bg`` cell): not sent; its answer
     fills it in place when it ends (:meth:`Thread.reserve`)."""
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+    """The tool rounds of this answer, as messages (the assistant's calls, their results),
+    sent between the question and the answer's last text so a follow-up sees them."""
+    final: str | None = None
+    """With tool rounds: the text of the answer's last round (``assistant`` holds all)."""
 
     @classmethod
     def from_response(
@@ -143,7 +148,12 @@ class Turn:
 
     def tokens(self, count: Callable[[str], int] = estimate_tokens) -> int:
         """What sending this turn costs: its question and answer, plus message overhead."""
-        return count(self.user) + count(self.assistant) + 2 * MESSAGE_OVERHEAD
+        rounds = sum(
+            count(str(m.get("content") or "")) + count(str(m.get("tool_calls") or ""))
+            for m in self.rounds
+        )
+        overhead = (2 + len(self.rounds)) * MESSAGE_OVERHEAD
+        return count(self.user) + count(self.assistant) + rounds + overhead
 
 
 @dataclass(frozen=True)
@@ -317,6 +327,11 @@ class Thread:
             messages.append({"role": "system", "content": system})
         for turn in kept:
             messages.append({"role": "user", "content": turn.user})
+            if turn.rounds:
+                messages.extend(dict(m) for m in turn.rounds)
+                if (turn.final or "").strip():
+                    messages.append({"role": "assistant", "content": turn.final})
+                continue
             messages.append({"role": "assistant", "content": turn.assistant})
         return History(
             messages=messages,

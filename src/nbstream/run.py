@@ -65,7 +65,7 @@ def make_request(
     prompt: str,
     model: str,
     *,
-    messages: Sequence[Mapping[str, str]] = (),
+    messages: Sequence[Mapping[str, Any]] = (),
     system: str | Unset | None = UNSET,
     schema: Schema | None = None,
 ) -> Request:
@@ -81,7 +81,7 @@ def make_request(
         prompt=prompt,
         model=model,
         **values,
-        messages=tuple({"role": m["role"], "content": m["content"]} for m in messages),
+        messages=tuple(dict(m) for m in messages),
         schema=None if schema is None else schema.wire,
     )
 

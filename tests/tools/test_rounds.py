@@ -235,3 +235,24 @@ def test_ollama_sends_tools_too(fake_llm, monkeypatch):
     model = two_rounds(fake_llm)
     r = ask("ollama", model, tools=[load_sales])
     assert r.endswith("EU sold most.") and CALLS == [("2026-Q3", None)]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_follow_up_in_the_thread_sees_the_tool_round(fake_llm, provider):
+    call = {"name": "load_sales", "arguments": '{"quarter": "2026-Q3"}'}
+    model = fake_llm.script(
+        answers=[
+            {"text": "Checking.", "tool_calls": [call]},
+            {"text": "EU sold most."},
+            {"text": "Because of the EU's 120."},
+        ]
+    )
+    thread = f"tools-{provider}"
+    first = ask(provider, model, tools=[load_sales], chat=thread)
+    assert first.endswith("EU sold most.")
+    ask(provider, model, "Why?", tools=[load_sales], chat=thread)
+    body = fake_llm.log(model)[-1]["body"]
+    history = json.dumps(body.get("messages") or body.get("contents"))
+    assert "Checking." in history and "EU sold most." in history  # the rounds' texts
+    assert '"load_sales"' in history and "120" in history  # the call and its result
+    assert history.count("EU sold most.") == 1  # not repeated by the turn's full text
