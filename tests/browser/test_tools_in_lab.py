@@ -67,3 +67,29 @@ def test_skip_on_the_card_declines(tnb, fake_llm):
     tnb.run_cell(j)
     wait_until("the check's output", lambda: tnb.output_text(j).strip() != "", 10)
     assert tnb.output_text(j).strip() == "False skipped"
+
+
+TOOLS_NB7 = "nb7_tools.ipynb"
+
+
+@pytest.fixture(scope="module")
+def t7(browser, nb7):
+    pg = new_page(browser, viewport={"width": 1200, "height": 900})
+    nb = open_notebook(pg, nb7, TOOLS_NB7, ["%load_ext nbstream", DEFINE])
+    nb.run_cell(0)
+    nb.run_cell(1)
+    try:
+        yield nb
+    finally:
+        pg.context.close()
+        nb7.shutdown_sessions([TOOLS_NB7])
+
+
+def test_notebook7_card_runs_the_tool(t7, fake_llm):
+    assert "/notebooks/" in t7.page.url and "/lab" not in t7.page.url, t7.page.url
+    i = ask_double(t7, fake_llm, 8)
+    t7.cell(i).locator(".nbstream-card button[data-answer='run']").click()
+    reason, foot = wait_footer(t7, i, timeout=30)
+    assert reason == "stop", foot
+    text = t7.output_text(i)
+    assert "double ran with x=8" in text and "Done computing." in text
