@@ -233,6 +233,12 @@ def write(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "nbstream": __version__,
     }
+    _write_json(path, data)
+    return path
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write an entry atomically (a reader never sees half a file)."""
     try:
         text = json.dumps(data, indent=1, ensure_ascii=False)
         text.encode("utf-8")
@@ -241,7 +247,6 @@ def write(
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, path)
-    return path
 
 
 def record_tool_results(lookup: Lookup, results: list[dict[str, Any]]) -> None:
@@ -256,11 +261,8 @@ def record_tool_results(lookup: Lookup, results: list[dict[str, Any]]) -> None:
     if not isinstance(data, dict) or data.get("key") != lookup.key:
         return
     data["tool_results"] = results
-    text = json.dumps(data, indent=1, ensure_ascii=True)
-    tmp = lookup.path.with_name(f".{lookup.path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text + "\n", encoding="utf-8")
-        os.replace(tmp, lookup.path)
+        _write_json(lookup.path, data)
     except OSError as exc:
         warn_once(str(lookup.path), f"nbstream: could not record tool results in the cache: {exc}")
 

@@ -10,7 +10,6 @@ tools): then the text is the answer, and validation judges it.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -19,7 +18,6 @@ from typing import Any
 from nbstream.providers.base import (
     Capabilities,
     Final,
-    Price,
     Prices,
     ProviderError,
     Request,
@@ -27,6 +25,7 @@ from nbstream.providers.base import (
     ToolCallDelta,
     WireFinish,
 )
+from nbstream.providers.base import price as _p
 from nbstream.providers.common import (
     Wire,
     http_client,
@@ -37,7 +36,7 @@ from nbstream.providers.common import (
     sdk_exceptions,
     timeout_config,
 )
-from nbstream.providers.messages import Message, Turns, split_system
+from nbstream.providers.messages import Message, Turns, call_arguments, split_system
 
 DEFAULT_MAX_TOKENS = 4096
 ANTHROPIC_URL = "https://api.anthropic.com"
@@ -51,10 +50,6 @@ FINISH: dict[str, WireFinish] = {
     "model_context_window_exceeded": "length",
 }
 """Anthropic ``stop_reason`` → nbstream's (``refusal`` is an error, see below)."""
-
-
-def _p(input: float, cached_input: float | None, output: float) -> Price:
-    return Price(input=input, output=output, cached_input=cached_input)
 
 
 # fmt: off
@@ -120,7 +115,7 @@ def to_anthropic(
             if message["content"].strip():
                 blocks.append({"type": "text", "text": message["content"]})
             blocks += [
-                {"type": "tool_use", "id": c["id"], "name": c["name"], "input": _input(c)}
+                {"type": "tool_use", "id": c["id"], "name": c["name"], "input": call_arguments(c)}
                 for c in message["tool_calls"]
             ]
             messages.append({"role": "assistant", "content": blocks})
@@ -149,15 +144,6 @@ def to_anthropic(
     if not messages:  # an empty prompt and no history: the API still needs one message
         messages.append({"role": "user", "content": prompt})
     return (system or None), messages
-
-
-def _input(call: Mapping[str, Any]) -> Any:
-    """A call's arguments as the object ``tool_use.input`` holds (``{}`` if not JSON)."""
-    try:
-        value = json.loads(call.get("arguments") or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def tool_definitions(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

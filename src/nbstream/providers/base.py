@@ -143,6 +143,11 @@ class Price:
         return (total + tokens_out * self.output) / 1_000_000
 
 
+def price(input: float, cached_input: float | None, output: float) -> Price:
+    """A :class:`Price` in the column order of the providers' tables (input, cached, output)."""
+    return Price(input=input, output=output, cached_input=cached_input)
+
+
 @dataclass(frozen=True)
 class Prices:
     """A provider's price list: model name → :class:`Price`, and where it came from."""
@@ -245,4 +250,5 @@ __all__ = [
     "ToolCallDelta",
     "WireFinish",
     "note",
+    "price",
 ]

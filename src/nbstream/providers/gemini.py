@@ -28,7 +28,6 @@ from typing import Any
 from nbstream.providers.base import (
     Capabilities,
     Final,
-    Price,
     Prices,
     ProviderError,
     Request,
@@ -36,6 +35,7 @@ from nbstream.providers.base import (
     ToolCallDelta,
     WireFinish,
 )
+from nbstream.providers.base import price as _p
 from nbstream.providers.common import (
     RETRYABLE_STATUS,
     Wire,
@@ -51,7 +51,7 @@ from nbstream.providers.common import (
     transport_errors,
     wire_error,
 )
-from nbstream.providers.messages import Turns, split_system
+from nbstream.providers.messages import Turns, call_arguments, split_system
 
 GEMINI_URL = "https://generativelanguage.googleapis.com"
 INSTALL_HINT = "Gemini needs its SDK: pip install 'nbstream[gemini]' (then restart the kernel)"
@@ -59,10 +59,6 @@ INSTALL_HINT = "Gemini needs its SDK: pip install 'nbstream[gemini]' (then resta
 FINISH: dict[str, WireFinish] = {"STOP": "stop", "MAX_TOKENS": "length"}
 """Gemini ``finishReason`` → nbstream's; any other reason (``SAFETY``, ``RECITATION`` …)
 is an error that keeps the text so far."""
-
-
-def _p(input: float, cached_input: float | None, output: float) -> Price:
-    return Price(input=input, output=output, cached_input=cached_input)
 
 
 # fmt: off
@@ -113,7 +109,7 @@ def to_gemini(
         if message.get("tool_calls"):
             parts: list[dict[str, Any]] = [{"text": text}] if text.strip() else []
             parts += [
-                {"function_call": {"name": c["name"], "args": _args(c)}}
+                {"function_call": {"name": c["name"], "args": call_arguments(c)}}
                 for c in message["tool_calls"]
             ]
             contents.append({"role": "model", "parts": parts})
@@ -138,14 +134,6 @@ def to_gemini(
     if not contents:  # an empty prompt and no history: the API still needs one content
         contents.append({"role": "user", "parts": [{"text": prompt or " "}]})
     return (system or None), contents
-
-
-def _args(call: Mapping[str, Any]) -> dict[str, Any]:
-    try:
-        value = json.loads(call.get("arguments") or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def function_declarations(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -53,6 +53,17 @@ def split_system(history: Turns, system: str | None) -> tuple[str | None, list[M
     return (system if system is not None else found), turns
 
 
+def call_arguments(call: Mapping[str, Any]) -> dict[str, Any]:
+    """A tool call's arguments (JSON text in ``Request.messages``) as an object, ``{}`` when
+    they are not a JSON object: the form Anthropic's ``tool_use.input`` and Gemini's
+    ``function_call.args`` hold."""
+    try:
+        value = json.loads(call.get("arguments") or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def schema_instructions(wire: Mapping[str, Any]) -> str:
     """Prompt text asking for JSON that matches the schema (``Request.schema``), for servers
     without a native mechanism: appended to the system prompt."""
@@ -62,4 +73,12 @@ def schema_instructions(wire: Mapping[str, Any]) -> str:
     )
 
 
-__all__ = ["HasMessages", "Message", "Turns", "messages_of", "schema_instructions", "split_system"]
+__all__ = [
+    "HasMessages",
+    "Message",
+    "Turns",
+    "call_arguments",
+    "messages_of",
+    "schema_instructions",
+    "split_system",
+]

@@ -24,7 +24,6 @@ from typing import Any
 from nbstream.providers.base import (
     Capabilities,
     Final,
-    Price,
     Prices,
     ProviderError,
     Request,
@@ -33,6 +32,7 @@ from nbstream.providers.base import (
     WireFinish,
     note,
 )
+from nbstream.providers.base import price as _p
 from nbstream.providers.common import (
     Wire,
     http_client,
@@ -74,10 +74,6 @@ and silently cuts the *start* of a longer prompt, so 3k leaves room for the answ
 
 def _budget(max_tokens: int | None, base_url: str | None) -> int:
     return SELF_HOSTED_BUDGET if base_url else HOSTED_BUDGET
-
-
-def _p(input: float, cached_input: float | None, output: float) -> Price:
-    return Price(input=input, output=output, cached_input=cached_input)
 
 
 # fmt: off
