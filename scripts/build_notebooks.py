@@ -507,12 +507,143 @@ print(type(final).__name__, final.finish_reason in {"stop", "length"})"""),
 """),
 ]
 
+TOOLS = [
+    md("""
+# Answers that act: tools
+
+A model can call **your functions** while it answers: it asks for a call, nbstream checks the
+arguments against the function's signature, runs it in this kernel (after you approve, unless
+you marked it safe), sends the result back, and the answer goes on. Every call shows up as a
+card in the live view and is recorded in the answer variable.
+
+This notebook runs on the **embedded local model** (Gemma 3 270M, a small *base* model). It
+calls tools through a llama.cpp grammar that makes it choose between a call and an answer, so
+what it shows is the **mechanics, not judgement**: it calls a tool for most questions that
+look like the tool's description, sometimes one that does not fit. Use `-m openai:…`,
+`-m anthropic:…` or `-m gemini:…` for real work; everything below works the same there.
+"""),
+    code("""%load_ext nbstream
+import json
+from typing import Literal
+import pandas as pd
+import nbstream"""),
+    code("""sales = pd.DataFrame({
+    "region": ["north", "south", "east", "west"] * 50,
+    "units": [(i * 37) % 101 for i in range(200)],
+    "price": [round(9.5 + (i % 7) * 0.25, 2) for i in range(200)],
+})
+sales.shape"""),
+    md("""
+## A tool is a function
+
+Its name, docstring and type hints become what the model sees (a JSON schema made by
+pydantic, each parameter described by its docstring line); the arguments the model sends are
+checked against them before the function runs. A `Literal` keeps the model to the regions
+that exist (the local model's grammar cannot even write another one). `approve=False` says it may run
+without asking: it only reads. `%llm tools NAMES` shows what a cell would offer.
+"""),
+    code("""@nbstream.tool(approve=False)  # it only reads the table: no need to ask
+def region_sales(region: Literal["north", "south", "east", "west"]) -> dict:
+    \"\"\"Units sold and revenue of one region of the sales table.
+
+    Args:
+        region: The region's name.
+    \"\"\"
+    rows = sales[sales["region"] == region]
+    revenue = float((rows["units"] * rows["price"]).sum())
+    return {"region": region, "units": int(rows["units"].sum()), "revenue": round(revenue, 2)}"""),
+    code("%llm tools region_sales"),
+    md("""
+## Ask with `--tools`
+
+Names are looked up in your namespace like `{fields}` (nothing is evaluated). The card shows
+the call as its arguments stream in, then its result; the answer continues below it.
+"""),
+    code(
+        IGNORE
+        + """%%llm -m local --tools region_sales -o south
+How many units did the south region sell?"""
+    ),
+    code("""for call in south.tool_calls:  # name, arguments, decision, result, error, elapsed, round
+    print(call["name"], json.loads(call["arguments"]), call["error"])"""),
+    code("""print(region_sales("south"))  # what the tool returned to the model"""),
+    md("""
+## Tools that show things
+
+A tool runs on the kernel's thread, so what it prints or displays appears in the cell, like
+this bar chart (SVG, no plotting library needed).
+"""),
+    code("""from IPython.display import SVG, display
+
+@nbstream.tool(approve=False)
+def plot_units(region: Literal["north", "south", "east", "west"]) -> str:
+    \"\"\"Draw a bar chart of the units a region sold per price point.
+
+    Args:
+        region: The region's name.
+    \"\"\"
+    by_price = sales[sales["region"] == region].groupby("price")["units"].sum()
+    top = max(by_price.max(), 1)
+    bars = "".join(
+        f'<rect x="{10 + 40 * i}" y="{110 - 100 * units / top:.0f}" width="30" '
+        f'height="{100 * units / top:.0f}" fill="#4c78a8"/>'
+        for i, units in enumerate(by_price)
+    )
+    display(SVG(f'<svg xmlns="http://www.w3.org/2000/svg" width="300" height="120">{bars}</svg>'))
+    return f"a chart of {len(by_price)} bars for {region} is shown to the user\""""),
+    code(
+        IGNORE
+        + """%%llm -m local --tools plot_units -o chart --max-tokens 40
+Plot the units of the north region."""
+    ),
+    md("""
+## Approval
+
+A tool without `approve=False` waits for you: the live view shows a card with the function,
+its arguments, and **Run** / **Skip** / **Always run in this kernel**; **Stop** while it waits
+ends the answer. In terminal IPython you answer `y` / `n` / `a`. Where nobody can answer —
+this notebook run headless by nbclient or nbval in CI — the call is **refused**: the model is
+told, the status line says which call and how to allow it, and nothing runs. (Open this
+notebook in JupyterLab or on Binder to click Run yourself.)
+"""),
+    code("""@nbstream.tool  # approval needed: it changes your data
+def drop_region(region: Literal["north", "south", "east", "west"]) -> str:
+    \"\"\"Remove every row of one region from the sales table.
+
+    Args:
+        region: The region's name.
+    \"\"\"
+    global sales
+    sales = sales[sales["region"] != region]
+    return f"{region} removed\""""),
+    code(
+        IGNORE
+        + """%%llm -m local --tools drop_region -o dropped --max-tokens 40
+Remove the west region from the sales table."""
+    ),
+    code("""print(len(sales))  # still 200 when run headless: nothing ran without your approval"""),
+    md("""
+## More
+
+* `await nbstream.ask(prompt, tools=[region_sales])` and `nbstream.map(df, prompt,
+  tools=[...])` take the functions themselves.
+* `--max-tool-rounds` (default 10) caps the rounds of calls; `%config
+  LLMMagics.auto_approve = True` lets every call run in this kernel.
+* **MCP servers** join as tool sources with `pip install 'nbstream[mcp]'`: declare them in
+  the standard `mcpServers` JSON and use `--mcp-config servers.json --tools mcp:NAME` (all of
+  a server's tools) or `mcp:NAME/tool`. Their calls go through the same approval.
+* The replay cache records every round **and** the tool results: re-running a cached answer
+  never runs a tool again (CI replays this notebook that way).
+"""),
+]
+
 NOTEBOOK_SPECS = {
     "01-quickstart.ipynb": QUICKSTART,
     "02-providers.ipynb": PROVIDERS,
     "03-custom-provider.ipynb": CUSTOM_PROVIDER,
     "04-conversations-and-data.ipynb": CONVERSATIONS,
     "05-batch.ipynb": BATCH,
+    "06-tools.ipynb": TOOLS,
 }
 
 

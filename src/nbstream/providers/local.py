@@ -46,7 +46,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
-from nbstream.providers.base import Capabilities, Final, ProviderError, Request
+from nbstream.providers import local_tools
+from nbstream.providers.base import Capabilities, Final, ProviderError, Request, ToolCallDelta
 from nbstream.providers.common import one_line
 from nbstream.providers.messages import Turns, split_system
 
@@ -77,6 +78,7 @@ CAPABILITIES = Capabilities(
     budget=_budget,
     conversation=True,  # earlier turns become earlier Q/A pairs of its FAQ document
     schema=True,  # a llama.cpp grammar from the JSON schema
+    tools=True,  # a grammar-bound choice between an answer and a call (local_tools)
     free=True,
 )
 """``local`` — the embedded model: no key, no server."""
@@ -227,8 +229,11 @@ def _quiet_stderr() -> Iterator[None]:
 
 def document(request: Request) -> str:
     """The whole text the model continues: the FAQ with the earlier turns of the
-    conversation, with a schema the worked JSON entry, then the question."""
-
+    conversation, with a schema the worked JSON entry, then the question (with tools: the
+    FAQ of :mod:`nbstream.providers.local_tools`, ending before the call-or-answer cue)."""
+    if request.tools:
+        system, turns = split_system(list(request.messages), request.system)
+        return local_tools.document(turns, request.prompt, system, request.tools)
     text = to_local_document(list(request.messages), request.prompt, request.system)
     if request.schema is None:
         return text
@@ -251,10 +256,21 @@ def grammar_for(schema: Any) -> Any:
     return _GRAMMARS[key]
 
 
+def _grammar_of(gbnf_text: str) -> Any:
+    """A ``LlamaGrammar`` for GBNF text, made once per text."""
+    if gbnf_text not in _GRAMMARS:
+        from llama_cpp.llama_grammar import LlamaGrammar  # lazy: the local extra
+
+        _GRAMMARS[gbnf_text] = LlamaGrammar.from_string(gbnf_text, verbose=False)
+    return _GRAMMARS[gbnf_text]
+
+
 def completion_settings(request: Request) -> dict[str, Any]:
     """llama.cpp ``create_completion`` keyword arguments for ``request`` (with a schema:
     its grammar, and no FAQ stop sequences)."""
-    faq_stops = STOP_SEQUENCES if request.schema is None else ()
+    faq_stops: tuple[str, ...] = STOP_SEQUENCES if request.schema is None else ()
+    if request.tools:
+        faq_stops = local_tools.STOP_SEQUENCES
     settings: dict[str, Any] = {
         "max_tokens": DEFAULT_MAX_TOKENS if request.max_tokens is None else request.max_tokens,
         "temperature": (
@@ -267,6 +283,12 @@ def completion_settings(request: Request) -> dict[str, Any]:
         settings["top_p"] = float(request.top_p)
     if request.schema is not None:
         settings["grammar"] = grammar_for(request.schema)
+    if request.tools:
+        settings["tools"] = {
+            "decision": _grammar_of(local_tools.DECISION),
+            "call": _grammar_of(local_tools.call_gbnf(request.tools)),
+            "call_id": f"local-{1 + sum(m['role'] == 'tool' for m in request.messages)}",
+        }
     return settings
 
 
@@ -278,18 +300,21 @@ def _check_model_name(name: str) -> None:
         )
 
 
-async def stream(request: Request) -> AsyncIterator[str | Final]:
+async def stream(request: Request) -> AsyncIterator[str | ToolCallDelta | Final]:
     """Stream ``local:MODEL`` from the embedded model."""
     _check_model_name(request.model)
     llm = await asyncio.to_thread(load_model)  # the first call loads (~0.5 s), later ones don't
 
     try:
         settings = completion_settings(request)
+    except ProviderError:
+        raise
     except Exception as exc:  # a grammar llama.cpp cannot take
-        message = f"The local model cannot follow this schema: {one_line(str(exc))}"
+        what = "these tools' parameters" if request.tools else "this schema"
+        message = f"The local model cannot follow {what}: {one_line(str(exc))}"
         raise ProviderError(message) from None
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()  # (text|delta|final|error, item)
     stop = threading.Event()
 
     def emit(item: tuple[str, Any]) -> None:
@@ -309,7 +334,7 @@ async def stream(request: Request) -> AsyncIterator[str | Final]:
     try:
         while True:
             kind, payload = await queue.get()
-            if kind == "text":
+            if kind in ("text", "delta"):
                 yield payload
             elif kind == "final":
                 yield payload
@@ -349,6 +374,8 @@ def _worker(
     try:
         if not stop.is_set():
             _generate(llm, prompt, settings, stop, emit)
+    except ProviderError as exc:
+        emit(("error", exc))
     except Exception as exc:
         emit(("error", ProviderError(f"The local model failed: {one_line(str(exc), 200)}")))
     finally:
@@ -391,8 +418,45 @@ def _generate(
 
     # Evaluate the whole prompt afresh (~0.15 s on two cores) rather than reuse a cached
     # prefix: reuse changes the floating-point path, so greedy answers would depend on
-    # what was asked before.
+    # what was asked before. (Within one answer the steps below do reuse it: always the
+    # same steps in the same order.)
     llm.reset()
+    settings = dict(settings)
+    tools = settings.pop("tools", None)
+    if tools is not None:  # first the choice between a call and an answer
+        decision = llm.create_completion(
+            prompt,
+            max_tokens=8,
+            temperature=0.0,
+            grammar=tools["decision"],
+            stopping_criteria=after_each_token,
+        )
+        if stop.is_set():
+            return
+        cue = decision["choices"][0]["text"]
+        if cue.startswith(local_tools.CALL_CUE):
+            settings.update(grammar=tools["call"], stop=[])
+            chunks = llm.create_completion(
+                prompt + cue, stream=True, stopping_criteria=after_each_token, **settings
+            )
+            reader = local_tools.CallReader()
+            try:
+                for chunk in chunks:
+                    if stop.is_set():
+                        return
+                    for item in reader.feed(chunk["choices"][0].get("text") or ""):
+                        emit(("delta", item))
+            finally:
+                chunks.close()
+            if stop.is_set():
+                return
+            call, rest = reader.finish(tools["call_id"])
+            for item in rest:
+                emit(("delta", item))
+            usage = {"input_tokens": input_tokens, "output_tokens": sampled}
+            emit(("final", Final(finish_reason="stop", usage=usage, tool_calls=(call,))))
+            return
+        prompt += cue
     chunks = llm.create_completion(
         prompt, stream=True, stopping_criteria=after_each_token, **settings
     )
