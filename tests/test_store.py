@@ -396,3 +396,22 @@ def test_interrupted_stopped_and_failed_cells_are_recorded(llm_kernel, fake_llm,
     finally:
         kernel.run_ok("%config LLMMagics.history = None\nos.environ.pop('JPY_SESSION_NAME', None)")
     assert json.dumps(store.read(path, n=None)).count(OPENAI_KEY[:12]) == 0
+
+
+def test_a_file_of_an_older_version_gets_the_new_columns(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    old = {k: v for k, v in store.COLUMNS.items() if k != "tool_calls"}
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(f"CREATE TABLE answers ({', '.join(f'{k} {v}' for k, v in old.items())})")
+        conn.execute("INSERT INTO answers (created, prompt, cached) VALUES ('2026-01-01', 'p', 0)")
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    store.connect(path).close()
+    rows = store.read(path, None)
+    assert rows[0]["prompt"] == "p" and rows[0]["tool_calls"] is None
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
+    conn.close()

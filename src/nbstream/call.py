@@ -167,6 +167,9 @@ class Call:
         if pending is None:
             return None
         if stream.interrupted or self.halted:  # the re-ask is not sent: this is the answer
+            last = self.responses[-1] if self.responses else None
+            if self.halted and last is not None and last.finish_reason in ("stop", "length"):
+                last.finish_reason = stream.state = "cancelled"  # stopped between tool rounds
             self._settle(stream)
             return None
         request, note, prefix = pending
@@ -421,16 +424,18 @@ class Bookkeeping:
                 )
         finally:  # a prices file gone bad must not lose the answer's record
             pricing.add_to_session(response)
-            path = records.history_path(settings.history)
-            if path is not None:
-                row = records.record_of(
-                    stream, response, request_key=self.lookup.key, context=self.context
-                )
-                records.record(path, row)
-            if call is not None:
-                if call.pending is None:
-                    call.finish(stream, response)
-                call.responses.append(response)
+            try:
+                if call is not None and call.pending is None:
+                    call.finish(stream, response)  # the answer complete (its tool calls) …
+            finally:
+                path = records.history_path(settings.history)  # … before its history row
+                if path is not None:
+                    row = records.record_of(
+                        stream, response, request_key=self.lookup.key, context=self.context
+                    )
+                    records.record(path, row)
+                if call is not None:
+                    call.responses.append(response)
         return response
 
 

@@ -288,15 +288,30 @@ def make_sink(settings: Settings, *, stoppable: bool = True, schema: Schema | No
     return TerminalSink(show_prompt=settings.show_prompt)
 
 
-async def run_awaited(stream: Stream, *, pump: bool = True) -> Response:
+async def run_awaited(
+    stream: Stream, *, pump: bool = True, current: list[Stream] | None = None
+) -> Response:
     """Run inside the caller's event loop (a kernel cell that awaits): Stop works. Runs the
-    call's re-asks too (:class:`Call`); the first stream's ``interrupted`` tells whether the
-    user interrupted any of them. ``pump=False``: never pump widget messages (a stream
-    running in the background, or one of many that share one pump)."""
+    call's re-asks and tool rounds too (:class:`Call`); the first stream's ``interrupted``
+    tells whether the user interrupted any of them. ``pump=False``: never pump widget
+    messages (a stream running in the background, or one of many that share one pump).
+    ``current``: a one-item list that holds the stream running now (for :func:`stop_call`)."""
+    current = [stream] if current is None else current
+    current[:] = [stream]
     if pump and stream.sink.pumps_widget_messages:
         async with widget_messages_pumped():
-            return await _run_call(stream, [stream])
-    return await _run_call(stream, [stream])
+            return await _run_call(stream, current)
+    return await _run_call(stream, current)
+
+
+def stop_call(current: list[Stream]) -> None:
+    """Stop a call run with ``current`` (:func:`run_awaited`): the stream running now, and
+    any round or re-ask that would follow it (call it on the call's event loop)."""
+    stream = current[0]
+    call = call_of(stream)
+    if call is not None:
+        call.halted = True
+    stream.stop()
 
 
 async def _run_call(first: Stream, current: list[Stream]) -> Response:
@@ -415,5 +430,6 @@ __all__ = [
     "resolve_model",
     "run_awaited",
     "run_blocking",
+    "stop_call",
     "store",
 ]

@@ -51,7 +51,8 @@ if TYPE_CHECKING:
     from nbstream.response import Response
 
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: the ``tool_calls`` column (a version-1 file gets it when first opened)."""
 BUSY_TIMEOUT = 30.0
 """Seconds the writer thread waits for another process's lock (in the background)."""
 KERNEL_WAIT = 1.0
@@ -90,8 +91,9 @@ COLUMNS: dict[str, str] = {
     "nbstream_version": "TEXT",
     "session": "TEXT",
     "pid": "INTEGER",
+    "tool_calls": "TEXT",  # JSON: the calls (name, arguments, decision, result, error, …)
 }
-JSON_COLUMNS = ("options", "usage")
+JSON_COLUMNS = ("options", "usage", "tool_calls")
 
 BATCH_COLUMNS: dict[str, str] = {
     "id": "TEXT PRIMARY KEY",  # "provider:batch id", what nbstream.collect() takes
@@ -216,7 +218,19 @@ def record_of(
         "nbstream_version": __version__,
         "session": SESSION,
         "pid": os.getpid(),
+        "tool_calls": _calls_of(stream, response),
     }
+
+
+def _calls_of(stream: Stream, response: Response) -> list[dict[str, Any]] | None:
+    """The answer's tool calls (every round's, with decisions and results) or, for a round
+    that asked for calls, the calls it asked for (``decision``: ``"asked"``)."""
+    if response.tool_calls:
+        return list(response.tool_calls)
+    asked = [
+        {"name": c.name, "arguments": c.arguments, "decision": "asked"} for c in stream.tool_calls
+    ]
+    return asked or None
 
 
 NOT_PROVENANCE = frozenset({"connect_timeout"})
@@ -265,12 +279,22 @@ def connect(path: Path, timeout: float = BUSY_TIMEOUT) -> sqlite3.Connection:
     columns = ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
     with conn:
         conn.execute(f"CREATE TABLE IF NOT EXISTS answers ({columns})")
+        _add_missing_columns(conn)
         conn.execute("CREATE INDEX IF NOT EXISTS answers_created ON answers (created)")
         batches = ", ".join(f"{name} {kind}" for name, kind in BATCH_COLUMNS.items())
         conn.execute(f"CREATE TABLE IF NOT EXISTS batches ({batches})")
-        if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+        if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     return conn
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Bring a file written by an older nbstream up to :data:`COLUMNS` (new columns only
+    ever get added, all nullable)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(answers)")}
+    for name, kind in COLUMNS.items():
+        if name not in have:
+            conn.execute(f"ALTER TABLE answers ADD COLUMN {name} {kind}")
 
 
 def _row_values(row: dict[str, Any]) -> tuple[Any, ...]:

@@ -5,6 +5,7 @@ and the answer continues; refusals, invalid arguments, errors, round limits and 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -199,8 +200,17 @@ def test_a_replay_hands_back_the_recorded_results_and_runs_no_tool(fake_llm, pro
 
 
 def test_tools_need_a_provider_that_calls_them(fake_llm):
-    with pytest.raises(nbstream.tools.ToolError, match="'local' cannot call tools"):
-        nbstream.ask_sync("hi", model="local", tools=[load_sales], display="none")
+    from nbstream.providers import _PROVIDERS
+
+    async def talks_only(request):
+        yield "hi"
+
+    nbstream.register_provider("talks_only", talks_only)  # no Capabilities(tools=True)
+    try:
+        with pytest.raises(nbstream.tools.ToolError, match="'talks_only' cannot call tools"):
+            nbstream.ask_sync("hi", model="talks_only:m", tools=[load_sales], display="none")
+    finally:
+        _PROVIDERS.pop("talks_only")
     with pytest.raises(nbstream.tools.ToolError, match="schema"):
         nbstream.ask_sync("hi", model="openai:x", tools=[load_sales], schema=dict[str, int])
 
@@ -256,3 +266,54 @@ def test_a_follow_up_in_the_thread_sees_the_tool_round(fake_llm, provider):
     assert "Checking." in history and "EU sold most." in history  # the rounds' texts
     assert '"load_sales"' in history and "120" in history  # the call and its result
     assert history.count("EU sold most.") == 1  # not repeated by the turn's full text
+
+
+def test_history_rows_carry_the_calls(fake_llm, tmp_path, ip, capsys):
+    from nbstream import store
+    from nbstream.notebook.history import format_table
+
+    CALLS.clear()
+    model = two_rounds(fake_llm)
+    ask("openai", model, tools=[load_sales])
+    path = tmp_path / "history.sqlite"
+    store.flush(path)
+    asked, answered = store.read(path, 2)
+    assert asked["tool_calls"] == [
+        {"name": "load_sales", "arguments": '{"quarter": "2026-Q3"}', "decision": "asked"}
+    ]
+    [call] = answered["tool_calls"]
+    assert (call["name"], call["decision"], call["round"]) == ("load_sales", "ran", 1)
+    assert "120" in call["result"]
+    table = format_table([answered])
+    assert "[ran load_sales] Let me look." in table
+
+
+def test_stop_in_map_reaches_a_rows_later_round(fake_llm):
+    """Stop on a map closes the stream of the round running now, not only a row's first."""
+    CALLS.clear()
+    model = fake_llm.script(
+        answers=[
+            {
+                "text": "Looking.",
+                "tool_calls": [{"name": "load_sales", "arguments": '{"quarter": "Q3"}'}],
+            },
+            {"text": "word " * 60},
+        ],
+        delay=0.05,
+    )
+    job = nbstream.map_sync(
+        ["q"], "{item}", model=f"openai:{model}", tools=[load_sales], background=True
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # the second round is streaming
+        log = fake_llm.log(model)
+        if len(log) == 2 and log[1]["tokens_sent"] >= 5:
+            break
+        time.sleep(0.02)
+    job.stop()
+    [result] = job.wait(timeout=20)
+    assert CALLS == [("Q3", None)]
+    assert result.finish_reason == "cancelled"
+    assert result.startswith("Looking.") and "word" in result  # both rounds' text kept
+    assert len(fake_llm.log(model)) == 2
+    assert fake_llm.wait_for_disconnect(model)["client_disconnected"]

@@ -19,6 +19,7 @@ from nbstream.run import (
     Plan,
     make_stream,
     run_awaited,
+    stop_call,
 )
 
 if TYPE_CHECKING:
@@ -81,7 +82,8 @@ class StreamRunner:
         self.limiter = limiter
         self.display = display
         self.tally = job.tally
-        self.streams: dict[int, Stream] = {}
+        self.streams: dict[int, list[Stream]] = {}
+        """Running rows: each row's stream running now (a row with tools runs several)."""
         self.stopping = False
         self.focus: int | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -98,8 +100,8 @@ class StreamRunner:
 
     def _stop_streams(self) -> None:
         self.tally.note = "stopping…"
-        for stream in list(self.streams.values()):
-            stream.stop()
+        for current in list(self.streams.values()):
+            stop_call(current)
         self.display.refresh()
 
     def delta(self, index: int, delta: str) -> None:
@@ -165,11 +167,11 @@ class StreamRunner:
             entry = await self.limiter.acquire(estimate, lambda: self.stopping)
             if entry is None:
                 return self._cancelled(index)
-        self.streams[index] = stream
+        current = self.streams[index] = [stream]
         self.tally.running += 1
         self.display.refresh()
         try:
-            response = await run_awaited(stream, pump=False)
+            response = await run_awaited(stream, pump=False, current=current)
         finally:
             del self.streams[index]
             self.tally.running -= 1

@@ -32,6 +32,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         if r.get("input_tokens") is not None or r.get("output_tokens") is not None:
             tokens = f"{r.get('input_tokens') or 0}/{r.get('output_tokens') or 0}"
         answer = r["text"] or (f"[{r['error']}]" if r.get("error") else "")
+        calls = r.get("tool_calls") or []
+        if calls:  # e.g. "[ran load_sales, refused drop_region] The answer"
+            done = (f"{c.get('decision') or ''} {c.get('name') or ''}".strip() for c in calls)
+            answer = f"[{', '.join(done)}] {answer}"
         lines.append(
             (
                 str(r["id"]),
