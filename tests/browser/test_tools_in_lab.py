@@ -93,3 +93,50 @@ def test_notebook7_card_runs_the_tool(t7, fake_llm):
     assert reason == "stop", foot
     text = t7.output_text(i)
     assert "double ran with x=8" in text and "Done computing." in text
+
+
+PLOT = '''import struct, zlib
+import nbstream
+from IPython.display import Image, display
+
+@nbstream.tool(approve=False)
+def plot_bars(values: list[int]) -> str:
+    """Draws a bar chart of the values (a PNG, 20 px per bar)."""
+    width, height = 20 * len(values), 100
+    top = max(max(values), 1)
+    rows = b""
+    for y in range(height):
+        row = bytearray(b"\\x00")
+        for v in values:
+            filled = height - y <= 100 * v / top
+            bar = b"\\x4c\\x78\\xa8" if filled else b"\\xff\\xff\\xff"
+            row += bar * 18 + b"\\xff\\xff\\xff" * 2
+        rows += bytes(row)
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    png = b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", header)
+    png += chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    display(Image(png))
+    return f"a chart of {len(values)} bars is shown"'''
+
+
+def test_a_plot_made_by_a_tool_appears_in_the_cell(tnb, fake_llm):
+    tnb.ensure_idle()
+    j = tnb.add_cell(PLOT)
+    tnb.run_cell(j)
+    call = {"name": "plot_bars", "arguments": '{"values": [3, 1, 4, 1, 5]}'}
+    model = fake_llm.script(
+        answers=[{"text": "Plotting.", "tool_calls": [call]}, {"text": "There it is."}]
+    )
+    i = tnb.add_cell(llm_cell(fake_llm, model, "Plot 3 1 4 1 5.", extra=" --tools plot_bars"))
+    tnb.run_cell(i, wait=False)
+    reason, foot = wait_footer(tnb, i, timeout=30)
+    assert reason == "stop", foot
+    image = tnb.cell(i).locator(".jp-OutputArea-output img")
+    image.wait_for(timeout=10_000)
+    size = image.evaluate("img => [img.naturalWidth, img.naturalHeight, img.complete]")
+    assert size == [100, 100, True]  # 5 bars of 20 px: the tool's own figure, decoded
+    assert "There it is." in tnb.output_text(i)
+    assert "plot_bars" in tnb.output_text(i)  # the call is listed with the answer
