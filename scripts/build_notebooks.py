@@ -11,8 +11,10 @@ nbval's ``nbval-ignore-output`` tag; the facts that matter are printed by the ce
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -21,6 +23,17 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 IGNORE = "\x00ignore\x00"  # prefix marker: the cell gets nbval's "nbval-ignore-output" tag
+RAISES = "\x00raises\x00"  # prefix marker: the cell fails on purpose ("raises-exception" tag)
+RECORDED_ANSWERS = {
+    "07-notebook-context.ipynb": {
+        "gpt-4o-mini": "The **south** region sold most: its bar is the tallest, at about 340 "
+        "units, well ahead of west (about 210), north (120) and east (90).",
+        "gpt-4.1-mini": "`sales` has no column `unit`: the column is `units` (a `KeyError` "
+        'names the missing key).\n\n```python\ntotal = sales["units"].sum()\n```\n',
+    }
+}
+"""Answers a notebook's cells get from the test server while it is recorded (models that
+cannot run here: a figure needs a model that sees). Replayed from the cache afterwards."""
 
 
 def md(text: str) -> nbformat.NotebookNode:
@@ -32,6 +45,9 @@ def code(text: str) -> nbformat.NotebookNode:
     timings). A tag, not a ``# NBVAL_IGNORE_OUTPUT`` comment: ``%%llm`` must be line one
     and the rest of the cell is the prompt."""
     tags = []
+    if text.startswith(RAISES):
+        text = text[len(RAISES) :]
+        tags.append("raises-exception")
     if text.startswith(IGNORE):
         text = text[len(IGNORE) :]
         tags.append("nbval-ignore-output")
@@ -637,6 +653,95 @@ Remove the west region from the sales table."""
 """),
 ]
 
+SEEING = [
+    md("""
+# Answers that see: figures, cells, fixes, stale answers
+
+The notebook is the context: a figure in a `{field}` is sent as an image, `--cells N` sends
+what the last cells did, `%llm fix` explains the last error and proposes a corrected cell,
+and `%llm stale` tells which answers read data that has changed since.
+
+The text-only parts run on the **embedded local model** (a 270M *base* model: look at the
+mechanics, not the wisdom). It cannot see images and does not write fixes, so the figure and
+the fix sections were **recorded**: their answers came from nbstream's test server (scripted
+replies, not a real model) and are replayed from `notebooks/.nbstream-cache` (`--cache
+auto`). Point `-m` at OpenAI, Anthropic or Gemini with a key to ask a real model about your
+own figures and errors.
+"""),
+    code("""%load_ext nbstream
+import matplotlib.pyplot as plt
+import pandas as pd
+import nbstream"""),
+    code("""sales = pd.DataFrame({
+    "region": ["north", "south", "east", "west"],
+    "units": [120, 340, 90, 210],
+})
+sales"""),
+    md("""
+## A figure in the prompt
+
+`{fig}` sends the figure as a PNG image part, in its place in the prompt (drawn at the
+provider's size limit); `{last_figure}` is the last image any cell displayed.
+`--show-prompt` keeps a thumbnail of what was sent.
+"""),
+    code(
+        IGNORE
+        + """fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+ax.bar(sales["region"], sales["units"], color="#4c78a8")
+ax.set_ylabel("units")
+plt.show()"""
+    ),
+    code(
+        IGNORE
+        + """%%llm -m openai:gpt-4o-mini --cache auto --show-prompt -o seen
+Which region sold most in this chart? {fig}"""
+    ),
+    code(
+        """print("image" in seen.prompt)  # the prompt had an image (its label, in the text form)"""
+    ),
+    md("""
+## The last cells as context: `--cells N`
+
+The sources and text outputs of the last N executed cells go before the prompt, newest
+last, within a budget (older cells are left out first, and the prompt says so).
+`{In[3]}`, `{Out[3]}` and `{_}` are looked up like any field.
+"""),
+    code("""sales["units"].sum()"""),
+    code(
+        IGNORE
+        + """%%llm -m local --cells 2 --max-tokens 40 -o about_cells
+What did the last cell compute?"""
+    ),
+    code("""print(about_cells.prompt.splitlines()[0])"""),
+    md("""
+## `%llm fix`
+
+After a cell fails, `%llm fix` sends the error, the traceback trimmed to the notebook's own
+frames, the failing line with the type / shape / dtypes of the variables it uses, and the
+cell's source. The corrected cell is shown as a diff and put into a new cell below — never
+run (headless runs like this one do not add cells; it is in `_llm.python_code()`).
+"""),
+    code(RAISES + """total = sales["unit"].sum()  # a typo: the column is "units\""""),
+    code(IGNORE + """%llm fix -m openai:gpt-4.1-mini --cache auto"""),
+    code("""print("KeyError" in _llm.prompt, "sales: pandas" in _llm.prompt)"""),
+    md("""
+## Stale answers
+
+Every answer records fingerprints of what it read. After the data changes, `x.stale()` says
+which inputs changed and `%llm stale` lists the answers concerned; re-running a cell whose
+inputs are unchanged with `--cache auto` is served from the cache ("inputs unchanged").
+"""),
+    code(
+        IGNORE
+        + """%%llm -m local --max-tokens 30 -o summary
+In one sentence: {sales}"""
+    ),
+    code("""print(summary.stale())  # nothing changed yet"""),
+    code("""sales = sales[sales["units"] > 100]  # the data changes
+print(summary.stale())"""),
+    code("""%llm stale"""),
+]
+
 NOTEBOOK_SPECS = {
     "01-quickstart.ipynb": QUICKSTART,
     "02-providers.ipynb": PROVIDERS,
@@ -644,7 +749,34 @@ NOTEBOOK_SPECS = {
     "04-conversations-and-data.ipynb": CONVERSATIONS,
     "05-batch.ipynb": BATCH,
     "06-tools.ipynb": TOOLS,
+    "07-notebook-context.ipynb": SEEING,
 }
+
+
+@contextlib.contextmanager
+def recording_server(answers: dict[str, str]) -> Iterator[None]:
+    """While a notebook with recorded answers runs: the test server (tests/) answers those
+    models, the OpenAI SDK pointed at it with a placeholder key."""
+    if not answers:
+        yield
+        return
+    sys.path.insert(0, str(ROOT / "tests"))
+    from fake_llm_server import FakeLLMServer
+
+    server = FakeLLMServer().start()
+    saved = {k: os.environ.get(k) for k in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    try:
+        for model, text in answers.items():
+            server.script(name=model, text=text, token_size=6)
+        os.environ.update(OPENAI_API_KEY="sk-recording", OPENAI_BASE_URL=server.openai_base_url)
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        server.stop()
 
 
 def build(name: str, cells: list[nbformat.NotebookNode], run: bool) -> None:
@@ -659,9 +791,13 @@ def build(name: str, cells: list[nbformat.NotebookNode], run: bool) -> None:
         # Record every answer in notebooks/.nbstream-cache (committed): CI replays them with
         # NBSTREAM_CACHE=replay, so its nbval run is deterministic and sends nothing.
         os.environ.setdefault("NBSTREAM_CACHE", "auto")
-        NotebookClient(
-            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
-        ).execute()
+        with recording_server(RECORDED_ANSWERS.get(name, {})):
+            NotebookClient(
+                nb,
+                timeout=600,
+                kernel_name="python3",
+                resources={"metadata": {"path": str(NOTEBOOKS)}},
+            ).execute()
         nb.metadata.pop("widgets", None)
     path = NOTEBOOKS / name
     nbformat.write(nb, path)

@@ -42,7 +42,7 @@ import tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
 def name(dep): return re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0].lower()
 extras = project["optional-dependencies"]
-runtime = {name(d) for d in project["dependencies"] + extras["local"] + extras["gemini"] + extras["mcp"]}
+runtime = {name(d) for d in project["dependencies"] + extras["local"] + extras["gemini"] + extras["mcp"] + extras["images"]}
 tools = {name(d) for d in project["optional-dependencies"]["test"]} - runtime - {"ipykernel"}
 for line in open("requirements/test.lock"):
     if "==" in line and not line.startswith(" ") and line.split("==")[0] in tools:
@@ -62,7 +62,7 @@ for dep in project["dependencies"] + project["optional-dependencies"]["local"]:
     print(dep)
 PY
 
-"$uv" pip compile "${flags[@]}" pyproject.toml --extra local --extra gemini --extra mcp --extra test \
+"$uv" pip compile "${flags[@]}" pyproject.toml --extra local --extra gemini --extra mcp --extra images --extra test \
     -o "$out/test.lock"
 "$uv" pip compile "${flags[@]}" pyproject.toml requirements/ipykernel629.in \
     -o "$out/ipykernel629.lock"

@@ -119,5 +119,6 @@ $venv/bin/python bench/bench_render.py --quick
 $venv/bin/python bench/bench_batch.py --quick
 $venv/bin/python bench/bench_providers.py --answers 3
 $venv/bin/python bench/bench_tools.py --answers 3
+$venv/bin/python bench/bench_media.py --repeat 3
 
 step "done"

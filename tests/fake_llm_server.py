@@ -17,7 +17,9 @@ until killed. Endpoints:
   response JSON object. The model is the path's; the script keys work as for the others
   (Gemini's mid-stream error event is ``data: {"error": {"code", "message", "status"}}``).
 - ``POST /_script`` -- body: a script spec (see below); answers ``{"model": NAME}``. A request
-  whose ``model`` is NAME follows that script; any other model gets the default script.
+  whose ``model`` is NAME follows that script; any other model gets the default script. The
+  spec's ``name`` chooses NAME (e.g. ``gpt-4o-mini``, to record a demo notebook's answer);
+  without it NAME is new for each script.
 - ``GET /_log?model=NAME`` -- one record per request received for that model.
 - ``GET /_health`` -- ``{"ok": true}``.
 - The providers' batch services (see "Batch services" below): OpenAI ``POST /v1/files``,
@@ -259,6 +261,7 @@ SPEC_KEYS = {
     "batch_seconds",
     "batch_create_status",
     "answers",
+    "name",
 }
 INVALID_UTF8 = b"\xff\xfe"
 ANTHROPIC_STREAM_ERROR = ("overloaded_error", "Overloaded")
@@ -328,6 +331,8 @@ def _validate_spec(spec: Any) -> dict[str, Any]:
     unknown = set(spec) - SPEC_KEYS
     if unknown:
         raise ValueError(f"unknown script keys: {sorted(unknown)}")
+    if "name" in spec and not (isinstance(spec["name"], str) and spec["name"].strip()):
+        raise ValueError("name must be a non-empty string")
     if sum(key in spec for key in ("tokens", "text", "texts")) > 1:
         raise ValueError("give one of tokens, text and texts")
     if "texts" in spec and not (
@@ -726,7 +731,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             state = self.server.state
             with state.lock:
-                name = f"fake-{next(state.counter)}-{os.urandom(4).hex()}"
+                name = spec.pop("name", None) or f"fake-{next(state.counter)}-{os.urandom(4).hex()}"
                 state.scripts[name] = spec
             self._send_json(200, {"model": name})
         elif url.path in ("/v1/chat/completions", "/v1/messages") or GEMINI_PATH.match(url.path):

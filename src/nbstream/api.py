@@ -24,6 +24,9 @@ from nbstream.conversation import thread as messages
 from nbstream.engine import Stream
 from nbstream.errors import SettingsError
 from nbstream.kernel import in_kernel
+from nbstream.prompts.interpolate import Composed
+from nbstream.prompts.media import attachment_of
+from nbstream.providers.base import Attachment
 from nbstream.response import Response
 from nbstream.run import caller_namespace, make_stream, run_awaited, run_blocking, store
 from nbstream.settings import CacheMode, DisplayMode
@@ -36,18 +39,19 @@ def describe_option(name: str) -> str:
 
 
 def _stream(
-    prompt: str,
+    prompt: str | Sequence[Any],
     call: dict[str, Any],
     *,
     awaited: bool,
     namespace: Mapping[str, Any],
     background: bool = False,
 ) -> Stream:
-    if not isinstance(prompt, str) or not prompt.strip():
+    filled: str | Composed = prompt if isinstance(prompt, str) else parts_prompt(prompt)
+    if not (filled if isinstance(filled, str) else filled.text).strip():
         raise ValueError("the prompt is empty: pass the question as the first argument")
     try:
         return make_stream(
-            prompt,
+            filled,
             call,
             describe_option=describe_option,
             awaited=awaited or background,  # a background view's Stop is heard between cells
@@ -56,6 +60,30 @@ def _stream(
         )
     except SettingsError as exc:
         raise SettingsError(exc.problems, call_name=str) from None
+
+
+def parts_prompt(items: Sequence[Any]) -> Composed:
+    """A prompt given as a list: text, and images or PDFs (a matplotlib figure, a PIL or
+    IPython image, image or PDF bytes, a ``pathlib.Path``) in order:
+    ``ask(["What does this show?", fig])``."""
+    if isinstance(items, (bytes, bytearray)) or not isinstance(items, Sequence):
+        raise TypeError("the prompt is a str, or a list of str and images / PDFs")
+    parts: list[str | Attachment] = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            parts.append(item)
+            continue
+        found = attachment_of(item, f"attachment {i + 1}")
+        if found is None:
+            raise TypeError(
+                f"prompt item {i + 1} is a {type(item).__name__}: a list prompt holds str and "
+                "images or PDFs (figure, PIL / IPython image, bytes, pathlib.Path); put other "
+                "values into the text"
+            )
+        parts.append(found)
+    text = "".join(p if isinstance(p, str) else f"[{p.kind}: {p.describe()}]" for p in parts)
+    has_media = any(isinstance(p, Attachment) for p in parts)
+    return Composed(text, tuple(parts) if has_media else ())
 
 
 def _background(options: dict[str, Any]) -> bool:
@@ -87,6 +115,7 @@ class Options(TypedDict, total=False):
     throttle: float
     show_prompt: bool
     context_budget: int
+    cells: int | None
     chat: str | bool | None
     chat_budget: int | None
     schema: str | object | None
@@ -103,21 +132,23 @@ class Options(TypedDict, total=False):
 
 @overload
 async def ask(
-    prompt: str, *, background: Literal[False] = False, **options: Unpack[Options]
+    prompt: str | Sequence[Any], *, background: Literal[False] = False, **options: Unpack[Options]
 ) -> Response: ...
 
 
 @overload
-async def ask(prompt: str, *, background: Literal[True], **options: Unpack[Options]) -> Pending: ...
+async def ask(
+    prompt: str | Sequence[Any], *, background: Literal[True], **options: Unpack[Options]
+) -> Pending: ...
 
 
 @overload
 async def ask(
-    prompt: str, *, background: bool, **options: Unpack[Options]
+    prompt: str | Sequence[Any], *, background: bool, **options: Unpack[Options]
 ) -> Response | Pending: ...
 
 
-async def ask(prompt: str, **options: Any) -> Response | Pending:
+async def ask(prompt: str | Sequence[Any], **options: Any) -> Response | Pending:
     """Stream an answer with the same live display, Stop button and semantics as ``%%llm``.
 
     ``await nbstream.ask("Explain …", model="openai:gpt-4o-mini")`` returns a
@@ -160,21 +191,23 @@ async def ask(prompt: str, **options: Any) -> Response | Pending:
 
 @overload
 def ask_sync(
-    prompt: str, *, background: Literal[False] = False, **options: Unpack[Options]
+    prompt: str | Sequence[Any], *, background: Literal[False] = False, **options: Unpack[Options]
 ) -> Response: ...
 
 
 @overload
-def ask_sync(prompt: str, *, background: Literal[True], **options: Unpack[Options]) -> Pending: ...
+def ask_sync(
+    prompt: str | Sequence[Any], *, background: Literal[True], **options: Unpack[Options]
+) -> Pending: ...
 
 
 @overload
 def ask_sync(
-    prompt: str, *, background: bool, **options: Unpack[Options]
+    prompt: str | Sequence[Any], *, background: bool, **options: Unpack[Options]
 ) -> Response | Pending: ...
 
 
-def ask_sync(prompt: str, **options: Any) -> Response | Pending:
+def ask_sync(prompt: str | Sequence[Any], **options: Any) -> Response | Pending:
     """Blocking :func:`ask` for scripts and plain functions (same keywords).
 
     The display follows ``display`` / ``%config`` like ``ask`` (in a notebook: the live

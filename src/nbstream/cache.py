@@ -98,6 +98,9 @@ def _plain(value: Any) -> Any:
     pydantic models or classes → their JSON schema, anything else → repr)."""
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
+    key = getattr(value, "key_material", None)
+    if callable(key):  # an Attachment: its hash, not its bytes
+        return _plain(key())
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):

@@ -28,7 +28,7 @@ from nbstream.engine import Sink, Stream
 from nbstream.errors import SchemaValidationError
 from nbstream.providers import get_provider
 from nbstream.providers.base import Request
-from nbstream.response import Response
+from nbstream.response import Response, remember
 from nbstream.settings import Settings
 from nbstream.tools.running import Approval, Outcome, run_call, summary
 
@@ -114,6 +114,7 @@ class Call:
         describe_option: Callable[[str], str],
         notes: list[str],
         tools: list[Tool] | None = None,
+        inputs: dict[str, str] | None = None,
     ) -> None:
         self.settings = settings
         self.provider_name = provider_name
@@ -139,6 +140,8 @@ class Call:
         self.round_messages: list[dict[str, Any]] = []
         """The tool rounds as messages (for the conversation's turn)."""
         self.approval = Approval(auto=settings.auto_approve)
+        self.inputs = dict(inputs or {})
+        """Fingerprints of what the prompt read (``Response.inputs``)."""
 
     def stream(self, request: Request, note: str | None = None, prefix: str = "") -> Stream:
         provider, lookup = cache.wrap(
@@ -148,7 +151,10 @@ class Call:
             request,
             self.settings,
         )
-        notes = [note, "cached" if lookup.hit else None, *self.notes]
+        cached = None
+        if lookup.hit:
+            cached = "cached: inputs unchanged" if self.inputs else "cached"
+        notes = [note, cached, *self.notes]
         return Stream(
             provider,
             request,
@@ -321,6 +327,8 @@ class Call:
             response.cost = None if None in costs else sum(c for c in costs if c is not None)
         if self.tool_records:
             response.tool_calls = list(self.tool_records)
+        response.inputs = dict(self.inputs)
+        remember(response)
         if self.chat is not None:
             turn = Turn.from_response(response, system=self.settings.system, cell_id=self.chat.key)
             if self.round_messages:

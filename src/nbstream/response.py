@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 from nbstream.errors import ResponseError
+from nbstream.kernel import get_shell
 from nbstream.pricing import format_cost
+from nbstream.prompts.cells import last_image
+from nbstream.prompts.cells import latest as latest_cell
+from nbstream.prompts.fingerprint import fingerprint
+from nbstream.prompts.interpolate import lookup
 from nbstream.providers.base import FinishReason
 
 EMPTY_INPUT = "empty input"
@@ -65,6 +70,12 @@ class Response(str):
         ``name``, ``arguments``, ``decision`` (``ran`` / ``skipped`` / ``refused`` /
         ``replayed`` / ``invalid``), ``result`` (what the model was sent), ``error``,
         ``elapsed`` (seconds), ``round``.
+    ``inputs``
+        Fingerprints of what the prompt read (see :mod:`nbstream.prompts.fingerprint`):
+        each ``{field}`` by its path (``df``, ``df.columns``), ``last_figure``, the cells of
+        ``--cells`` (``cell:ID``: stale once the cell is re-run with another source or
+        output) and the conversation's earlier turns (``thread:NAME#N``). :meth:`stale` tells
+        which of them have changed since.
 
     Operations that produce a new string (``upper()``, ``+``, slicing) return plain ``str``.
     """
@@ -81,6 +92,9 @@ class Response(str):
     cached: bool
     data: Any
     tool_calls: list[dict[str, Any]]
+    inputs: dict[str, str]
+    names: list[str]
+    """The variables ``-o NAME`` bound it to (for ``%llm stale``)."""
 
     def __new__(
         cls,
@@ -112,6 +126,8 @@ class Response(str):
         self.cached = cached
         self.data = data
         self.tool_calls = list(tool_calls or [])
+        self.inputs = {}
+        self.names = []
         return self
 
     @property
@@ -215,6 +231,12 @@ class Response(str):
             text += f" — {self.error}"
         return text
 
+    def stale(self, namespace: Mapping[str, Any] | None = None) -> list[str]:
+        """The inputs of this answer that have changed since it was asked (``[]``: none),
+        e.g. ``["df"]`` after ``df`` was filtered; a variable that is gone counts as
+        changed. ``namespace``: where fields are looked up (default: the notebook's)."""
+        return changed_inputs(self.inputs, namespace)
+
     def metadata(self) -> dict[str, Any]:
         """Everything but the text, as a JSON-friendly dict."""
         return {
@@ -276,3 +298,51 @@ def _portable(data: Any) -> Any:
 
 def _rebuild(text: str, metadata: dict[str, Any], data: Any = None) -> Response:
     return Response(text, **metadata, data=data)
+
+
+INPUT_CHECKS: dict[str, Callable[[str], str | None]] = {}
+"""Fingerprints of inputs that are not variables, by key prefix (``thread:``, registered by
+the layer that knows threads): ``check(key) -> fingerprint now`` (``None``: gone)."""
+
+ANSWERS: list[Response] = []
+"""This kernel's answers that read inputs, oldest first (the last :data:`KEEP_ANSWERS`), for
+``%llm stale``."""
+KEEP_ANSWERS = 200
+
+
+def remember(response: Response) -> None:
+    """Keep ``response`` for ``%llm stale`` (when it read anything)."""
+    if response.inputs:
+        ANSWERS.append(response)
+        del ANSWERS[:-KEEP_ANSWERS]
+
+
+def current_fingerprint(key: str, namespace: Mapping[str, Any]) -> str | None:
+    """What input ``key`` fingerprints as now (``None``: it is gone)."""
+    for prefix, check in INPUT_CHECKS.items():
+        if key.startswith(prefix):
+            return check(key)
+    if key.startswith("cell:"):  # a cell of --cells: its latest run (re-run differently?)
+        record = latest_cell(key)
+        return None if record is None else fingerprint(record.state())
+    try:
+        value = lookup(key, namespace)
+    except Exception:
+        if key == "last_figure":
+            image = last_image()
+            return None if image is None else fingerprint(image)
+        return None
+    try:
+        return fingerprint(value)
+    except Exception:
+        return None
+
+
+def changed_inputs(
+    inputs: Mapping[str, str], namespace: Mapping[str, Any] | None = None
+) -> list[str]:
+    """The keys of ``inputs`` whose fingerprint is different now (or that are gone)."""
+    if namespace is None:
+        shell = get_shell()
+        namespace = getattr(shell, "user_ns", None) or {}
+    return [k for k, was in inputs.items() if current_fingerprint(k, namespace) != was]

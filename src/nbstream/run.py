@@ -32,10 +32,14 @@ from nbstream.display.live_html import HtmlSink
 from nbstream.display.terminal import TerminalSink
 from nbstream.engine import NullSink, Sink, Stream, neutral
 from nbstream.kernel import get_shell, in_kernel, widget_messages_pumped, widgets_available
+from nbstream.prompts.cells import cells_block
+from nbstream.prompts.fingerprint import fingerprint
+from nbstream.prompts.interpolate import Composed
+from nbstream.prompts.media import RENDER_MAX_SIDE, MediaError, fit
 from nbstream.providers import capabilities, parse_model_id, registered
-from nbstream.providers.base import Capabilities, Request
+from nbstream.providers.base import Attachment, Capabilities, Request
 from nbstream.providers.common import CLIENTS, shared_clients
-from nbstream.response import Response
+from nbstream.response import INPUT_CHECKS, Response
 from nbstream.settings import UNSET, Settings, Unset, configured, request_fields, resolve
 from nbstream.tools import Tool, ToolError, resolve_tools
 
@@ -158,7 +162,7 @@ def plan(
 
 
 def make_stream(
-    prompt: str | Callable[[Settings], str],
+    prompt: str | Composed | Callable[[Settings], str | Composed],
     call: Mapping[str, Any] | Plan,
     *,
     describe_option: Callable[[str], str] = neutral,
@@ -184,7 +188,24 @@ def make_stream(
     decided = call if isinstance(call, Plan) else plan(call, namespace=namespace, defaults=defaults)
     settings, schema, provider_name = decided.settings, decided.schema, decided.provider_name
     name, full_id, note = decided.name, decided.model_id, decided.note
-    text = prompt(settings) if callable(prompt) else prompt
+    side = RENDER_MAX_SIDE.set(decided.capabilities.image_max_side)
+    try:
+        filled = prompt(settings) if callable(prompt) else prompt
+    finally:
+        RENDER_MAX_SIDE.reset(side)
+    composed = filled if isinstance(filled, Composed) else None
+    text = composed.text if composed is not None else str(filled)
+    if settings.cells:
+        block, included = cells_block(settings.cells, 2 * settings.context_budget)
+        text = f"{block}\n\n{text}"
+        composed = Composed(
+            text,
+            (block + "\n\n", *composed.parts) if composed is not None and composed.parts else (),
+            {
+                **(composed.values if composed is not None else {}),
+                **{c.key: c.state() for c in included},
+            },
+        )
 
     system = settings.system
     caps = decided.capabilities
@@ -193,6 +214,7 @@ def make_stream(
 
         system = f"{system}\n\n{instructions(schema)}" if system else instructions(schema)
     chat: Chat | None = None
+    thread_key: str | None = None
     messages: list[dict[str, str]] = []
     if settings.chat:
         base_url = settings.base_url or next(
@@ -203,6 +225,8 @@ def make_stream(
             budget = caps.conversation_budget(settings.max_tokens, base_url)
         key = turn_key(settings.chat, current_cell_id())
         thread = get_thread(settings.chat)
+        before = thread.index_of(key)
+        thread_key = f"thread:{settings.chat}#{len(thread) if before is None else before}"
         history = thread.messages(key, budget, prompt=text, system=system)
         thread.reserve(key, text)  # a --bg answer ends later: its place is its cell's
         messages = history.turns
@@ -211,6 +235,10 @@ def make_stream(
     else:
         leave_threads(current_cell_id())
     request = make_request(settings, text, name, messages=messages, system=system, schema=schema)
+    media_notes: list[str] = []
+    if composed is not None and composed.parts:
+        parts, media_notes = fit_parts(composed.parts, provider_name, decided.capabilities)
+        request = replace(request, parts=parts)
     if decided.tools:
         request = replace(
             request,
@@ -223,6 +251,9 @@ def make_stream(
         sink = make_sink(settings, stoppable=awaited, schema=schema)
     if (schema is not None and settings.retries > 0) or decided.tools:
         sink = Relay(sink)
+    inputs = fingerprints(composed.values if composed is not None else {})
+    if thread_key is not None:
+        inputs[thread_key] = thread_fingerprint(thread_key) or ""
     one_call = Call(
         settings=settings,
         provider_name=provider_name,
@@ -232,10 +263,66 @@ def make_stream(
         chat=chat,
         sink=sink,
         describe_option=describe_option,
-        notes=[n for n in (note, chat.note() if chat else None) if n],
+        notes=[n for n in (note, chat.note() if chat else None, *media_notes) if n],
         tools=list(decided.tools),
+        inputs=inputs,
     )
     return one_call.stream(request)
+
+
+def fingerprints(values: Mapping[str, Any]) -> dict[str, str]:
+    """Each looked-up value's fingerprint (a value that cannot be fingerprinted is left out)."""
+    found: dict[str, str] = {}
+    for path, value in values.items():
+        try:
+            found[path] = fingerprint(value)
+        except Exception:  # an object whose repr fails: not an input we can follow
+            continue
+    return found
+
+
+def thread_fingerprint(key: str) -> str | None:
+    """``thread:NAME#N``: the first N turns of the thread (the ones before the answer's
+    own), as they are now — all of them, whatever the budget sent; ``None`` when the thread
+    has fewer now (reset, or turns forgotten)."""
+    name, _, count = key[len("thread:") :].rpartition("#")
+    turns = get_thread(name).turns[: int(count)]
+    if len(turns) < int(count):
+        return None
+    return fingerprint(repr([(t.user, t.assistant, t.final) for t in turns]))
+
+
+INPUT_CHECKS["thread:"] = thread_fingerprint
+
+
+def fit_parts(
+    parts: Sequence[str | Attachment], provider_name: str, caps: Capabilities
+) -> tuple[tuple[str | Attachment, ...], list[str]]:
+    """The prompt's parts as ``provider_name`` can take them: images downscaled to its
+    limits (with a note for the status line each); raises :class:`MediaError` when it takes
+    no images (or no PDFs), naming providers that do."""
+    fitted: list[str | Attachment] = []
+    notes: list[str] = []
+    for part in parts:
+        if isinstance(part, Attachment):
+            able = caps.images if part.kind == "image" else caps.documents
+            if not able:
+                what = "images" if part.kind == "image" else "PDFs"
+                others = [
+                    n
+                    for n, c in registered()
+                    if (c.images if part.kind == "image" else c.documents)
+                ]
+                raise MediaError(
+                    f"{{{part.label}}} is {'an image' if part.kind == 'image' else 'a PDF'}, "
+                    f"and {provider_name!r} takes no {what}: use a model of "
+                    f"{', '.join(others) or 'another provider'}, or leave it out"
+                )
+            part, changed = fit(part, caps.image_max_side, caps.image_max_bytes)
+            if changed:
+                notes.append(changed)
+        fitted.append(part)
+    return tuple(fitted), notes
 
 
 def caller_namespace(depth: int = 2) -> Mapping[str, Any]:
@@ -419,6 +506,7 @@ def store(response: Response, out: str | None = None) -> None:
         shell.user_ns["_llm"] = response
         if out:
             shell.user_ns[out] = response
+            response.names.append(out)
 
 
 __all__ = [

@@ -259,6 +259,16 @@ class Settings(BaseModel):
         help="Characters one {variable} may take in the prompt: DataFrames, arrays, long "
         "texts are summarised to fit, and the prompt says what was left out.",
     )
+    cells: int | None = option(
+        None,
+        "--cells",
+        metavar="N",
+        ge=1,
+        le=50,
+        help="Send the sources and text outputs (errors included) of the last N executed "
+        "cells before the prompt, newest last, within twice the context budget (older cells "
+        "left out first, and the prompt says so).",
+    )
     chat: str | None = option(
         None,
         "--chat",

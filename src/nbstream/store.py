@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from nbstream.cache import request_key
 from nbstream.errors import HistoryError, warn_once
 from nbstream.kernel import get_shell
+from nbstream.providers.base import Attachment
 from nbstream.providers.common import mask_url
 from nbstream.settings import HISTORY_OFF, Settings, configured, request_fields, resolve
 from nbstream.version import __version__
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 
 
 SCHEMA_VERSION = 2
-"""2: the ``tool_calls`` column (a version-1 file gets it when first opened)."""
+"""2: the ``tool_calls`` and ``media`` columns (a version-1 file gets them when opened)."""
 BUSY_TIMEOUT = 30.0
 """Seconds the writer thread waits for another process's lock (in the background)."""
 KERNEL_WAIT = 1.0
@@ -92,8 +93,9 @@ COLUMNS: dict[str, str] = {
     "session": "TEXT",
     "pid": "INTEGER",
     "tool_calls": "TEXT",  # JSON: the calls (name, arguments, decision, result, error, …)
+    "media": "TEXT",  # JSON: the prompt's images / PDFs (label, type, sha256, bytes, size)
 }
-JSON_COLUMNS = ("options", "usage", "tool_calls")
+JSON_COLUMNS = ("options", "usage", "tool_calls", "media")
 
 BATCH_COLUMNS: dict[str, str] = {
     "id": "TEXT PRIMARY KEY",  # "provider:batch id", what nbstream.collect() takes
@@ -219,7 +221,18 @@ def record_of(
         "session": SESSION,
         "pid": os.getpid(),
         "tool_calls": _calls_of(stream, response),
+        "media": _media_of(stream),
     }
+
+
+def _media_of(stream: Stream) -> list[dict[str, Any]] | None:
+    """The prompt's attachments as the history keeps them: what identifies them, not them."""
+    found = [
+        {"label": p.label, **p.key_material(), "width": p.width, "height": p.height}
+        for p in stream.request.parts
+        if isinstance(p, Attachment)
+    ]
+    return found or None
 
 
 def _calls_of(stream: Stream, response: Response) -> list[dict[str, Any]] | None:

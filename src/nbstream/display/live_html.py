@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from nbstream.kernel import update_display
+from nbstream.prompts.media import thumbnails
 from nbstream.render.answer_html import ANSWER_OPEN, renderer, static_bundle, structured_html
 from nbstream.store import provenance
 
@@ -132,7 +133,10 @@ class HtmlSink:
         if self.schema is not None:
             html = structured_html(response, html)
         prompt = stream.request.prompt if self.show_prompt else None
-        bundle = static_bundle(response, html=html, prompt=prompt, note=stream.note)
+        shown = thumbnails(stream.request.parts) if prompt else None
+        bundle = static_bundle(
+            response, html=html, prompt=prompt, note=stream.note, thumbnails=shown
+        )
         metadata = {"nbstream": provenance(stream, response)}  # kept in the saved notebook
         update_display(bundle, metadata=metadata, raw=True, display_id=self.display_id)
 

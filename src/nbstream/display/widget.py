@@ -36,6 +36,7 @@ from typing_extensions import NotRequired
 
 from nbstream.display.live_html import HTML_INTERVAL, Throttle, live_bundle, status_words
 from nbstream.kernel import update_display
+from nbstream.prompts.media import thumbnails
 from nbstream.render import incremental
 from nbstream.render.answer_html import renderer, static_bundle, static_text, structured_html
 from nbstream.store import provenance
@@ -276,6 +277,7 @@ class WidgetSink:
             html=html,
             prompt=stream.request.prompt if self.show_prompt else None,
             note=stream.note,
+            thumbnails=thumbnails(stream.request.parts) if self.show_prompt else None,
         )
         self.bytes_sent += len(json.dumps(bundle).encode())
         metadata = {"nbstream": provenance(stream, response)}  # kept in the saved notebook

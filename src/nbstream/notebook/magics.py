@@ -12,9 +12,11 @@ instead and returns once its view is shown.
 from __future__ import annotations
 
 import builtins
+import collections
 import keyword
 import os
 import shlex
+from collections.abc import Mapping
 from typing import Any
 
 import traitlets
@@ -26,11 +28,15 @@ from nbstream import background, conversation, settings
 from nbstream.engine import Stream
 from nbstream.errors import ModelIdError, SchemaError, SettingsError
 from nbstream.kernel import in_kernel, ipykernel_version, needs_pump
-from nbstream.notebook import transform
+from nbstream.notebook import transform, watch
 from nbstream.notebook.cells import to_cell
+from nbstream.notebook.fix import NOTHING_TO_FIX, failing_cell, fix_prompt, show_fix
 from nbstream.notebook.history import history_command
+from nbstream.notebook.stale import stale_report
 from nbstream.pricing import cost_report
-from nbstream.prompts.interpolate import interpolate
+from nbstream.prompts.cells import last_image
+from nbstream.prompts.interpolate import Composed, compose
+from nbstream.prompts.media import MediaError
 from nbstream.providers import parse_model_id, registered
 from nbstream.providers.common import mask_url
 from nbstream.response import Response
@@ -106,6 +112,14 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
         "(also: %%llm to-cell, for the last answer).",
     )
     @magic_arguments.argument(
+        "--fix",
+        action="store_true",
+        help="Ask why the last cell failed (its error, traceback, failing line and the "
+        "variables it uses, its source) and for a corrected cell, shown as a diff and put "
+        "into a new cell below, never run. The cell's text, if any, is added to the question "
+        "(also: %%llm fix [options]).",
+    )
+    @magic_arguments.argument(
         "--bg",
         action="store_true",
         help="Background: the cell returns at once and the answer streams on while other "
@@ -158,7 +172,9 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
         ``%llm cost`` this session's tokens and cost by model, ``%llm thread [NAME]`` a
         conversation (``--chat``) and what the next prompt would send, ``%llm reset
         [NAME]`` forgets it, ``%llm tools [NAMES]`` shows functions as a model would see
-        them as tools (the named ones, else those marked with ``@nbstream.tool``).
+        them as tools (the named ones, else those marked with ``@nbstream.tool``),
+        ``%llm fix [options]`` asks why the last cell failed and puts a corrected cell
+        below, ``%llm stale`` lists the answers whose inputs have changed since.
         """
         if cell is None:
             self._line_magic(line)
@@ -196,6 +212,8 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
         args = self.parse_line(line)
         if args.out is not None:
             check_variable_name(args.out)
+        if args.bg and args.fix:
+            raise UsageError("--bg cannot be combined with --fix: the fix needs the ended answer")
         if args.bg and args.to_cell:
             raise UsageError(
                 "--bg cannot be combined with --to-cell: the code goes into a cell when the "
@@ -203,14 +221,20 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
                 "%llm to-cell once it ended"
             )
         template = cell.strip()
+        if args.fix:
+            failed = failing_cell()
+            if failed is None:
+                raise UsageError(NOTHING_TO_FIX)
+            args.failed = failed
+            template, args.raw = fix_prompt(failed, template), True
         if not template:
             raise UsageError("the prompt is empty: write it in the cell below the %%llm line")
-        namespace = self.shell.user_ns
+        namespace = prompt_namespace(self.shell.user_ns, template)
 
-        def prompt(options: settings.Settings) -> str:
+        def prompt(options: settings.Settings) -> str | Composed:
             if args.raw:
                 return template
-            return interpolate(template, namespace, budget=options.context_budget)
+            return compose(template, namespace, budget=options.context_budget)
 
         call = {name: getattr(args, name) for name in settings.NAMES}
         call = {k: (settings.UNSET if v is None else v) for k, v in call.items()}
@@ -231,6 +255,8 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
             raise UsageError(f"--schema: {exc}") from None
         except ToolError as exc:
             raise UsageError(f"--tools: {exc}") from None
+        except MediaError as exc:
+            raise UsageError(str(exc)) from None
         return stream, args
 
     def _finish(self, stream: Stream, response: Response, args: Any) -> None:
@@ -239,6 +265,8 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
             raise KeyboardInterrupt
         if args.to_cell:
             print(to_cell(self.shell, response))
+        if args.fix and response.text:
+            print(show_fix(self.shell, args.failed, response))
 
     def _line_magic(self, line: str) -> None:
         word = line.strip()
@@ -247,6 +275,10 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
             return
         if word == "config":
             print(self.config_report())
+            return
+        if command_of(word) == "fix":
+            stream, args = self._prepare(f"--fix {word[3:]}", "", awaited=False)
+            self._finish(stream, run_blocking(stream), args)
             return
         if word == "to-cell":
             last = self.shell.user_ns.get("_llm")
@@ -265,6 +297,9 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
                 print(history_command(rest))
             except (ValueError, SettingsError) as exc:
                 raise UsageError(str(exc)) from None
+            return
+        if word == "stale":
+            print(stale_report(self.shell.user_ns))
             return
         if word == "cost":
             print(cost_report())
@@ -286,8 +321,8 @@ class LLMMagics(_ConfigTraits):  # type: ignore[misc,valid-type]
             return
         raise UsageError(
             f"unknown %llm command {word!r}: use %llm help, %llm config, %llm to-cell, "
-            "%llm history, %llm cost, %llm thread, %llm reset, %llm tools, or %%llm as a "
-            "cell magic with the prompt in the cell"
+            "%llm history, %llm cost, %llm thread, %llm reset, %llm tools, %llm fix, "
+            "%llm stale, or %%llm as a cell magic with the prompt in the cell"
         )
 
     def config_report(self) -> str:
@@ -366,6 +401,7 @@ def load(shell: Any) -> LLMMagics:
         shell.configurables.append(magics)
     if in_kernel(shell):
         transform.install(shell, run_cell)
+    watch.install(shell)
     _instance = magics
     settings.use_configured(magics.configured)  # %config reaches every layer through settings
     return magics
@@ -374,10 +410,30 @@ def load(shell: Any) -> LLMMagics:
 def unload(shell: Any) -> None:
     global _instance
     transform.uninstall(shell)
+    watch.uninstall()
     if _instance is not None and _instance in shell.configurables:
         shell.configurables.remove(_instance)
     _instance = None
     settings.use_configured(None)
+
+
+def command_of(word: str) -> str:
+    return word.split(maxsplit=1)[0] if word.strip() else ""
+
+
+def prompt_namespace(user_ns: dict[str, Any], template: str) -> Mapping[str, Any]:
+    """Where a cell's ``{fields}`` are looked up: the user's namespace, and
+    ``{last_figure}`` (the most recent image a cell displayed) unless the user has a
+    variable of that name."""
+    if "{last_figure}" in template and "last_figure" not in user_ns:
+        image = last_image()
+        if image is None:
+            raise UsageError(
+                "{last_figure}: no cell of this kernel has displayed an image yet (since "
+                "%load_ext nbstream): show the figure first, or name it ({fig})"
+            )
+        return collections.ChainMap(user_ns, {"last_figure": image})
+    return user_ns
 
 
 def thread_command(command: str, rest: str) -> str:

@@ -38,6 +38,9 @@ def rewrite_llm_cell(lines: list[str]) -> list[str]:
     if not lines:
         return lines
     first = lines[0].rstrip("\r\n")
+    fix = _fix_line(lines)
+    if fix is not None and _is_the_kernels_cell(lines):  # `%llm fix ARGS`: awaited too
+        return [f"await {RUNNER}({fix!r}, '')\n"]
     if not (first == MAGIC or first.startswith((MAGIC + " ", MAGIC + "\t"))):
         return lines
     if first.rstrip().endswith("?"):  # %%llm? is help
@@ -47,6 +50,17 @@ def rewrite_llm_cell(lines: list[str]) -> list[str]:
     line = first[len(MAGIC) :].strip()
     body = "".join(lines[1:])
     return [f"await {RUNNER}({line!r}, {body!r})\n"]
+
+
+def _fix_line(lines: list[str]) -> str | None:
+    """``--fix ARGS`` when the cell is the one line ``%llm fix ARGS``, else ``None``."""
+    text = "".join(lines).strip()
+    if "\n" in text:
+        return None
+    words = text.split(maxsplit=2)
+    if words[:2] != ["%llm", "fix"]:
+        return None
+    return ("--fix " + (words[2] if len(words) > 2 else "")).strip()
 
 
 def _is_the_kernels_cell(lines: list[str]) -> bool:

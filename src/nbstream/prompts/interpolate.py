@@ -31,11 +31,31 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from nbstream.prompts.context import DEFAULT_BUDGET, to_prompt
+from nbstream.prompts.media import attachment_of
+from nbstream.providers.base import Attachment
 
-__all__ = ["field_names", "interpolate", "lookup"]
+__all__ = ["Composed", "compose", "field_names", "interpolate", "lookup"]
+
+
+@dataclass(frozen=True)
+class Composed:
+    """A prompt filled in by :func:`compose`: its text (images and PDFs as labels such as
+    ``[image: fig: PNG 800×600, 41 KB]``), the same prompt as parts with the attachments in
+    place (empty when there are none), and every value a field looked up (by field path,
+    for the answer's fingerprints)."""
+
+    text: str
+    parts: tuple[str | Attachment, ...] = ()
+    values: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def attachments(self) -> list[Attachment]:
+        return [p for p in self.parts if isinstance(p, Attachment)]
+
 
 _NAME = r"[^\W\d]\w*"
 _KEY = r"""\[(?:-?[0-9]+|"[^"\\\n]*"|'[^'\\\n]*')\]"""
@@ -51,8 +71,24 @@ _STEP = re.compile(rf"""\.({_NAME})|\[(-?[0-9]+)\]|\["([^"]*)"\]|\['([^']*)'\]""
 def interpolate(
     template: str, namespace: Mapping[str, Any], *, budget: int = DEFAULT_BUDGET
 ) -> str:
-    """Fill ``{name}``-style fields from ``namespace``; leave everything else as written."""
+    """Fill ``{name}``-style fields from ``namespace``; leave everything else as written
+    (an image or PDF becomes its label: :func:`compose` keeps it as an attachment)."""
+    return compose(template, namespace, budget=budget).text
+
+
+_MARK = "\x00nbstream-attachment-{}\x00"
+_MARKS = re.compile("\x00nbstream-attachment-([0-9]+)\x00")
+
+
+def compose(
+    template: str, namespace: Mapping[str, Any], *, budget: int = DEFAULT_BUDGET
+) -> Composed:
+    """Fill ``{name}``-style fields from ``namespace`` like :func:`interpolate`; a plain field
+    whose value is an image or a PDF (:mod:`nbstream.prompts.media`) becomes an attachment
+    in its place."""
     escaped = 0  # "{{" seen and not yet closed by "}}"
+    found: list[Attachment] = []
+    values: dict[str, Any] = {}
 
     def replace(match: re.Match[str]) -> str:
         nonlocal escaped
@@ -65,9 +101,19 @@ def interpolate(
                 return whole
             escaped -= 1
             return "}"
+        path = match.group("path")
         try:
-            value = _resolve(match.group("path"), namespace)
-            conv, spec = match.group("conv"), match.group("spec")
+            value = _resolve(path, namespace)
+        except Exception:
+            return whole
+        values[path] = value
+        conv, spec = match.group("conv"), match.group("spec")
+        if conv is None and spec is None:
+            attachment = value if isinstance(value, Attachment) else attachment_of(value, path)
+            if attachment is not None:  # MediaError (unreadable media) reaches the caller
+                found.append(attachment)
+                return _MARK.format(len(found) - 1)
+        try:
             if conv is None and spec is None:
                 return to_prompt(value, budget)
             if conv is not None:
@@ -76,7 +122,21 @@ def interpolate(
         except Exception:
             return whole
 
-    return _TOKEN.sub(replace, template)
+    filled = _TOKEN.sub(replace, template)
+    if not found:
+        return Composed(filled, (), values)
+    pieces = _MARKS.split(filled)  # text, index, text, index, …, text
+    parts: list[str | Attachment] = []
+    text: list[str] = []
+    for i, piece in enumerate(pieces):
+        if i % 2:
+            item = found[int(piece)]
+            parts.append(item)
+            text.append(f"[{item.kind}: {item.describe()}]")
+        elif piece:
+            parts.append(piece)
+            text.append(piece)
+    return Composed("".join(text), tuple(parts), values)
 
 
 def field_names(template: str) -> list[str]:

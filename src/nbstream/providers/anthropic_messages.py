@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from nbstream.providers.base import (
+    Attachment,
     Capabilities,
     Final,
     Prices,
@@ -36,7 +37,7 @@ from nbstream.providers.common import (
     sdk_exceptions,
     timeout_config,
 )
-from nbstream.providers.messages import Message, Turns, call_arguments, split_system
+from nbstream.providers.messages import Message, Turns, call_arguments, put_parts, split_system
 
 DEFAULT_MAX_TOKENS = 4096
 ANTHROPIC_URL = "https://api.anthropic.com"
@@ -93,6 +94,10 @@ CAPABILITIES = Capabilities(
     batch="nbstream.providers.anthropic_batch",
     prices=PRICES,
     tools=True,
+    images=True,
+    documents=True,
+    image_max_side=1568,  # larger images are resized by the API (slower, same tokens)
+    image_max_bytes=3_750_000,  # 5 MB per image, counted as base64
 )
 """``anthropic:`` — the Messages API."""
 
@@ -146,6 +151,15 @@ def to_anthropic(
     return (system or None), messages
 
 
+def anthropic_block(part: str | Attachment) -> dict[str, Any]:
+    """A Messages content block: text, a base64 image, a base64 PDF document."""
+    if isinstance(part, str):
+        return {"type": "text", "text": part}
+    kind = "image" if part.kind == "image" else "document"
+    source = {"type": "base64", "media_type": part.mime, "data": part.base64()}
+    return {"type": kind, "source": source}
+
+
 def tool_definitions(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """``Request.tools`` as Messages API tools."""
     return [
@@ -173,6 +187,8 @@ def forced_tool(wire: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[str
 def request_options(request: Request) -> dict[str, Any]:
     """The Messages body options for ``request``."""
     system, messages = to_anthropic(list(request.messages), request.prompt, request.system)
+    if request.parts:
+        put_parts(messages, request.prompt, request.parts, anthropic_block)
     options: dict[str, Any] = {
         "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
         "messages": messages,

@@ -54,6 +54,51 @@ WireFinish = Literal["stop", "length"]
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """An image or a PDF in the prompt, in the place its ``{field}`` stood
+    (:attr:`Request.parts`). Made by :mod:`nbstream.prompts.media`; a provider sends it in
+    its native content format."""
+
+    kind: Literal["image", "document"]
+    mime: str
+    """``image/png``, ``image/jpeg``, ``image/webp``, ``image/gif`` or ``application/pdf``."""
+    data: bytes = field(repr=False)
+    label: str
+    """Where it came from: the field (``fig``, ``last_figure``) or the file name."""
+    sha256: str
+    width: int | None = None
+    height: int | None = None
+    pages: int | None = None
+    """A PDF's page count, when it could be read."""
+
+    def key_material(self) -> dict[str, Any]:
+        """What identifies it in the replay cache's key and the history: the hash, not the
+        bytes."""
+        return {
+            "kind": self.kind,
+            "mime": self.mime,
+            "sha256": self.sha256,
+            "bytes": len(self.data),
+        }
+
+    def describe(self) -> str:
+        """``fig: PNG 800×600, 41 KB`` (for prompts shown as text, history, status lines)."""
+        what = self.mime.rpartition("/")[2].upper()
+        size = f" {self.width}×{self.height}" if self.width and self.height else ""
+        pages = f" {self.pages} page{'s' if self.pages != 1 else ''}," if self.pages else ""
+        return f"{self.label}: {what}{size},{pages} {_kilobytes(len(self.data))}"
+
+    def base64(self) -> str:
+        import base64
+
+        return base64.b64encode(self.data).decode("ascii")
+
+
+def _kilobytes(n: int) -> str:
+    return f"{n / 1024:,.0f} KB" if n >= 1024 else f"{n} bytes"
+
+
+@dataclass(frozen=True)
 class Request:
     """What the user asked for, independent of any wire format.
 
@@ -82,6 +127,10 @@ class Request:
     ``label``, ``schema`` (strict JSON schema), ``strict``."""
     tools: tuple[Mapping[str, Any], ...] = ()
     """The functions the model may call: ``name``, ``description``, ``parameters``."""
+    parts: tuple[str | Attachment, ...] = ()
+    """The prompt with its images and documents in place (empty: text only). ``prompt``
+    then holds the same text with ``[image: fig: PNG 800×600, 41 KB]`` labels; a provider
+    that declares ``Capabilities(images=True)`` sends ``parts`` as the user's content."""
 
 
 @dataclass(frozen=True)
@@ -212,6 +261,14 @@ class Capabilities:
     tools: bool = False
     """It sends ``Request.tools`` natively and reports the model's calls (``Final.tool_calls``)."""
     images: bool = False
+    """It sends the images of ``Request.parts`` natively."""
+    documents: bool = False
+    """It sends PDFs of ``Request.parts`` natively."""
+    image_max_side: int = 2048
+    """Images are downscaled to fit this many pixels on their longer side before sending
+    (the provider's documented limit or the size past which it scales them itself)."""
+    image_max_bytes: int = 5 * 1024 * 1024
+    """Images larger than this (encoded) are re-encoded smaller before sending."""
     thinking: bool = False
 
     def conversation_budget(self, max_tokens: int | None, base_url: str | None) -> int:
@@ -236,6 +293,7 @@ def note(text: str) -> None:
 
 __all__ = [
     "OTHER_BUDGET",
+    "Attachment",
     "BatchAnswer",
     "Budget",
     "Capabilities",

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from nbstream.providers.base import (
+    Attachment,
     Capabilities,
     Final,
     Prices,
@@ -51,7 +52,7 @@ from nbstream.providers.common import (
     transport_errors,
     wire_error,
 )
-from nbstream.providers.messages import Turns, call_arguments, split_system
+from nbstream.providers.messages import Turns, call_arguments, put_parts, split_system
 
 GEMINI_URL = "https://generativelanguage.googleapis.com"
 INSTALL_HINT = "Gemini needs its SDK: pip install 'nbstream[gemini]' (then restart the kernel)"
@@ -89,6 +90,10 @@ CAPABILITIES = Capabilities(
     schema=True,
     prices=PRICES,
     tools=True,
+    images=True,
+    documents=True,
+    image_max_side=3072,  # Gemini scales larger images down to fit 3072×3072
+    image_max_bytes=15 * 1024 * 1024,  # a request's inline data totals at most 20 MB
 )
 """``gemini:`` — the Gemini API (Google AI Studio keys)."""
 
@@ -136,6 +141,13 @@ def to_gemini(
     return (system or None), contents
 
 
+def gemini_part(part: str | Attachment) -> dict[str, Any]:
+    """A Gemini content part: text, or inline data (images, PDFs)."""
+    if isinstance(part, str):
+        return {"text": part}
+    return {"inline_data": {"mime_type": part.mime, "data": part.data}}
+
+
 def function_declarations(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """``Request.tools`` as one Gemini tool of function declarations."""
     declared = [
@@ -158,6 +170,12 @@ def request_config(request: Request) -> tuple[list[dict[str, Any]], dict[str, An
     """``(contents, config)`` for ``request`` (``config``: a ``GenerateContentConfig``
     as a dict)."""
     system, contents = to_gemini(list(request.messages), request.prompt, request.system)
+    if request.parts:
+        texts = [{"role": c["role"], "text": c["parts"][-1].get("text")} for c in contents]
+        put_parts(texts, request.prompt, request.parts, gemini_part, content="text")
+        for content, merged in zip(contents, texts, strict=True):
+            if isinstance(merged["text"], list):
+                content["parts"] = [*content["parts"][:-1], *merged["text"]]
     config: dict[str, Any] = {}
     if system:
         config["system_instruction"] = system

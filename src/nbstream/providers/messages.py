@@ -82,3 +82,27 @@ __all__ = [
     "schema_instructions",
     "split_system",
 ]
+
+
+def put_parts(
+    messages: list[Message],
+    prompt: str,
+    parts: Sequence[Any],
+    convert: Any,
+    *,
+    content: str = "content",
+) -> None:
+    """Give the last user message the prompt's parts (text and attachments, each made a
+    content block by ``convert``) in place of the prompt's text at its end (a provider that
+    merged earlier text into that message keeps it first). ``content``: the key that holds a
+    message's content."""
+    for message in reversed(messages):
+        held = message.get(content)
+        if message.get("role") != "user" or not isinstance(held, str):
+            continue
+        if held.endswith(prompt):
+            head = held[: len(held) - len(prompt)]
+            items = ([head] if head.strip() else []) + [p for p in parts if p != ""]
+            message[content] = [convert(p) for p in items]
+            return
+    raise ValueError("the prompt is not in the last user message")  # pragma: no cover

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from nbstream.providers.base import (
+    Attachment,
     Capabilities,
     Final,
     Prices,
@@ -45,7 +46,7 @@ from nbstream.providers.common import (
     server_message,
     timeout_config,
 )
-from nbstream.providers.messages import Message, Turns, schema_instructions, split_system
+from nbstream.providers.messages import Message, Turns, put_parts, schema_instructions, split_system
 
 OLLAMA_DEFAULT_URL = "http://localhost:11434/v1"
 OPENAI_URL = "https://api.openai.com/v1"
@@ -130,6 +131,10 @@ CAPABILITIES = Capabilities(
     batch="nbstream.providers.openai_batch",
     prices=PRICES,
     tools=True,
+    images=True,  # image_url parts (an OpenAI-compatible server without vision says so)
+    documents=True,  # PDFs as file parts (api.openai.com)
+    image_max_side=2048,  # OpenAI fits "high" detail into 2048×2048
+    image_max_bytes=20 * 1024 * 1024,
     empty_stream_hint=_empty_stream_hint,
 )
 """``openai:`` — api.openai.com, or any OpenAI-compatible server by ``base_url``."""
@@ -142,6 +147,9 @@ OLLAMA_CAPABILITIES = Capabilities(
     schema=True,
     free=True,
     tools=True,
+    images=True,  # vision models (llava, gemma3, llama3.2-vision) take image_url parts
+    image_max_side=1344,
+    image_max_bytes=20 * 1024 * 1024,
     empty_stream_hint=_empty_stream_hint,
 )
 """``ollama:`` — a local Ollama server (OpenAI-compatible, no key)."""
@@ -230,6 +238,17 @@ def to_openai(history: Turns, prompt: str, system: str | None = None) -> list[Me
     return messages
 
 
+def openai_part(part: str | Attachment) -> dict[str, Any]:
+    """A chat-completions content part: text, an image as a data URL, a PDF as a file."""
+    if isinstance(part, str):
+        return {"type": "text", "text": part}
+    url = f"data:{part.mime};base64,{part.base64()}"
+    if part.kind == "image":
+        return {"type": "image_url", "image_url": {"url": url}}
+    name = part.label if part.label.lower().endswith(".pdf") else f"{part.label}.pdf"
+    return {"type": "file", "file": {"filename": name, "file_data": url}}
+
+
 def function_tools(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """``Request.tools`` as chat-completions function tools."""
     return [
@@ -266,6 +285,8 @@ def request_options(
         rules = schema_instructions(request.schema)
         system = f"{system}\n\n{rules}" if system else rules
     messages = to_openai(list(request.messages), request.prompt, system)
+    if request.parts:
+        put_parts(messages, request.prompt, request.parts, openai_part)
     options: dict[str, Any] = {
         "messages": messages,
         "stream": True,

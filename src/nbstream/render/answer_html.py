@@ -8,6 +8,7 @@ where anywidget is not installed.
 
 from __future__ import annotations
 
+import base64
 import html as htmlmod
 import re
 from pathlib import Path
@@ -92,6 +93,7 @@ def static_bundle(
     html: str | None = None,
     prompt: str | None = None,
     note: str | None = None,
+    thumbnails: list[tuple[str, bytes]] | None = None,
 ) -> dict[str, str]:
     """The HTML + text bundle that replaces the live view when the stream ends
     (``html``: the answer already rendered, to spare a second render; ``prompt``: shown in
@@ -106,9 +108,15 @@ def static_bundle(
     )
     details = ""
     if prompt:
+        images = "".join(
+            f'<img class="nbstream-thumb" alt="{htmlmod.escape(label, quote=True)}" '
+            f'title="{htmlmod.escape(label, quote=True)}" '
+            f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+            for label, png in thumbnails or []
+        )
         details = (
             '<details class="nbstream-prompt"><summary>prompt</summary>'
-            f"<pre>{htmlmod.escape(prompt)}</pre></details>"
+            f"<pre>{htmlmod.escape(prompt)}</pre>{images}</details>"
         )
     details += tool_calls_html(response.tool_calls)
     style = _static_css(with_code='class="highlight"' in body)
