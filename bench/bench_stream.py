@@ -1146,10 +1146,48 @@ def renderer_cpu(ctx: Ctx) -> Section:
     )
 
 
+def thinking_first(ctx: Ctx) -> Section:
+    """A reasoning model: 5,000 thinking tokens (~5 characters each) before a 1,000-token
+    (20 KB) answer, unpaced. The thinking streams as text into its own section, throttled
+    with the answer. Bounds as for the answer alone: bytes pushed while streaming ≤ 3× the
+    final HTML (which keeps the thinking, collapsed), ≤ 22 widget messages in any 1 s."""
+    thoughts = [f"t{i % 97:02d} " for i in range(5_000)]
+    if ("thinking", "d") not in ctx.runs:
+        for _ in range(ctx.reps):
+            ctx.measure("thinking", "d", ctx.answer(20_000), thinking=thoughts)
+    runs = ctx.runs[("thinking", "d")]
+    final = med([r.bytes_by.get("final", 0) for r in runs])
+    streamed = med([r.bytes_by.get("setup", 0) + r.bytes_by.get("live", 0) for r in runs])
+    ratio = streamed / final if final else float("nan")
+    rate = max((int(r.live_by.get("max_1s", 0)) for r in runs), default=0)
+    return Section(
+        claims=[
+            Claim(
+                "thinking_bytes",
+                "5,000 thinking tokens then a 20 KB answer: bytes pushed while streaming",
+                "≤ 3× the final HTML (with the thinking)",
+                f"{ratio:.2f}×",
+                ratio <= 3.0 if ratio == ratio else None,
+                f"setup + live {kb(streamed)}, final answer (HTML + text, the thinking "
+                f"collapsed in it) {kb(final)}; {byte_parts(runs)}",
+            ),
+            Claim(
+                "thinking_push_rate",
+                "widget updates per second with 5,000 thinking tokens first",
+                "≤ ~20/s (≤ 22 in any 1 s)",
+                f"{rate}/s",
+                rate <= 22 if runs else None,
+                "thinking and answer pushes share one throttle (50 ms)",
+            ),
+        ]
+    )
+
+
 KERNEL_SCENARIOS: list[Callable[[Ctx], Section]] = [
     compare_approaches,
     bytes_pushed,
     push_rate,
+    thinking_first,
     burst_rate_limit,
     end_to_end_overhead,
     first_token_latency,  # reads every (d) run made before it

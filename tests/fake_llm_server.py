@@ -108,6 +108,15 @@ Script spec keys (all optional):
   and ``finish_reason: "tool_calls"``; Anthropic ``tool_use`` blocks with
   ``input_json_delta`` and ``stop_reason: "tool_use"``; Gemini ``functionCall`` parts).
   Not combinable with ``tokens`` / ``text`` / ``texts``.
+- ``thinking``: a list of strings, the model's thinking, streamed before each answer's
+  text (``delay`` apart) in the API's own way: OpenAI ``reasoning_content`` deltas
+  (``think_format``: ``"reasoning_content"``, ``"reasoning"``, or ``"tags"`` — inside the
+  content as ``<think>…</think>``, re-cut into 3-character deltas so that the tags split),
+  and ``completion_tokens_details.reasoning_tokens``; Anthropic a ``thinking`` block
+  (``thinking_delta`` per piece, then ``signature_delta`` with ``signature``, default
+  ``"sig-fake"``) before the text block, after a ``redacted_thinking`` block when
+  ``redacted_thinking`` (its ``data``) is given; Gemini ``thought: true`` parts and
+  ``thoughtsTokenCount``.
 - ``batch_seconds``: seconds a batch row for this model takes (default 0.01); see below.
 - ``batch_create_status`` (+ ``error_message``, ``retry_after``/``retry_after_ms``): a batch
   creation whose first row is for this model (OpenAI ``POST /v1/batches``: the input file's
@@ -262,6 +271,10 @@ SPEC_KEYS = {
     "batch_create_status",
     "answers",
     "name",
+    "thinking",
+    "think_format",
+    "redacted_thinking",
+    "signature",
 }
 INVALID_UTF8 = b"\xff\xfe"
 ANTHROPIC_STREAM_ERROR = ("overloaded_error", "Overloaded")
@@ -372,6 +385,17 @@ def _is_number(value: Any) -> bool:
 
 
 def _validate_new_keys(spec: dict[str, Any]) -> None:
+    thinking = spec.get("thinking")
+    if thinking is not None and not (
+        isinstance(thinking, list) and all(isinstance(t, str) for t in thinking)
+    ):
+        raise ValueError("thinking must be a list of strings")
+    if spec.get("think_format", "reasoning_content") not in (
+        "reasoning_content",
+        "reasoning",
+        "tags",
+    ):
+        raise ValueError("think_format must be reasoning_content, reasoning or tags")
     if "statuses" in spec:
         statuses = spec["statuses"]
         if not (
@@ -537,6 +561,16 @@ def _make_ctx(provider: str, spec: dict[str, Any], model: str, body: Any, answer
         ctx.arguments_size = int(spec.get("token_size", 8)) if "token_size" in spec else 8
     if provider == "anthropic" and isinstance(body, dict) and "answers" not in spec:
         ctx.tool = _tool_name(body)  # a schema as one forced tool call (not with ``answers``)
+    ctx.thinking = [str(t) for t in spec.get("thinking") or []]
+    ctx.think_format = str(spec.get("think_format", "reasoning_content"))
+    ctx.redacted = spec.get("redacted_thinking")
+    ctx.signature = str(spec.get("signature", "sig-fake"))
+    if provider == "anthropic" and (ctx.thinking or ctx.redacted):
+        ctx.text_index = (1 if ctx.thinking else 0) + (1 if ctx.redacted else 0)
+    if provider == "openai" and ctx.thinking and ctx.think_format == "tags":
+        tagged = "<think>" + "".join(ctx.thinking) + "</think>\n\n" + ctx.text
+        ctx.tokens = [tagged[i : i + 3] for i in range(0, len(tagged), 3)]
+        ctx.thinking = []
     return ctx
 
 
@@ -1250,6 +1284,16 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         self._wait(float(spec.get("first_delay", 0)), record)
+        for k, piece in enumerate(ctx.thinking):
+            if k > 0:
+                self._wait(delay, record)
+            send(events.thinking(piece))
+            with state.lock:
+                record["thinking_sent"] = k + 1
+        if ctx.thinking or ctx.redacted:
+            send(events.after_thinking())
+            if ctx.tokens:
+                self._wait(delay, record)
         for i, token in enumerate([*ctx.tokens, None]):
             if drop_after is not None and i == int(drop_after):
                 self._abort(str(spec.get("drop_mode", "fin")))
@@ -1298,6 +1342,12 @@ class _Ctx:
         self.tool_calls: list[dict[str, str]] = []
         """Calls this answer asks for (``answers``): name and arguments (JSON text)."""
         self.arguments_size = 8
+        self.thinking: list[str] = []
+        self.think_format = "reasoning_content"
+        self.redacted: str | None = None
+        self.signature = "sig-fake"
+        self.text_index = 0
+        """Anthropic: the text block's index (after the thinking blocks)."""
 
 
 def _tool_name(body: dict[str, Any]) -> str | None:
@@ -1354,6 +1404,12 @@ class _OpenAIEvents:
     def token(self, token: str) -> bytes:
         return _sse(self._chunk({"content": token}, None))
 
+    def thinking(self, piece: str) -> bytes:
+        return _sse(self._chunk({self.ctx.think_format: piece}, None))
+
+    def after_thinking(self) -> bytes:
+        return b""
+
     def malformed(self) -> bytes:
         return b"data: {not json\n\n"
 
@@ -1390,6 +1446,9 @@ class _OpenAIEvents:
             chunk["usage"] = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
             if self.ctx.cached_tokens:
                 chunk["usage"]["prompt_tokens_details"] = {"cached_tokens": self.ctx.cached_tokens}
+            if self.ctx.thinking:
+                thought = {"reasoning_tokens": len(self.ctx.thinking)}
+                chunk["usage"]["completion_tokens_details"] = thought
             out += _sse(chunk)
         return out + b"data: [DONE]\n\n"
 
@@ -1414,14 +1473,49 @@ class _AnthropicEvents:
         }
         if self.ctx.cached_tokens:
             message["usage"]["cache_read_input_tokens"] = self.ctx.cached_tokens
-        return (
-            _sse({"type": "message_start", "message": message}, "message_start")
-            + _sse(
-                {"type": "content_block_start", "index": 0, "content_block": self._block()},
+        start = _sse({"type": "message_start", "message": message}, "message_start")
+        if self.ctx.text_index == 0:
+            return (
+                start
+                + _sse(
+                    {"type": "content_block_start", "index": 0, "content_block": self._block()},
+                    "content_block_start",
+                )
+                + _sse({"type": "ping"}, "ping")
+            )
+        index = 0
+        if self.ctx.redacted:
+            block = {"type": "redacted_thinking", "data": self.ctx.redacted}
+            start += _sse(
+                {"type": "content_block_start", "index": 0, "content_block": block},
+                "content_block_start",
+            ) + _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+            index = 1
+        if self.ctx.thinking:
+            block = {"type": "thinking", "thinking": "", "signature": ""}
+            start += _sse(
+                {"type": "content_block_start", "index": index, "content_block": block},
                 "content_block_start",
             )
-            + _sse({"type": "ping"}, "ping")
-        )
+        return start + _sse({"type": "ping"}, "ping")
+
+    def thinking(self, piece: str) -> bytes:
+        delta = {"type": "thinking_delta", "thinking": piece}
+        index = self.ctx.text_index - 1
+        return _sse({"type": "content_block_delta", "index": index, "delta": delta},
+                    "content_block_delta")  # fmt: skip
+
+    def after_thinking(self) -> bytes:
+        out = b""
+        if self.ctx.thinking:
+            index = self.ctx.text_index - 1
+            delta = {"type": "signature_delta", "signature": self.ctx.signature}
+            out += _sse({"type": "content_block_delta", "index": index, "delta": delta},
+                        "content_block_delta")  # fmt: skip
+            out += _sse({"type": "content_block_stop", "index": index}, "content_block_stop")
+        text = {"type": "content_block_start", "index": self.ctx.text_index,
+                "content_block": self._block()}  # fmt: skip
+        return out + _sse(text, "content_block_start")
 
     def _block(self) -> dict[str, Any]:
         if self.ctx.tool is None:
@@ -1432,7 +1526,7 @@ class _AnthropicEvents:
         delta: dict[str, Any] = {"type": "text_delta", "text": token}
         if self.ctx.tool is not None:
             delta = {"type": "input_json_delta", "partial_json": token}
-        event = {"type": "content_block_delta", "index": 0, "delta": delta}
+        event = {"type": "content_block_delta", "index": self.ctx.text_index, "delta": delta}
         return _sse(event, "content_block_delta")
 
     def malformed(self) -> bytes:
@@ -1455,7 +1549,7 @@ class _AnthropicEvents:
             stop = "tool_use"
         calls = b""
         size = self.ctx.arguments_size
-        for i, call in enumerate(self.ctx.tool_calls, start=1):
+        for i, call in enumerate(self.ctx.tool_calls, start=self.ctx.text_index + 1):
             block = {"type": "tool_use", "id": f"toolu_{i}", "name": call["name"], "input": {}}
             start = {"type": "content_block_start", "index": i, "content_block": block}
             calls += _sse(start, "content_block_start")
@@ -1468,7 +1562,7 @@ class _AnthropicEvents:
         if self.ctx.tool_calls:
             stop = "tool_use"
         return (
-            _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+            _sse({"type": "content_block_stop", "index": self.ctx.text_index}, "content_block_stop")
             + calls
             + _sse(
                 {
@@ -1494,6 +1588,14 @@ class _GeminiEvents:
 
     def token(self, token: str) -> bytes:
         return _sse(_gemini_chunk(self.ctx, token, final=False))
+
+    def thinking(self, piece: str) -> bytes:
+        chunk = _gemini_chunk(self.ctx, piece, final=False)
+        chunk["candidates"][0]["content"]["parts"][0]["thought"] = True
+        return _sse(chunk)
+
+    def after_thinking(self) -> bytes:
+        return b""
 
     def malformed(self) -> bytes:
         return b"data: {not json\n\n"
@@ -1541,6 +1643,8 @@ def _gemini_chunk(ctx: _Ctx, text: str, *, final: bool) -> dict[str, Any]:
         usage = {"promptTokenCount": p, "candidatesTokenCount": c, "totalTokenCount": p + c}
         if ctx.cached_tokens:
             usage["cachedContentTokenCount"] = ctx.cached_tokens
+        if ctx.thinking:
+            usage["thoughtsTokenCount"] = len(ctx.thinking)
         chunk["usageMetadata"] = usage
     return chunk
 

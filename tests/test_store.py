@@ -402,7 +402,7 @@ def test_a_file_of_an_older_version_gets_the_new_columns(tmp_path):
     import sqlite3
 
     path = tmp_path / "old.sqlite"
-    old = {k: v for k, v in store.COLUMNS.items() if k not in ("tool_calls", "media")}
+    old = {k: v for k, v in store.COLUMNS.items() if k not in ("tool_calls", "media", "thinking")}
     conn = sqlite3.connect(path)
     with conn:
         conn.execute(f"CREATE TABLE answers ({', '.join(f'{k} {v}' for k, v in old.items())})")

@@ -107,6 +107,9 @@ class Options(TypedDict, total=False):
     stop: list[str] | str | None
     base_url: str | None
     connect_timeout: float
+    thinking: int | None
+    reasoning_effort: Literal["low", "medium", "high"] | None
+    save_thinking: Literal["on", "off"]
     first_token_timeout: float
     idle_timeout: float
     http_retries: int

@@ -63,7 +63,14 @@ from pathlib import Path
 from typing import Any
 
 from nbstream.errors import ProviderError, warn_once
-from nbstream.providers.base import Final, Provider, Request, ToolCall, ToolCallDelta
+from nbstream.providers.base import (
+    Final,
+    Provider,
+    Request,
+    ThinkingDelta,
+    ToolCall,
+    ToolCallDelta,
+)
 from nbstream.settings import Settings
 from nbstream.version import __version__
 
@@ -156,6 +163,9 @@ class Entry:
     tool_results: list[dict[str, Any]] | None = None
     """What those calls returned when they ran (recorded after them: a replay uses these and
     runs nothing); ``None``: not recorded."""
+    thinking: list[str] = dataclasses.field(default_factory=list)
+    """The thinking deltas (replayed before the answer's)."""
+    thinking_blocks: tuple[dict[str, Any], ...] = ()
 
 
 def read(cache_dir: str | os.PathLike[str], key: str) -> Entry | None:
@@ -200,7 +210,13 @@ def read(cache_dir: str | os.PathLike[str], key: str) -> Entry | None:
         isinstance(results, list) and all(isinstance(r, dict) for r in results)
     ):
         return _damaged(path, "'tool_results' is not a list of results")
-    return Entry(key, deltas, finish, usage, model, tool_calls, results)
+    thinking = data.get("thinking") or []
+    blocks = data.get("thinking_blocks") or []
+    if not (isinstance(thinking, list) and all(isinstance(t, str) for t in thinking)):
+        return _damaged(path, "'thinking' is not a list of strings")
+    if not (isinstance(blocks, list) and all(isinstance(b, dict) for b in blocks)):
+        return _damaged(path, "'thinking_blocks' is not a list of blocks")
+    return Entry(key, deltas, finish, usage, model, tool_calls, results, thinking, tuple(blocks))
 
 
 def _damaged(path: Path, why: str) -> Entry | None:
@@ -220,6 +236,7 @@ def write(
     model: str,
     deltas: list[str],
     final: Final,
+    thinking: list[str] | None = None,
 ) -> Path:
     """Record an answer (atomically: a reader never sees half a file)."""
 
@@ -233,6 +250,12 @@ def write(
         "finish_reason": final.finish_reason,
         "usage": final.usage,
         "tool_calls": [dataclasses.asdict(c) for c in final.tool_calls],
+        **({"thinking": thinking} if thinking else {}),
+        **(
+            {"thinking_blocks": [dict(b) for b in final.thinking_blocks]}
+            if final.thinking_blocks
+            else {}
+        ),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "nbstream": __version__,
     }
@@ -297,10 +320,11 @@ def _write_or_warn(
     model: str,
     deltas: list[str],
     final: Final,
+    thinking: list[str] | None = None,
 ) -> None:
     """:func:`write`; a folder that cannot be written warns once and loses nothing else."""
     try:
-        write(cache_dir, key, material, model, deltas, final)
+        write(cache_dir, key, material, model, deltas, final, thinking)
     except OSError as exc:
         warn_once(
             f"write:{os.fspath(cache_dir)}",
@@ -338,17 +362,27 @@ class Lookup:
 def replayer(entry: Entry) -> Provider:
     """A provider that streams ``entry`` again at a brisk fixed pace."""
 
-    async def replay(request: Request) -> AsyncIterator[str | Final]:
-        n = len(entry.deltas)
+    async def replay(request: Request) -> AsyncIterator[str | ThinkingDelta | Final]:
+        items: list[str | ThinkingDelta] = [ThinkingDelta(t) for t in entry.thinking]
+        items += entry.deltas
+        n = len(items)
         step = min(REPLAY_PACE.get(), MAX_REPLAY / n) if n else 0.0
         start = time.monotonic()
-        for i, delta in enumerate(entry.deltas):
+        for i, delta in enumerate(items):
             ahead = start + i * step - time.monotonic()
             await asyncio.sleep(ahead if ahead > 0.001 else 0)
             yield delta
-        yield Final(entry.finish_reason, entry.usage, tool_calls=entry.tool_calls)  # type: ignore[arg-type]
+        yield Final(
+            entry.finish_reason,  # type: ignore[arg-type]
+            entry.usage,
+            tool_calls=entry.tool_calls,
+            thinking_blocks=entry.thinking_blocks,
+        )
 
     return replay
+
+
+Item = str | ToolCallDelta | ThinkingDelta | Final
 
 
 def recorder(
@@ -357,20 +391,32 @@ def recorder(
     """``provider``, keeping what came through when it completed with a :class:`Final` as
     ``lookup.pending``: written by :meth:`Lookup.commit` once the answer is judged."""
 
-    async def record(request: Request) -> AsyncIterator[str | ToolCallDelta | Final]:
+    async def record(
+        request: Request,
+    ) -> AsyncIterator[str | ToolCallDelta | ThinkingDelta | Final]:
         deltas: list[str] = []
+        thinking: list[str] = []
         stream = provider(request)
         try:
             async for item in stream:
                 if isinstance(item, Final):
                     # before yielding: the engine stops iterating at the Final
                     lookup.pending = functools.partial(
-                        _write_or_warn, cache_dir, lookup.key, material, model, deltas, item
+                        _write_or_warn,
+                        cache_dir,
+                        lookup.key,
+                        material,
+                        model,
+                        deltas,
+                        item,
+                        thinking,
                     )
                     yield item
                     return
                 if isinstance(item, str):
                     deltas.append(item)
+                elif isinstance(item, ThinkingDelta):
+                    thinking.append(item.text)
                 yield item
         finally:
             aclose = getattr(stream, "aclose", None)

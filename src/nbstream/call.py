@@ -303,6 +303,11 @@ class Call:
                 "role": "assistant",
                 "content": stream.text[len(stream.prefix) :],
                 "tool_calls": [dataclasses.asdict(c) for c in stream.tool_calls],
+                **(
+                    {"thinking_blocks": [dict(b) for b in stream.thinking_blocks]}
+                    if stream.thinking_blocks
+                    else {}
+                ),
             }
         ]
         this_round.extend(

@@ -29,7 +29,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from nbstream.errors import ProviderError
 from nbstream.providers import capabilities
@@ -39,6 +39,7 @@ from nbstream.providers.base import (
     FinishReason,
     Provider,
     Request,
+    ThinkingDelta,
     ToolCall,
     ToolCallDelta,
 )
@@ -146,6 +147,12 @@ class Stream:
         self._last_activity = 0.0
         self._high_surrogate = ""
         self._final: Final | None = None
+        self.thinking_parts: list[str] = []
+        """The model's thinking so far (``ThinkingDelta``), apart from the answer."""
+        self.thinking_chunks = 0
+        self.first_thinking_at: float | None = None
+        self.thinking_ended_at: float | None = None
+        """When the answer (or a tool call) started after the thinking."""
         self.calls: dict[int, list[str]] = {}
         """The tool calls streaming in: index → [name, arguments so far] (for the status)."""
         self._error: str | None = None
@@ -278,6 +285,9 @@ class Stream:
                 if isinstance(item, ToolCallDelta):
                     self._tool_delta(item)
                     continue
+                if isinstance(item, ThinkingDelta):
+                    self._thinking_delta(item)
+                    continue
                 delta = self._clean(item)
                 if not delta:
                     continue
@@ -285,6 +295,8 @@ class Stream:
                 self._last_activity = now
                 if self.first_token_at is None:
                     self.first_token_at = now
+                    if self.first_thinking_at is not None:
+                        self.thinking_ended_at = now
                     self._set_state("streaming")
                 self.parts.append(delta)
                 self.chunks += 1
@@ -295,6 +307,28 @@ class Stream:
             self._high_surrogate = ""
             self.parts.append("\ufffd")
 
+    def _thinking_delta(self, item: ThinkingDelta) -> None:
+        """Thinking streaming in: progress for the timeouts (a model that thinks for minutes
+        is not silent), kept apart from the answer, shown by sinks that can."""
+        text = self._clean(item.text) if item.text else ""
+        if not text:
+            return
+        now = time.monotonic()
+        self._last_activity = now
+        if self.first_thinking_at is None:
+            self.first_thinking_at = now
+        self.thinking_parts.append(text)
+        self.thinking_chunks += 1
+        if self.state in ("waiting", "retrying"):
+            self._set_state("thinking")
+        show = getattr(self.sink, "on_thinking", None)
+        if show is not None:
+            show(self, text)
+
+    @property
+    def thinking(self) -> str:
+        return "".join(self.thinking_parts)
+
     def _tool_delta(self, item: ToolCallDelta) -> None:
         """A tool call streaming in: activity (timeouts), and the status says which."""
         now = time.monotonic()
@@ -302,6 +336,8 @@ class Stream:
         if self.first_token_at is None:
             self.first_token_at = now
             self._set_state("streaming")
+        if self.first_thinking_at is not None and self.thinking_ended_at is None:
+            self.thinking_ended_at = now
         call = self.calls.setdefault(item.index, ["", ""])
         if item.name:
             call[0] = item.name
@@ -313,6 +349,11 @@ class Stream:
     def tool_calls(self) -> tuple[ToolCall, ...]:
         """The calls the model asked for, once the stream completed (else none)."""
         return self._final.tool_calls if self._final is not None else ()
+
+    @property
+    def thinking_blocks(self) -> tuple[Any, ...]:
+        """The provider's thinking blocks to send back (a tool loop), once completed."""
+        return self._final.thinking_blocks if self._final is not None else ()
 
     def _clean(self, delta: str) -> str:
         """Join a surrogate pair split across deltas; replace lone surrogates by U+FFFD."""
@@ -334,7 +375,8 @@ class Stream:
         """Seconds to wait before retrying ``exc``, or ``None``: do not retry; and, when a
         retry is refused for a reason the user can change, that reason (else ``""``)."""
         retries = self.settings.http_retries
-        if not exc.retryable or self.first_token_at is not None or self.attempts > retries:
+        began = self.first_token_at is not None or self.first_thinking_at is not None
+        if not exc.retryable or began or self.attempts > retries:
             return None, ""
         cap = self.settings.retry_max_wait
         if exc.retry_after is not None:
@@ -378,7 +420,9 @@ class Stream:
         s = self.settings
         if self.state == "waiting" and now - self._attempt_started >= s.first_token_timeout:
             self._cancel("first_token_timeout")
-        elif self.state == "streaming" and now - self._last_activity >= s.idle_timeout:
+        elif (
+            self.state in ("streaming", "thinking") and now - self._last_activity >= s.idle_timeout
+        ):
             self._cancel("idle_timeout")
         assert self._loop is not None
         self._tick_handle = self._loop.call_later(TICK, self._tick)
@@ -441,7 +485,19 @@ class Stream:
             elapsed=time.monotonic() - self.started,
             prompt=self.request.prompt,
             chunks=self.chunks,
+            thinking=self.thinking or None,
+            time_to_thinking=(
+                None if self.first_thinking_at is None else self.first_thinking_at - self.started
+            ),
+            thinking_seconds=self._thinking_seconds(),
+            thinking_chunks=self.thinking_chunks,
         )
+
+    def _thinking_seconds(self) -> float | None:
+        if self.first_thinking_at is None:
+            return None
+        end = self.thinking_ended_at or self.first_token_at or time.monotonic()
+        return max(end - self.first_thinking_at, 0.0)
 
 
 def _plural(n: int, word: str) -> str:

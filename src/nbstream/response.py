@@ -22,6 +22,7 @@ _REPR_TEXT_LIMIT = 200
 
 LABELS: dict[str, str] = {
     "waiting": "waiting for the first token",
+    "thinking": "thinking",
     "retrying": "retrying",
     "streaming": "streaming",
     "stop": "finished",
@@ -29,7 +30,7 @@ LABELS: dict[str, str] = {
     "cancelled": "stopped",
     "error": "failed",
 }
-"""The words for every state of a stream, live (first three) and at the end (the finish
+"""The words for every state of a stream, live (the first four) and at the end (the finish
 reasons). The live view, the saved output's footer, the terminal and ``Response.ending``
 all read them from here."""
 
@@ -70,6 +71,12 @@ class Response(str):
         ``name``, ``arguments``, ``decision`` (``ran`` / ``skipped`` / ``refused`` /
         ``replayed`` / ``invalid``), ``result`` (what the model was sent), ``error``,
         ``elapsed`` (seconds), ``round``.
+    ``thinking``
+        The model's thinking (reasoning) text, streamed apart from the answer (``--thinking``,
+        reasoning models, ``<think>`` tags); ``None`` when it showed none. The answer's text
+        never contains it.
+    ``time_to_thinking``
+        Seconds to the first thinking token (``ttft`` is the first *answer* token).
     ``inputs``
         Fingerprints of what the prompt read (see :mod:`nbstream.prompts.fingerprint`):
         each ``{field}`` by its path (``df``, ``df.columns``), ``last_figure``, the cells of
@@ -92,6 +99,11 @@ class Response(str):
     cached: bool
     data: Any
     tool_calls: list[dict[str, Any]]
+    thinking: str | None
+    time_to_thinking: float | None
+    thinking_seconds: float | None
+    """How long it thought: from its first thinking token to its first answer token."""
+    thinking_chunks: int
     inputs: dict[str, str]
     names: list[str]
     """The variables ``-o NAME`` bound it to (for ``%llm stale``)."""
@@ -112,6 +124,10 @@ class Response(str):
         cached: bool = False,
         data: Any = None,
         tool_calls: list[dict[str, Any]] | None = None,
+        thinking: str | None = None,
+        time_to_thinking: float | None = None,
+        thinking_seconds: float | None = None,
+        thinking_chunks: int = 0,
     ) -> Response:
         self = super().__new__(cls, text)
         self.finish_reason = finish_reason
@@ -126,6 +142,10 @@ class Response(str):
         self.cached = cached
         self.data = data
         self.tool_calls = list(tool_calls or [])
+        self.thinking = thinking
+        self.time_to_thinking = time_to_thinking
+        self.thinking_seconds = thinking_seconds
+        self.thinking_chunks = thinking_chunks
         self.inputs = {}
         self.names = []
         return self
@@ -251,6 +271,7 @@ class Response(str):
             "cost": self.cost,
             "cached": self.cached,
             **({"tool_calls": self.tool_calls} if self.tool_calls else {}),
+            **({"thinking": self.thinking} if self.thinking else {}),
         }
 
     def __repr__(self) -> str:

@@ -31,6 +31,7 @@ from nbstream.conversation import current_cell_id, get_thread, leave_threads, tu
 from nbstream.display.live_html import HtmlSink
 from nbstream.display.terminal import TerminalSink
 from nbstream.engine import NullSink, Sink, Stream, neutral
+from nbstream.errors import Problem, SettingsError
 from nbstream.kernel import get_shell, in_kernel, widget_messages_pumped, widgets_available
 from nbstream.prompts.cells import cells_block
 from nbstream.prompts.fingerprint import fingerprint
@@ -149,6 +150,7 @@ def plan(
         )
     model_id, note = resolve_model(settings)
     provider_name, name = parse_model_id(model_id)
+    check_thinking(settings, provider_name)
     if tools:
         with_tools = [n for n, caps in registered() if caps.tools]
         if not capabilities(provider_name).tools:
@@ -159,6 +161,21 @@ def plan(
         if schema is not None:
             raise ToolError("tools and a schema in one answer are not supported yet: use one")
     return Plan(settings, schema, provider_name, name, note, tuple(tools))
+
+
+def check_thinking(settings: Settings, provider_name: str) -> None:
+    """``--thinking`` / ``--reasoning-effort`` for a provider that cannot honour them: a clear
+    error before anything is sent, naming the providers that can."""
+    caps = capabilities(provider_name)
+    for option in ("thinking", "reasoning_effort"):
+        value = getattr(settings, option)
+        if value is not None and not getattr(caps, option):
+            takes = [n for n, c in registered() if getattr(c, option)]
+            message = (
+                f"{provider_name!r} cannot honour it: use a model of "
+                f"{', '.join(takes) or 'another provider'}, or leave it out"
+            )
+            raise SettingsError([Problem(option, value, message, "call")])
 
 
 def make_stream(
@@ -368,9 +385,14 @@ def make_sink(settings: Settings, *, stoppable: bool = True, schema: Schema | No
             show_prompt=settings.show_prompt,
             fallback_after=WIDGET_FALLBACK_AFTER if settings.display == "auto" else None,
             schema=schema,
+            save_thinking=settings.save_thinking == "on",
         )
     if mode == "html":
-        return HtmlSink(show_prompt=settings.show_prompt, schema=schema)
+        return HtmlSink(
+            show_prompt=settings.show_prompt,
+            schema=schema,
+            save_thinking=settings.save_thinking == "on",
+        )
 
     return TerminalSink(show_prompt=settings.show_prompt)
 

@@ -80,6 +80,8 @@ DisplayMode = Literal["auto", "widget", "html", "text", "none"]
 DISPLAY_MODES: tuple[str, ...] = get_args(DisplayMode)
 
 CacheMode = Literal["off", "auto", "read", "write", "replay"]
+ReasoningEffort = Literal["low", "medium", "high"]
+OnOff = Literal["on", "off"]
 CACHE_MODES: tuple[str, ...] = get_args(CacheMode)
 
 HISTORY_OFF = "off"
@@ -192,6 +194,19 @@ class Settings(BaseModel):
         allow_inf_nan=False,
         help="Give up connecting to the server after this long.",
     )
+    thinking: int | None = option(
+        None, "--thinking", metavar="TOKENS", request=True, ge=0,
+        help="Let the model think first, up to TOKENS tokens (Anthropic: at least 1024; "
+        "Gemini: 0 turns it off); the thinking streams apart, kept in x.thinking.",
+    )  # fmt: skip
+    reasoning_effort: ReasoningEffort | None = option(
+        None, "--reasoning-effort", metavar="LEVEL", request=True,
+        help="How hard a reasoning model thinks: low, medium, high (OpenAI o-series, gpt-5).",
+    )  # fmt: skip
+    save_thinking: OnOff = option(
+        "on", "--save-thinking", metavar="on|off",
+        help="off: the saved output leaves the thinking out (x.thinking keeps it).",
+    )  # fmt: skip
     first_token_timeout: float = option(
         120.0,
         "--first-token-timeout",
@@ -260,15 +275,10 @@ class Settings(BaseModel):
         "texts are summarised to fit, and the prompt says what was left out.",
     )
     cells: int | None = option(
-        None,
-        "--cells",
-        metavar="N",
-        ge=1,
-        le=50,
+        None, "--cells", metavar="N", ge=1, le=50,
         help="Send the sources and text outputs (errors included) of the last N executed "
-        "cells before the prompt, newest last, within twice the context budget (older cells "
-        "left out first, and the prompt says so).",
-    )
+        "cells before the prompt, newest last, within twice the context budget.",
+    )  # fmt: skip
     chat: str | None = option(
         None,
         "--chat",

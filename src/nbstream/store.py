@@ -53,7 +53,8 @@ if TYPE_CHECKING:
 
 
 SCHEMA_VERSION = 2
-"""2: the ``tool_calls`` and ``media`` columns (a version-1 file gets them when opened)."""
+"""2: the ``tool_calls``, ``media`` and ``thinking`` columns (a version-1 file gets them when
+opened)."""
 BUSY_TIMEOUT = 30.0
 """Seconds the writer thread waits for another process's lock (in the background)."""
 KERNEL_WAIT = 1.0
@@ -94,6 +95,7 @@ COLUMNS: dict[str, str] = {
     "pid": "INTEGER",
     "tool_calls": "TEXT",  # JSON: the calls (name, arguments, decision, result, error, …)
     "media": "TEXT",  # JSON: the prompt's images / PDFs (label, type, sha256, bytes, size)
+    "thinking": "TEXT",  # the model's thinking, apart from the answer (reasoning models)
 }
 JSON_COLUMNS = ("options", "usage", "tool_calls", "media")
 
@@ -222,6 +224,7 @@ def record_of(
         "pid": os.getpid(),
         "tool_calls": _calls_of(stream, response),
         "media": _media_of(stream),
+        "thinking": response.thinking,
     }
 
 

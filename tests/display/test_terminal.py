@@ -64,3 +64,27 @@ def test_finished_answer_in_the_terminal(ipython, fake_llm):
     ipython.expect(r"In \[\d+\]: ")
     ipython.sendline("print(repr(_llm.finish_reason), 'sk-terminal' in repr(_llm))")
     ipython.expect(r"'stop' False")
+
+
+def test_thinking_is_a_dim_line_then_the_answer():
+    import asyncio
+    import io
+
+    from nbstream.display.terminal import TerminalSink
+    from nbstream.engine import Stream
+    from nbstream.providers.base import Final, Request, ThinkingDelta
+
+    async def provider(request):
+        for piece in ["weigh ", "it"]:
+            yield ThinkingDelta(piece)
+        yield "Yes."
+        yield Final("stop")
+
+    out = io.StringIO()
+    response = asyncio.run(
+        Stream(provider, Request("p", "m"), model_id="t:m", sink=TerminalSink(out)).run()
+    )
+    text = out.getvalue()
+    assert text.startswith("\x1b[2m[thinking…]\x1b[0m\r\x1b[2m[thought for 0 s, 2 tokens")
+    assert text.endswith("]\x1b[0m\nYes.\n")
+    assert "weigh" not in text and response.thinking == "weigh it"

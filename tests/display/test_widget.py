@@ -135,3 +135,61 @@ def test_static_bundle_is_sanitized_and_says_how_it_ended():
     assert "<strong>hi</strong>" in bundle["text/html"]
     assert 'data-finish-reason="error"' in bundle["text/html"] and "boom" in bundle["text/html"]
     assert bundle["text/plain"].endswith("[nbstream: failed: boom]")
+
+
+def run_thinking(thoughts: list[str], tokens: list[str], interval: float, delay: float = 0.0):
+    from nbstream.providers.base import ThinkingDelta
+
+    async def provider(request):
+        for t in thoughts:
+            if delay:
+                await asyncio.sleep(delay)
+            yield ThinkingDelta(t)
+        for t in tokens:
+            if delay:
+                await asyncio.sleep(delay)
+            yield t
+        yield Final("stop")
+
+    sink = RecordingSink(interval)
+    stream = Stream(provider, Request("p", "m"), model_id="t:m", sink=sink)
+    response = asyncio.run(stream.run())
+    return sink, response
+
+
+def test_thinking_streams_as_text_apart_from_the_answer():
+    thoughts = [f"step {i} <b>not html</b>\n" for i in range(50)]
+    sink, response = run_thinking(thoughts, ["The ", "answer."], interval=0.02, delay=0.002)
+    msgs = [m for m, _ in sink.sent]
+    thinking = [m for m in msgs if m["type"] == "thinking"]
+    assert "".join(m["add"] for m in thinking) == "".join(thoughts)  # all of it, once
+    assert thinking[0]["tokens"] == 1  # the first piece at once
+    assert thinking[-1]["tokens"] == 50
+    assert len(thinking) < 50  # throttled like the answer
+    states = [m.get("state") for m in msgs if m["type"] == "update" and m.get("state")]
+    assert states[0] == "thinking" and states[-1] == "stop"
+    browser = Browser()
+    for msg in msgs:
+        if msg["type"] != "thinking":
+            browser.apply(msg)
+    assert browser.frozen + browser.tail == markdown.render("The answer.")
+    assert response == "The answer." and response.thinking == "".join(thoughts)
+    assert response.thinking_chunks == 50 and response.thinking_seconds is not None
+
+
+def test_pushes_for_thinking_alone_send_no_empty_answer_updates():
+    sink, _ = run_thinking(["a"] * 30, ["done"], interval=0.0, delay=0.001)
+    updates = [m for m, _ in sink.sent if m["type"] == "update"]
+    assert all(m["add"] or m.get("state") for m in updates), updates
+
+
+def test_the_saved_answer_keeps_the_thinking_collapsed_and_escaped():
+    _, response = run_thinking(["<script>x</script> hmm"], ["ok"], interval=0.0)
+    html = static_bundle(response)["text/html"]
+    section = html.split('<details class="nbstream-thinking">')[1].split("</details>")[0]
+    assert section.startswith("<summary>Thought for 0 s · 1 token</summary>")
+    assert "&lt;script&gt;x&lt;/script&gt; hmm" in section and "<script>" not in html
+    assert "<details open" not in html  # collapsed
+    dropped = static_bundle(response, thinking=False)["text/html"]
+    assert '<details class="nbstream-thinking">' not in dropped and "hmm" not in dropped
+    assert "hmm" not in static_bundle(response)["text/plain"]  # the text form: the answer

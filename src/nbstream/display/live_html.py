@@ -85,8 +85,10 @@ def live_bundle(html: str, status: str) -> dict[str, str]:
 
 def status_words(stream: Stream) -> str:
     """``openai:gpt-4o-mini · streaming · 42 tokens · 1.3 s`` (with the stream's note, if
-    any, after the model)."""
+    any, after the model; while it thinks, the thinking tokens so far)."""
     parts = [stream.model_id, stream.note or "", stream.label]
+    if stream.state == "thinking":
+        parts.append(f"{stream.thinking_chunks} thinking tokens")
     parts += [f"{stream.chunks} tokens", f"{stream.elapsed:.1f} s"]
     return " · ".join(p for p in parts if p)
 
@@ -102,8 +104,10 @@ class HtmlSink:
         *,
         show_prompt: bool = False,
         schema: Schema | None = None,
+        save_thinking: bool = True,
     ) -> None:
         self.show_prompt = show_prompt
+        self.save_thinking = save_thinking
         self.schema = schema
         self.display_id = f"nbstream-{uuid.uuid4().hex}"
         self.updates = 0
@@ -120,8 +124,11 @@ class HtmlSink:
     def on_delta(self, stream: Stream, delta: str) -> None:
         self._throttle.request(now=stream.chunks == 1)
 
+    def on_thinking(self, stream: Stream, delta: str) -> None:
+        self._throttle.request()  # the status line counts the thinking tokens
+
     def on_status(self, stream: Stream) -> None:
-        if stream.state in ("waiting", "retrying"):  # "streaming" comes with its first token
+        if stream.state in ("waiting", "retrying", "thinking"):  # "streaming": its first token
             self._throttle.request()
 
     def on_end(self, stream: Stream, response: Response) -> None:
@@ -135,7 +142,12 @@ class HtmlSink:
         prompt = stream.request.prompt if self.show_prompt else None
         shown = thumbnails(stream.request.parts) if prompt else None
         bundle = static_bundle(
-            response, html=html, prompt=prompt, note=stream.note, thumbnails=shown
+            response,
+            html=html,
+            prompt=prompt,
+            note=stream.note,
+            thumbnails=shown,
+            thinking=self.save_thinking,
         )
         metadata = {"nbstream": provenance(stream, response)}  # kept in the saved notebook
         update_display(bundle, metadata=metadata, raw=True, display_id=self.display_id)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from nbstream.engine import Stream
     from nbstream.response import Response
+
+
+DIM = "\x1b[2m"
+RESET = "\x1b[0m"
 
 
 class TerminalSink:
@@ -34,7 +39,24 @@ class TerminalSink:
             self._out.write(f"\n[{stream.note}]\n")
             self._out.flush()
 
+    def on_thinking(self, stream: Stream, delta: str) -> None:
+        """A dim one-line indicator while the model thinks (the text: ``x.thinking``)."""
+        if stream.thinking_chunks == 1:
+            self._thinking_line = True
+            self._out.write(f"{DIM}[thinking…]{RESET}")
+            self._out.flush()
+
+    def _end_thinking(self, stream: Stream) -> None:
+        if getattr(self, "_thinking_line", False):
+            self._thinking_line = False
+            took = ""
+            if stream.first_thinking_at is not None:
+                took = f" for {time.monotonic() - stream.first_thinking_at:.0f} s"
+            words = f"thought{took}, {stream.thinking_chunks} tokens: x.thinking"
+            self._out.write(f"\r{DIM}[{words}]{RESET}\n")
+
     def on_delta(self, stream: Stream, delta: str) -> None:
+        self._end_thinking(stream)
         self._out.write(delta)
         self._out.flush()
 
@@ -44,6 +66,7 @@ class TerminalSink:
             self._out.flush()
 
     def on_end(self, stream: Stream, response: Response) -> None:
+        self._end_thinking(stream)
         out = self._out
         if response.text and not response.text.endswith("\n"):
             out.write("\n")

@@ -78,6 +78,9 @@ class ResetMsg(TypedDict):
     chunks: int
     elapsed: float
     streaming_for: float
+    thinking: NotRequired[str]
+    thinking_tokens: NotRequired[int]
+    thinking_for: NotRequired[float]
 
 
 class StatusMsg(TypedDict):
@@ -86,6 +89,14 @@ class StatusMsg(TypedDict):
     type: Literal["status"]
     state: str
     label: str
+
+
+class ThinkingMsg(TypedDict):
+    """More of the model's thinking (appended as text, never as HTML) and the count so far."""
+
+    type: Literal["thinking"]
+    add: str
+    tokens: int
 
 
 class ApprovalMsg(TypedDict):
@@ -106,7 +117,7 @@ class ApprovedMsg(TypedDict):
     answer: str
 
 
-ViewMsg = UpdateMsg | ResetMsg | StatusMsg | ApprovalMsg | ApprovedMsg
+ViewMsg = UpdateMsg | ResetMsg | StatusMsg | ThinkingMsg | ApprovalMsg | ApprovedMsg
 
 
 class EventMsg(TypedDict):
@@ -162,13 +173,18 @@ def timing(stream: Stream) -> dict[str, Any]:
     streaming_for = 0.0
     if stream.first_token_at is not None:
         streaming_for = time.monotonic() - stream.first_token_at
-    return {
+    clocks: dict[str, Any] = {
         "state": stream.state,
         "label": stream.label,
         "chunks": stream.chunks,
         "elapsed": round(stream.elapsed, 2),
         "streaming_for": round(streaming_for, 2),
     }
+    if stream.first_thinking_at is not None:
+        clocks["thinking"] = stream.thinking
+        clocks["thinking_tokens"] = stream.thinking_chunks
+        clocks["thinking_for"] = round(time.monotonic() - stream.first_thinking_at, 2)
+    return clocks
 
 
 def utf16_len(text: str) -> int:
@@ -208,8 +224,12 @@ class WidgetSink:
         fallback_after: float | None = None,
         send: Callable[[ViewMsg], None] | None = None,
         schema: Schema | None = None,
+        save_thinking: bool = True,
     ) -> None:
         self.interval = interval
+        self.save_thinking = save_thinking
+        self._thinking_sent = 0
+        """Characters of the stream's thinking already sent to the view."""
         self.schema = schema
         self.stoppable = stoppable
         self.show_prompt = show_prompt
@@ -257,6 +277,11 @@ class WidgetSink:
             self._throttle.interval = max(self.interval, HTML_INTERVAL)
         self._throttle.request(now=stream.chunks == 1)  # the first token is shown at once
 
+    def on_thinking(self, stream: Stream, delta: str) -> None:
+        """Thinking streams like the answer: throttled, sent as text appended to the view's
+        thinking section (the first piece at once)."""
+        self._throttle.request(now=stream.thinking_chunks == 1)
+
     def on_status(self, stream: Stream) -> None:
         if self.view is not None and self.view.note != (stream.note or ""):
             self.view.note = stream.note or ""  # e.g. a provider's fallback (synced trait)
@@ -278,6 +303,7 @@ class WidgetSink:
             prompt=stream.request.prompt if self.show_prompt else None,
             note=stream.note,
             thumbnails=thumbnails(stream.request.parts) if self.show_prompt else None,
+            thinking=self.save_thinking,
         )
         self.bytes_sent += len(json.dumps(bundle).encode())
         metadata = {"nbstream": provenance(stream, response)}  # kept in the saved notebook
@@ -375,6 +401,7 @@ class WidgetSink:
     def _push_now(self, final: bool = False) -> None:
         self._throttle.cancel()
         assert self._stream is not None
+        self._send_thinking(self._stream)
         update: Rendered = self._md.update(self._stream.text)
         if final:
             update = _merge(update, self._md.finish())
@@ -383,6 +410,20 @@ class WidgetSink:
             update_display(bundle, raw=True, display_id=self.display_id)
             return
         self._send(update)
+
+    def _send_thinking(self, stream: Stream) -> None:
+        """The thinking that arrived since the last push, if any (one message per push)."""
+        if stream.thinking_chunks == 0 or self.html_fallback:
+            return
+        text = stream.thinking
+        if len(text) > self._thinking_sent:
+            msg: ThinkingMsg = {
+                "type": "thinking",
+                "add": text[self._thinking_sent :],
+                "tokens": stream.thinking_chunks,
+            }
+            self._thinking_sent = len(text)
+            self._emit(msg)
 
     def _send_reset(self) -> None:
         """Everything so far, for a view that just rendered (its "sync" request)."""
@@ -395,6 +436,7 @@ class WidgetSink:
         if update.reset:
             self._sent_tail = update.tail
             self._sent_state = stream.state
+            self._thinking_sent = len(stream.thinking)  # the reset carries it all
             reset: ResetMsg = {
                 "type": "reset",
                 "frozen": update.frozen,
@@ -407,6 +449,9 @@ class WidgetSink:
         # frozen+tail against the tail the browser has, then say how much of it froze.
         combined = update.frozen + update.tail
         keep = common_prefix_len(self._sent_tail, combined)
+        unchanged = not update.frozen and keep == len(combined) == len(self._sent_tail)
+        if unchanged and stream.state == self._sent_state and not self._ended(stream):
+            return  # nothing new for the answer (e.g. a push for thinking only)
         msg: UpdateMsg = {
             "type": "update",
             "keep": utf16_len(combined[:keep]),
@@ -420,6 +465,10 @@ class WidgetSink:
             msg["label"] = stream.label
         self._sent_tail = update.tail
         self._emit(msg)
+
+    @staticmethod
+    def _ended(stream: Stream) -> bool:
+        return stream.state not in ("waiting", "retrying", "thinking", "streaming")
 
     def _emit(self, msg: ViewMsg) -> None:
         send = self._send_to or (self.view.send if self.view is not None else None)

@@ -22,6 +22,7 @@ from nbstream.providers.base import (
     Prices,
     ProviderError,
     Request,
+    ThinkingDelta,
     ToolCall,
     ToolCallDelta,
     WireFinish,
@@ -98,6 +99,7 @@ CAPABILITIES = Capabilities(
     documents=True,
     image_max_side=1568,  # larger images are resized by the API (slower, same tokens)
     image_max_bytes=3_750_000,  # 5 MB per image, counted as base64
+    thinking=True,  # extended thinking: --thinking TOKENS (thinking_delta, signatures kept)
 )
 """``anthropic:`` — the Messages API."""
 
@@ -116,7 +118,7 @@ def to_anthropic(
     for message in pending:
         role = "assistant" if message["role"] == "assistant" else "user"
         if message.get("tool_calls"):
-            blocks: list[dict[str, Any]] = []
+            blocks: list[dict[str, Any]] = [dict(b) for b in message.get("thinking_blocks") or ()]
             if message["content"].strip():
                 blocks.append({"type": "text", "text": message["content"]})
             blocks += [
@@ -202,12 +204,55 @@ def request_options(request: Request) -> dict[str, Any]:
         options["tools"] = tool_definitions(request.tools)
     if request.stop:
         options["stop_sequences"] = list(request.stop)
+    if request.thinking:
+        options.update(thinking_options(request, options["max_tokens"]))
     # anthropic>=2 dropped the sampling keywords; the API still takes the fields.
     sampling = {"temperature": request.temperature, "top_p": request.top_p}
     extra = {k: v for k, v in sampling.items() if v is not None}
     if extra:
         options["extra_body"] = extra
     return options
+
+
+MIN_THINKING = 1024
+"""Anthropic's smallest extended-thinking budget."""
+
+
+def thinking_options(request: Request, max_tokens: int) -> dict[str, Any]:
+    """Extended thinking with ``request.thinking`` tokens (checked before sending: the
+    budget's minimum, room for an answer after it, no forced tool, no sampling changes)."""
+    budget = int(request.thinking or 0)
+    if budget < MIN_THINKING:
+        raise ProviderError(
+            f"Anthropic's thinking budget is at least {MIN_THINKING} tokens, got {budget}: "
+            f"use --thinking {MIN_THINKING} or more",
+            option="thinking",
+        )
+    if request.schema is not None:
+        raise ProviderError(
+            "Anthropic cannot think with a schema (nbstream asks for the structured answer "
+            "as a forced tool call, which thinking does not allow): leave --thinking or "
+            "--schema out",
+            option="thinking",
+        )
+    if request.temperature is not None or request.top_p is not None:
+        raise ProviderError(
+            "Anthropic's extended thinking takes neither temperature nor top_p: leave them "
+            "out with --thinking",
+            option="thinking",
+        )
+    if request.max_tokens is not None and request.max_tokens <= budget:
+        raise ProviderError(
+            f"--max-tokens ({request.max_tokens}) must be larger than the thinking budget "
+            f"({budget}): the answer comes after the thinking",
+            option="max_tokens",
+        )
+    return {
+        "thinking": {"type": "enabled", "budget_tokens": budget},
+        "max_tokens": max(max_tokens, budget + DEFAULT_MAX_TOKENS)
+        if request.max_tokens is None
+        else max_tokens,
+    }
 
 
 def connection(base_url: str | None) -> tuple[str | None, str | None, str | None, Wire]:
@@ -230,7 +275,7 @@ def connection(base_url: str | None) -> tuple[str | None, str | None, str | None
     return base_url, api_key, auth_token, wire
 
 
-async def stream(request: Request) -> AsyncIterator[str | ToolCallDelta | Final]:
+async def stream(request: Request) -> AsyncIterator[str | ToolCallDelta | ThinkingDelta | Final]:
     """Stream ``anthropic:MODEL``."""
     import anthropic
 
@@ -256,6 +301,7 @@ async def stream(request: Request) -> AsyncIterator[str | ToolCallDelta | Final]
     held: list[str] = []  # text outside the tool call, with a schema (see the docstring)
     tool_input = False
     calls: dict[int, dict[str, str]] = {}  # block index → id, name, arguments (with tools)
+    thinking: dict[int, dict[str, Any]] = {}  # block index → the thinking block, to send back
     try:
         async with sdk_client(key, make_client) as client:
             body = request_options(request)
@@ -278,7 +324,18 @@ async def stream(request: Request) -> AsyncIterator[str | ToolCallDelta | Final]
                     if kind == "content_block_delta":
                         delta = event.get("delta") or {}
                         text = delta.get("text")
-                        if delta.get("type") == "text_delta" and text:
+                        if delta.get("type") == "thinking_delta":
+                            piece = str(delta.get("thinking") or "")
+                            block = thinking.get(int(event.get("index") or 0))
+                            if block is not None:
+                                block["thinking"] += piece
+                            if piece:
+                                yield ThinkingDelta(piece)
+                        elif delta.get("type") == "signature_delta":
+                            block = thinking.get(int(event.get("index") or 0))
+                            if block is not None:
+                                block["signature"] += str(delta.get("signature") or "")
+                        elif delta.get("type") == "text_delta" and text:
                             if structured:
                                 held.append(text)
                             else:
@@ -294,6 +351,16 @@ async def stream(request: Request) -> AsyncIterator[str | ToolCallDelta | Final]
                             if index in calls and partial:
                                 calls[index]["arguments"] += partial
                                 yield ToolCallDelta(len(calls) - 1, None, partial)
+                    elif kind == "content_block_start" and (
+                        (event.get("content_block") or {}).get("type")
+                        in ("thinking", "redacted_thinking")
+                    ):
+                        block = event.get("content_block") or {}
+                        index = int(event.get("index") or 0)
+                        if block.get("type") == "thinking":
+                            thinking[index] = {"type": "thinking", "thinking": "", "signature": ""}
+                        else:  # encrypted: kept for the next request, never shown
+                            thinking[index] = {"type": "redacted_thinking", "data": block["data"]}
                     elif kind == "content_block_start" and not structured:
                         block = event.get("content_block") or {}
                         if block.get("type") == "tool_use":
@@ -335,7 +402,13 @@ async def stream(request: Request) -> AsyncIterator[str | ToolCallDelta | Final]
         ToolCall(c["id"] or f"toolu_{i}", c["name"], c["arguments"] or "{}")
         for i, c in sorted(calls.items())
     )
-    yield Final(FINISH.get(stop_reason or "end_turn", "stop"), usage, tool_calls=made)
+    blocks = tuple(b for _, b in sorted(thinking.items()))
+    yield Final(
+        FINISH.get(stop_reason or "end_turn", "stop"),
+        usage,
+        tool_calls=made,
+        thinking_blocks=blocks,
+    )
 
 
 def cache_tokens(usage: dict[str, Any]) -> tuple[int, int]:

@@ -119,6 +119,10 @@ class Request:
     stop: tuple[str, ...] | None = None
     base_url: str | None = None
     connect_timeout: float = 10.0
+    thinking: int | None = None
+    """A thinking budget in tokens (``--thinking``; 0: no thinking where that can be said)."""
+    reasoning_effort: str | None = None
+    """``low`` / ``medium`` / ``high`` for reasoning models (``--reasoning-effort``)."""
     messages: tuple[Mapping[str, Any], ...] = ()
     """Earlier turns of the conversation, oldest first (no system message: see ``system``);
     tool rounds as described in the module docstring."""
@@ -154,17 +158,30 @@ class ToolCallDelta:
 
 
 @dataclass(frozen=True)
+class ThinkingDelta:
+    """A piece of the model's thinking (reasoning) as it streams: shown apart from the answer,
+    never part of its text (``Response.thinking``)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Final:
     """The terminal event of a stream that completed on the wire."""
 
     finish_reason: WireFinish
     usage: dict[str, int] | None = None
-    """``{"input_tokens": int, "output_tokens": int}`` when the provider reports it."""
+    """``{"input_tokens": int, "output_tokens": int}`` when the provider reports it, plus
+    ``reasoning_tokens`` (part of the output) where it says how many were thinking."""
     tool_calls: tuple[ToolCall, ...] = ()
     """The calls the model asked for in this answer (it waits for their results)."""
+    thinking_blocks: tuple[Mapping[str, Any], ...] = ()
+    """The thinking as the provider must get it back in a tool loop or a conversation
+    (Anthropic's ``thinking`` blocks with their ``signature``, ``redacted_thinking``
+    blocks), in order; sent again as ``"thinking_blocks"`` of the assistant message."""
 
 
-Provider = Callable[[Request], AsyncIterator["str | ToolCallDelta | Final"]]
+Provider = Callable[[Request], AsyncIterator["str | ToolCallDelta | ThinkingDelta | Final"]]
 
 Budget = Callable[[int | None, str | None], int]
 """A conversation budget that depends on the call: ``(max_tokens, base_url) -> tokens``."""
@@ -270,6 +287,9 @@ class Capabilities:
     image_max_bytes: int = 5 * 1024 * 1024
     """Images larger than this (encoded) are re-encoded smaller before sending."""
     thinking: bool = False
+    """It honours ``Request.thinking`` (a thinking budget in tokens)."""
+    reasoning_effort: bool = False
+    """It honours ``Request.reasoning_effort`` (``low`` / ``medium`` / ``high``)."""
 
     def conversation_budget(self, max_tokens: int | None, base_url: str | None) -> int:
         """The default conversation budget for a call."""
@@ -304,6 +324,7 @@ __all__ = [
     "Provider",
     "ProviderError",
     "Request",
+    "ThinkingDelta",
     "ToolCall",
     "ToolCallDelta",
     "WireFinish",

@@ -32,6 +32,7 @@ from nbstream.providers.base import (
     Prices,
     ProviderError,
     Request,
+    ThinkingDelta,
     ToolCall,
     ToolCallDelta,
     WireFinish,
@@ -94,6 +95,7 @@ CAPABILITIES = Capabilities(
     documents=True,
     image_max_side=3072,  # Gemini scales larger images down to fit 3072×3072
     image_max_bytes=15 * 1024 * 1024,  # a request's inline data totals at most 20 MB
+    thinking=True,  # thinking_config: the budget, and the thought summaries streamed
 )
 """``gemini:`` — the Gemini API (Google AI Studio keys)."""
 
@@ -191,6 +193,11 @@ def request_config(request: Request) -> tuple[list[dict[str, Any]], dict[str, An
     if request.tools:
         config["tools"] = function_declarations(request.tools)
         config["automatic_function_calling"] = {"disable": True}  # nbstream runs them
+    if request.thinking is not None:  # 0: no thinking (models that allow it)
+        config["thinking_config"] = {
+            "thinking_budget": int(request.thinking),
+            "include_thoughts": request.thinking > 0,  # stream the thought summaries
+        }
     return contents, config
 
 
@@ -238,7 +245,7 @@ class _Client:
         await self.close()
 
 
-async def stream(request: Request) -> AsyncIterator[str | ToolCallDelta | Final]:
+async def stream(request: Request) -> AsyncIterator[str | ToolCallDelta | ThinkingDelta | Final]:
     """Stream ``gemini:MODEL``."""
     genai = _sdk()
     base_url, api_key, wire = connection(request.base_url)
@@ -267,7 +274,9 @@ async def stream(request: Request) -> AsyncIterator[str | ToolCallDelta | Final]
                         raise ProviderError(f"Gemini refused the prompt: {_name(blocked)}")
                     for candidate in (chunk.candidates or [])[:1]:
                         for part in getattr(candidate.content, "parts", None) or []:
-                            if part.text and not part.thought:
+                            if part.text and part.thought:  # a thought summary
+                                yield ThinkingDelta(part.text)
+                            elif part.text:
                                 yield part.text
                             called = getattr(part, "function_call", None)
                             if called is not None and called.name:
@@ -340,6 +349,8 @@ def _usage(meta: Any) -> dict[str, int]:
     usage = {"input_tokens": int(meta.prompt_token_count or 0), "output_tokens": int(output)}
     if meta.cached_content_token_count:
         usage["cached_input_tokens"] = int(meta.cached_content_token_count)
+    if meta.thoughts_token_count:
+        usage["reasoning_tokens"] = int(meta.thoughts_token_count)
     return usage
 
 

@@ -34,6 +34,8 @@ def messages_of(history: Turns) -> list[Message]:
         message: Message = {"role": str(m["role"]), "content": str(m.get("content") or "")}
         if m.get("tool_calls"):
             message["tool_calls"] = [dict(call) for call in m["tool_calls"]]
+        if m.get("thinking_blocks"):  # a provider's own thinking, sent back in a tool loop
+            message["thinking_blocks"] = [dict(b) for b in m["thinking_blocks"]]
         if m["role"] == "tool":
             message["tool_call_id"] = str(m.get("tool_call_id") or "")
             message["name"] = str(m.get("name") or "")

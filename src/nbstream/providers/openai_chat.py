@@ -28,6 +28,7 @@ from nbstream.providers.base import (
     Prices,
     ProviderError,
     Request,
+    ThinkingDelta,
     ToolCall,
     ToolCallDelta,
     WireFinish,
@@ -47,6 +48,7 @@ from nbstream.providers.common import (
     timeout_config,
 )
 from nbstream.providers.messages import Message, Turns, put_parts, schema_instructions, split_system
+from nbstream.providers.thinking import ThinkTags
 
 OLLAMA_DEFAULT_URL = "http://localhost:11434/v1"
 OPENAI_URL = "https://api.openai.com/v1"
@@ -135,6 +137,7 @@ CAPABILITIES = Capabilities(
     documents=True,  # PDFs as file parts (api.openai.com)
     image_max_side=2048,  # OpenAI fits "high" detail into 2048×2048
     image_max_bytes=20 * 1024 * 1024,
+    reasoning_effort=True,  # o-series and gpt-5 models; compatible servers that accept it
     empty_stream_hint=_empty_stream_hint,
 )
 """``openai:`` — api.openai.com, or any OpenAI-compatible server by ``base_url``."""
@@ -191,14 +194,16 @@ def server_label(base_url: str | None, where: str) -> str:
     return f"the server at {where}"
 
 
-async def stream(request: Request) -> AsyncIterator[str | ToolCallDelta | Final]:
+async def stream(request: Request) -> AsyncIterator[str | ToolCallDelta | ThinkingDelta | Final]:
     """Stream ``openai:MODEL``."""
     base_url, api_key, wire = connection(request.base_url)
     async for item in _stream(request, base_url=base_url, api_key=api_key, wire=wire):
         yield item
 
 
-async def stream_ollama(request: Request) -> AsyncIterator[str | ToolCallDelta | Final]:
+async def stream_ollama(
+    request: Request,
+) -> AsyncIterator[str | ToolCallDelta | ThinkingDelta | Final]:
     """Stream ``ollama:MODEL`` from a local Ollama server (OpenAI-compatible, no key)."""
     base_url = request.base_url or _ollama_url()
     wire = Wire("Ollama", "OLLAMA_HOST", mask_url(base_url))
@@ -307,6 +312,8 @@ def request_options(
         }
     elif request.schema is not None and response_format:
         options["response_format"] = json_schema_format(request.schema)
+    if request.reasoning_effort is not None:
+        options["reasoning_effort"] = request.reasoning_effort
     if request.tools:
         options["tools"] = function_tools(request.tools)
     return options
@@ -348,7 +355,7 @@ def next_mechanism(exc: Exception, tried: bool | str) -> bool | str:
 
 async def _stream(
     request: Request, *, base_url: str | None, api_key: str, wire: Wire
-) -> AsyncIterator[str | ToolCallDelta | Final]:
+) -> AsyncIterator[str | ToolCallDelta | ThinkingDelta | Final]:
     import openai
 
     def make_client() -> Any:
@@ -379,6 +386,7 @@ async def _stream(
             stream_cls=openai.AsyncStream[object],
         )
 
+    tags = ThinkTags()
     try:
         async with sdk_client(key, make_client) as client:
             mechanism: bool | str = True
@@ -417,10 +425,21 @@ async def _stream(
                         cached = details.get("cached_tokens") if isinstance(details, dict) else 0
                         if cached:  # part of prompt_tokens, billed at the cached price
                             usage["cached_input_tokens"] = int(cached)
+                        out = counts.get("completion_tokens_details")
+                        thought = out.get("reasoning_tokens") if isinstance(out, dict) else 0
+                        if thought:  # part of completion_tokens
+                            usage["reasoning_tokens"] = int(thought)
                     for choice in chunk.get("choices") or ():
                         delta = choice.get("delta")
-                        if isinstance(delta, dict) and delta.get("content"):
-                            yield delta["content"]
+                        if isinstance(delta, dict):
+                            # vLLM / llama.cpp server / DeepSeek: reasoning_content; others:
+                            # reasoning; Qwen3 / R1 distills: <think> tags in the content
+                            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                            if isinstance(reasoning, str) and reasoning:
+                                yield ThinkingDelta(reasoning)
+                            if delta.get("content"):
+                                for item in tags.feed(str(delta["content"])):
+                                    yield item
                         if isinstance(delta, dict) and delta.get("tool_calls"):
                             for piece in delta["tool_calls"]:
                                 yield _call_piece(piece, calls)
@@ -429,6 +448,8 @@ async def _stream(
     except sdk_exceptions(openai) as exc:
         raise sdk_error(exc, openai, wire) from None
 
+    for item in tags.finish():
+        yield item
     if finish_reason is None:
         return  # no terminal event: the engine reports the truncation
     if finish_reason == "content_filter":

@@ -94,6 +94,7 @@ def static_bundle(
     prompt: str | None = None,
     note: str | None = None,
     thumbnails: list[tuple[str, bytes]] | None = None,
+    thinking: bool = True,
 ) -> dict[str, str]:
     """The HTML + text bundle that replaces the live view when the stream ends
     (``html``: the answer already rendered, to spare a second render; ``prompt``: shown in
@@ -118,12 +119,35 @@ def static_bundle(
             '<details class="nbstream-prompt"><summary>prompt</summary>'
             f"<pre>{htmlmod.escape(prompt)}</pre>{images}</details>"
         )
+    if thinking:
+        details += thinking_html(response)
     details += tool_calls_html(response.tool_calls)
     style = _static_css(with_code='class="highlight"' in body)
     return {
         "text/html": f"<style>{style}</style>{details}{ANSWER_OPEN}{body}</div>{footer}",
         "text/plain": plain_text(response),
     }
+
+
+def thinking_summary(response: Response) -> str:
+    """``Thought for 12 s · 840 tokens`` (the tokens the provider reported as reasoning, else
+    the thinking deltas counted)."""
+    usage = response.usage or {}
+    tokens = usage.get("reasoning_tokens") or response.thinking_chunks
+    secs = response.thinking_seconds
+    took = f"Thought for {secs:.0f} s · " if secs is not None else "Thought · "
+    return f"{took}{tokens} token{'s' if tokens != 1 else ''}"
+
+
+def thinking_html(response: Response) -> str:
+    """The thinking as a collapsed section (escaped text), or ``""`` when there was none."""
+    if not response.thinking:
+        return ""
+    return (
+        f'<details class="nbstream-thinking"><summary>{htmlmod.escape(thinking_summary(response))}'
+        f'</summary><pre class="nbstream-thinking-text">{htmlmod.escape(response.thinking)}'
+        "</pre></details>"
+    )
 
 
 def tool_calls_html(calls: list[dict[str, Any]], limit: int = 300) -> str:
@@ -166,4 +190,6 @@ __all__ = [
     "static_bundle",
     "static_text",
     "structured_html",
+    "thinking_html",
+    "thinking_summary",
 ]

@@ -19,17 +19,20 @@ function fmtStatus(model, st, now) {
 // Model-level state, shared by every view of this widget. Messages:
 //   update: {keep, add, freeze?, chunks, state?, label?}
 //           buf = tail[:keep] + add; frozen += buf[:freeze]; tail = buf[freeze:]
-//   reset:  {frozen, tail, state, label, chunks, elapsed, streaming_for}  (reply to "sync")
+//   reset:  {frozen, tail, state, label, chunks, elapsed, streaming_for,
+//            thinking, thinking_tokens, thinking_for}  (reply to "sync")
 //   status: {state, label}  (e.g. retrying, with its countdown words)
+//   thinking: {add, tokens}  (the model's thinking: appended as text, never as HTML)
 //   approval: {id, name, arguments}  (a tool call waits: show a card with Run / Skip / Always)
 //   approved: {id, answer}           (the call was decided: the card says so, buttons off)
 // Browser -> kernel: {event: "stop"} (the button), {event: "sync"} (a view rendered),
 //   {event: "approve", id, answer: "run" | "skip" | "always"} (a card's button).
 // Timings are kept on the browser's clock: t0 = start, t1 = first token, tEnd = end.
-const LIVE = ["waiting", "retrying", "streaming"];
+const LIVE = ["waiting", "retrying", "thinking", "streaming"];
 function initialize({ model }) {
   model.__nb = { frozen: "", tail: "", state: "waiting", label: "waiting for the first token",
-    chunks: 0, t0: Date.now(), t1: null, tEnd: null, views: new Set(), cards: new Map() };
+    chunks: 0, t0: Date.now(), t1: null, tEnd: null, views: new Set(), cards: new Map(),
+    thinking: "", thinkTokens: 0, tThink: null, tThought: null };
   model.on("msg:custom", (msg) => {
     const st = model.__nb;
     const now = Date.now();
@@ -39,7 +42,13 @@ function initialize({ model }) {
       st.t0 = now - msg.elapsed * 1000;
       st.t1 = msg.chunks > 0 ? now - msg.streaming_for * 1000 : null;
       st.state = msg.state; st.label = msg.label;
+      st.thinking = msg.thinking || ""; st.thinkTokens = msg.thinking_tokens || 0;
+      if (st.thinking && st.tThink === null) st.tThink = now - (msg.thinking_for || 0) * 1000;
       added = null;
+    } else if (msg.type === "thinking") {
+      if (st.tThink === null) st.tThink = now;
+      st.thinking += msg.add; st.thinkTokens = msg.tokens;
+      added = "";
     } else if (msg.type === "update") {
       const buf = st.tail.slice(0, msg.keep) + msg.add;
       const cut = msg.freeze || 0;
@@ -59,6 +68,8 @@ function initialize({ model }) {
       added = "";
     } else return;
     if (msg.chunks !== undefined) st.chunks = msg.chunks;
+    if (st.tThink !== null && st.tThought === null && (st.chunks > 0 || !LIVE.includes(st.state)))
+      st.tThought = now;
     if (st.tEnd === null && !LIVE.includes(st.state)) st.tEnd = now;
     for (const v of st.views) v(added);
   });
@@ -95,6 +106,8 @@ function render({ model, el }) {
     '<button class="nbstream-stop" type="button" title="Stop the stream (the partial answer is kept)">&#9632; Stop</button>' +
     '<span class="nbstream-status"></span></div>' +
     '<details class="nbstream-prompt" hidden><summary>prompt</summary><pre></pre></details>' +
+    '<details class="nbstream-thinking" hidden><summary></summary><pre class="nbstream-thinking-text"></pre></details>' +
+    '<pre class="nbstream-thinking-peek" hidden></pre>' +
     '<div class="nbstream-cards"></div>' +
     '<div class="nbstream-body jp-RenderedHTMLCommon"><div class="nbstream-frozen"></div><div class="nbstream-tail"></div></div>';
   const btn = el.querySelector(".nbstream-stop");
@@ -113,6 +126,33 @@ function render({ model, el }) {
   const frozen = el.querySelector(".nbstream-frozen");
   const tail = el.querySelector(".nbstream-tail");
   const cards = el.querySelector(".nbstream-cards");
+  const thinking = el.querySelector(".nbstream-thinking");
+  const thinkingText = thinking.querySelector(".nbstream-thinking-text");
+  const peek = el.querySelector(".nbstream-thinking-peek");
+  // The thinking: its summary line; while the model thinks, its last lines below it
+  // ("collapsed to its last lines"); the whole text when the section is opened. Text only.
+  let shownThinking = 0;
+  const paintThinking = (now) => {
+    if (!st.thinking) return;
+    thinking.hidden = false;
+    if (shownThinking !== st.thinking.length) {
+      if (shownThinking < st.thinking.length && shownThinking > 0) {
+        thinkingText.append(st.thinking.slice(shownThinking));
+      } else {
+        thinkingText.textContent = st.thinking;
+      }
+      shownThinking = st.thinking.length;
+    }
+    const end = st.tThought !== null ? st.tThought : now;
+    const secs = ((end - st.tThink) / 1000).toFixed(0);
+    const tokens = st.thinkTokens + (st.thinkTokens === 1 ? " token" : " tokens");
+    thinking.querySelector("summary").textContent =
+      (st.tThought !== null ? "Thought for " : "Thinking · ") + secs + " s · " + tokens;
+    const live = st.tThought === null && !thinking.open;
+    peek.hidden = !live;
+    if (live) peek.textContent = st.thinking.split("\n").slice(-3).join("\n").slice(-400);
+    el.dataset.thinking = st.tThought === null ? "live" : "done";
+  };
   // One card per tool call that waited for approval; all text through textContent.
   const paintCards = () => {
     for (const [id, card] of st.cards) {
@@ -158,7 +198,9 @@ function render({ model, el }) {
     tick();
   };
   const tick = () => {
-    status.textContent = fmtStatus(model, st, st.tEnd === null ? Date.now() : st.tEnd);
+    const now = st.tEnd === null ? Date.now() : st.tEnd;
+    paintThinking(now);
+    status.textContent = fmtStatus(model, st, now);
     el.dataset.state = st.state;
     if (st.tEnd !== null) btn.disabled = true;
   };
