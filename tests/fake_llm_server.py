@@ -588,7 +588,7 @@ def _error_payload(provider: str, status: int, message: Any) -> dict[str, Any]:
     if provider == "gemini":
         code = GEMINI_STATUS.get(status, "INTERNAL" if status >= 500 else "INVALID_ARGUMENT")
         return {"error": {"code": status, "message": message, "status": code}}
-    if provider == "openai":
+    if provider in ("openai", "responses"):
         err_type, code = OPENAI_ERRORS.get(
             status, ("server_error" if status >= 500 else "invalid_request_error", None)
         )
@@ -768,7 +768,11 @@ class _Handler(BaseHTTPRequestHandler):
                 name = spec.pop("name", None) or f"fake-{next(state.counter)}-{os.urandom(4).hex()}"
                 state.scripts[name] = spec
             self._send_json(200, {"model": name})
-        elif url.path in ("/v1/chat/completions", "/v1/messages") or GEMINI_PATH.match(url.path):
+        elif url.path in (
+            "/v1/chat/completions",
+            "/v1/messages",
+            "/v1/responses",
+        ) or GEMINI_PATH.match(url.path):
             self._llm(url.path, raw)
         elif url.path.startswith("/_batches/"):
             self._control_batches("POST", url.path)
@@ -776,7 +780,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._not_found(url.path)
 
     def _llm(self, path: str, raw: bytes) -> None:
-        provider = "openai" if path == "/v1/chat/completions" else "anthropic"
+        provider = {"/v1/chat/completions": "openai", "/v1/responses": "responses"}.get(
+            path, "anthropic"
+        )
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
@@ -1237,9 +1243,11 @@ class _Handler(BaseHTTPRequestHandler):
             and isinstance(body.get("stream_options"), dict)
             and bool(body["stream_options"].get("include_usage"))
         )
-        events: _OpenAIEvents | _AnthropicEvents | _GeminiEvents
+        events: _OpenAIEvents | _AnthropicEvents | _GeminiEvents | _ResponsesEvents
         if provider == "openai":
             events = _OpenAIEvents(ctx, include_usage)
+        elif provider == "responses":
+            events = _ResponsesEvents(ctx)
         elif provider == "gemini":
             events = _GeminiEvents(ctx)
         else:
@@ -1366,7 +1374,7 @@ def _tool_name(body: dict[str, Any]) -> str | None:
 def _id_headers(provider: str) -> dict[str, str]:
     if provider == "gemini":
         return {"x-gemini-service-tier": "standard"}
-    if provider == "openai":
+    if provider in ("openai", "responses"):
         return {"x-request-id": "req_fake"}
     return {"request-id": "req_fake"}
 
@@ -1574,6 +1582,106 @@ class _AnthropicEvents:
             )
             + _sse({"type": "message_stop"}, "message_stop")
         )
+
+
+class _ResponsesEvents:
+    """OpenAI's Responses API stream: named events (``response.created`` …
+    ``response.output_text.delta`` … ``response.completed``), each data a JSON object with
+    its ``type`` and a ``sequence_number``; thinking as reasoning-summary deltas of a
+    ``reasoning`` item; calls as ``function_call`` items with streamed arguments."""
+
+    def __init__(self, ctx: _Ctx) -> None:
+        self.ctx = ctx
+        self.seq = 0
+        self.reasoning_open = False
+
+    def _event(self, kind: str, **data: Any) -> bytes:
+        self.seq += 1
+        return _sse({"type": kind, "sequence_number": self.seq, **data}, kind)
+
+    def _response(self, status: str) -> dict[str, Any]:
+        return {"id": "resp_fake", "object": "response", "model": self.ctx.model,
+                "status": status, "output": []}  # fmt: skip
+
+    def preamble(self) -> bytes:
+        return self._event("response.created", response=self._response("in_progress"))
+
+    def _message_start(self) -> bytes:
+        item = {"id": "msg_fake", "type": "message", "role": "assistant", "status": "in_progress",
+                "content": []}  # fmt: skip
+        index = 1 if self.reasoning_open else 0
+        return self._event("response.output_item.added", output_index=index, item=item)
+
+    def thinking(self, piece: str) -> bytes:
+        out = b""
+        if not self.reasoning_open:
+            self.reasoning_open = True
+            item = {"id": "rs_fake", "type": "reasoning", "summary": []}
+            out += self._event("response.output_item.added", output_index=0, item=item)
+        return out + self._event(
+            "response.reasoning_summary_text.delta",
+            item_id="rs_fake", output_index=0, summary_index=0, delta=piece,
+        )  # fmt: skip
+
+    def after_thinking(self) -> bytes:
+        return self._message_start()
+
+    def token(self, token: str) -> bytes:
+        out = b""
+        if self.seq == 1:  # the first token: the message item starts
+            out += self._message_start()
+        index = 1 if self.reasoning_open else 0
+        return out + self._event(
+            "response.output_text.delta",
+            item_id="msg_fake", output_index=index, content_index=0, delta=token,
+        )  # fmt: skip
+
+    def malformed(self) -> bytes:
+        return b"event: response.output_text.delta\ndata: {not json\n\n"
+
+    def invalid_utf8(self) -> bytes:
+        return _with_invalid_utf8(self.token)
+
+    def error(self, err_type: str | None, message: Any) -> bytes:
+        default_type, default_message = OPENAI_STREAM_ERROR
+        return self._event(
+            "error",
+            code=err_type or default_type,
+            message=default_message if message is None else str(message),
+            param=None,
+        )
+
+    def terminal(self) -> bytes:
+        out = b""
+        first = 1 + (1 if self.reasoning_open else 0)
+        size = self.ctx.arguments_size
+        for i, call in enumerate(self.ctx.tool_calls):
+            index = first + i
+            item = {"id": f"fc_{i}", "type": "function_call", "call_id": f"call_{i}",
+                    "name": call["name"], "arguments": "", "status": "in_progress"}  # fmt: skip
+            out += self._event("response.output_item.added", output_index=index, item=item)
+            arguments = call["arguments"]
+            for k in range(0, len(arguments), size):
+                out += self._event(
+                    "response.function_call_arguments.delta",
+                    item_id=f"fc_{i}", output_index=index, delta=arguments[k : k + size],
+                )  # fmt: skip
+            done = {**item, "arguments": arguments, "status": "completed"}
+            out += self._event("response.output_item.done", output_index=index, item=done)
+        p, c = self.ctx.prompt_tokens, self.ctx.completion_tokens
+        response = self._response("completed")
+        response["usage"] = {
+            "input_tokens": p,
+            "input_tokens_details": {"cached_tokens": self.ctx.cached_tokens},
+            "output_tokens": c,
+            "output_tokens_details": {"reasoning_tokens": len(self.ctx.thinking)},
+            "total_tokens": p + c,
+        }
+        if self.ctx.finish == "length":
+            response["status"] = "incomplete"
+            response["incomplete_details"] = {"reason": "max_output_tokens"}
+            return out + self._event("response.incomplete", response=response)
+        return out + self._event("response.completed", response=response)
 
 
 class _GeminiEvents:

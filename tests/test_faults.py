@@ -19,20 +19,32 @@ from nbstream.engine import EMPTY, TRUNCATED
 
 OPENAI_KEY = "sk-proj-faultsuite-SECRET-0123456789"
 ANTHROPIC_KEY = "sk-ant-faultsuite-SECRET-0123456789"
-PROVIDERS = ["openai", "anthropic", "gemini"]
-KEYS = {"openai": OPENAI_KEY, "anthropic": ANTHROPIC_KEY, "gemini": GEMINI_KEY}
+PROVIDERS = ["openai", "anthropic", "gemini", "responses"]
+"""``responses``: ``openai:`` through OpenAI's Responses API (``api="responses"``)."""
+KEYS = {
+    "openai": OPENAI_KEY,
+    "responses": OPENAI_KEY,
+    "anthropic": ANTHROPIC_KEY,
+    "gemini": GEMINI_KEY,
+}
 URL_VARIABLES = {
     "openai": "OPENAI_BASE_URL",
+    "responses": "OPENAI_BASE_URL",
     "anthropic": "ANTHROPIC_BASE_URL",
     "gemini": "GOOGLE_GEMINI_BASE_URL",
 }
-LABELS = {"openai": "the server", "anthropic": "Anthropic", "gemini": "Gemini"}
+LABELS = {
+    "openai": "the server",
+    "responses": "the server",
+    "anthropic": "Anthropic",
+    "gemini": "Gemini",
+}
 """How each provider's errors name a server set by a base URL."""
 
 
 def url_for(provider: str, server: str) -> str:
     """A base URL for ``provider`` at ``server`` (OpenAI's has the ``/v1``)."""
-    return server + ("/v1" if provider == "openai" else "")
+    return server + ("/v1" if provider in ("openai", "responses") else "")
 
 
 def sampling_of(provider: str, body: dict) -> tuple[object, object, object]:
@@ -52,6 +64,8 @@ def _keys(monkeypatch, fake_llm):
 
 
 def ask(provider: str, model: str, **options):
+    if provider == "responses":
+        provider, options = "openai", {"api": "responses", **options}
     return nbstream.ask_sync("Say hello", model=f"{provider}:{model}", display="none", **options)
 
 
@@ -119,7 +133,7 @@ def test_error_event_mid_stream_keeps_the_text_and_says_what_the_server_said(fak
     assert r == "Hello there" and r.finish_reason == "error"
     assert r.error.startswith(
         f"{LABELS[provider]} reported an error mid-answer: Overloaded"
-        if provider != "openai"
+        if provider not in ("openai", "responses")
         else f"the server at {fake_llm.openai_base_url} reported an error mid-answer"
     )
     assert "HTTP 200" not in r.error
@@ -291,6 +305,14 @@ def test_connection_refused_has_a_hint_for_both_providers(provider, monkeypatch)
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_top_p_and_stop_reach_the_wire(fake_llm, provider):
     model = fake_llm.script(tokens=TOKENS)
+    if provider == "responses":  # the Responses API has no stop sequences: refused, unsent
+        r = ask(provider, model, top_p=0.5, stop=["END"], temperature=0.3)
+        assert r.finish_reason == "error" and "no stop sequences" in r.error
+        assert "--api chat" in r.error and fake_llm.log(model) == []
+        r = ask(provider, model, top_p=0.5, temperature=0.3)
+        body = fake_llm.log(model)[-1]["body"]
+        assert (body["top_p"], body["temperature"]) == (0.5, 0.3)
+        return
     r = ask(provider, model, top_p=0.5, stop=["END", "STOP"], temperature=0.3)
     assert r.finish_reason == "stop"
     top_p, temperature, stop = sampling_of(provider, fake_llm.log(model)[-1]["body"])

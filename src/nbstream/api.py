@@ -109,6 +109,7 @@ class Options(TypedDict, total=False):
     connect_timeout: float
     thinking: int | None
     reasoning_effort: Literal["low", "medium", "high"] | None
+    api: Literal["auto", "chat", "responses"]
     save_thinking: Literal["on", "off"]
     first_token_timeout: float
     idle_timeout: float

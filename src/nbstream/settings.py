@@ -82,6 +82,7 @@ DISPLAY_MODES: tuple[str, ...] = get_args(DisplayMode)
 CacheMode = Literal["off", "auto", "read", "write", "replay"]
 ReasoningEffort = Literal["low", "medium", "high"]
 OnOff = Literal["on", "off"]
+ApiChoice = Literal["auto", "chat", "responses"]
 CACHE_MODES: tuple[str, ...] = get_args(CacheMode)
 
 HISTORY_OFF = "off"
@@ -202,6 +203,11 @@ class Settings(BaseModel):
     reasoning_effort: ReasoningEffort | None = option(
         None, "--reasoning-effort", metavar="LEVEL", request=True,
         help="How hard a reasoning model thinks: low, medium, high (OpenAI o-series, gpt-5).",
+    )  # fmt: skip
+    api: ApiChoice = option(
+        "auto", "--api", metavar="API", request=True,
+        help="openai: chat (Chat Completions) or responses (the Responses API); auto: "
+        "responses at api.openai.com, chat for other servers.",
     )  # fmt: skip
     save_thinking: OnOff = option(
         "on", "--save-thinking", metavar="on|off",

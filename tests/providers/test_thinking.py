@@ -189,3 +189,33 @@ def test_the_cache_and_the_history_keep_the_thinking(fake_llm, tmp_path):
     store.flush(path)
     rows = store.read(path, 2)
     assert [row["thinking"] for row in rows] == ["".join(THOUGHTS)] * 2
+
+
+def test_a_thinking_signature_travels_with_the_conversation(fake_llm):
+    """A tool round's thinking (with its signature) stays in the thread: the next cell's
+    request sends it back inside that round's assistant message."""
+    from nbstream.conversation import reset
+
+    reset("sig")
+
+    @nbstream.tool(approve=False)
+    def lookup(q: str) -> str:
+        """Looks up."""
+        return "found"
+
+    model = fake_llm.script(
+        answers=[
+            {"text": "", "tool_calls": [{"name": "lookup", "arguments": '{"q": "x"}'}]},
+            {"text": "Found it."},
+            {"text": "Follow-up answer."},
+        ],
+        thinking=["hmm"],
+        signature="sig-kept",
+    )
+    first = ask("anthropic", model, thinking=1024, tools=[lookup], chat="sig")
+    assert first.finish_reason == "stop", first.error
+    ask("anthropic", model, prompt="And then?", thinking=1024, tools=[lookup], chat="sig")
+    third = fake_llm.log(model)[2]["body"]["messages"]
+    sent = [b for m in third if isinstance(m["content"], list) for b in m["content"]]
+    thinking = [b for b in sent if b.get("type") == "thinking"]
+    assert thinking and thinking[0]["signature"] == "sig-kept"

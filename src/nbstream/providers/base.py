@@ -123,6 +123,9 @@ class Request:
     """A thinking budget in tokens (``--thinking``; 0: no thinking where that can be said)."""
     reasoning_effort: str | None = None
     """``low`` / ``medium`` / ``high`` for reasoning models (``--reasoning-effort``)."""
+    api: str = "auto"
+    """Which of a provider's APIs (``--api``: OpenAI's ``chat`` or ``responses``; ``auto``:
+    the provider decides). How the request travels: not in the replay cache's key."""
     messages: tuple[Mapping[str, Any], ...] = ()
     """Earlier turns of the conversation, oldest first (no system message: see ``system``);
     tool rounds as described in the module docstring."""

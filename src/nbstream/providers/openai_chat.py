@@ -48,6 +48,7 @@ from nbstream.providers.common import (
     timeout_config,
 )
 from nbstream.providers.messages import Message, Turns, put_parts, schema_instructions, split_system
+from nbstream.providers.openai_responses import stream_responses
 from nbstream.providers.thinking import ThinkTags
 
 OLLAMA_DEFAULT_URL = "http://localhost:11434/v1"
@@ -195,8 +196,13 @@ def server_label(base_url: str | None, where: str) -> str:
 
 
 async def stream(request: Request) -> AsyncIterator[str | ToolCallDelta | ThinkingDelta | Final]:
-    """Stream ``openai:MODEL``."""
+    """Stream ``openai:MODEL``: the Responses API at api.openai.com (or with ``--api
+    responses``), Chat Completions elsewhere (or with ``--api chat``)."""
     base_url, api_key, wire = connection(request.base_url)
+    if request.api == "responses" or (request.api == "auto" and base_url is None):
+        async for item in stream_responses(request, base_url=base_url, api_key=api_key, wire=wire):
+            yield item
+        return
     async for item in _stream(request, base_url=base_url, api_key=api_key, wire=wire):
         yield item
 
