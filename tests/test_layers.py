@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 PACKAGE = SRC / "nbstream"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "limits", "kernel", "version"),
+    ("errors", "limits", "kernel", "retention", "version"),
     ("providers",),
     ("structured", "prompts", "pricing", "settings", "render", "tools"),
     ("response", "conversation", "cache", "engine", "store"),

@@ -415,3 +415,36 @@ def test_a_file_of_an_older_version_gets_the_new_columns(tmp_path):
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
     conn.close()
+
+
+def test_the_history_is_pruned_by_age_and_by_size(tmp_path, ip, capsys):
+    from datetime import datetime, timedelta, timezone
+
+    from nbstream import retention
+
+    path = tmp_path / "big.sqlite"
+    conn = store.connect(path)
+    now = datetime.now(timezone.utc)
+    rows = [
+        {"created": (now - timedelta(days=200 - i)).isoformat(), "prompt": f"p{i}",
+         "text": "x" * 4000, "finish_reason": "stop", "cached": False}
+        for i in range(200)
+    ]  # fmt: skip
+    store.insert(conn, rows)
+    conn.close()
+    by_age = retention.prune(path, retention.parse_cap("30.5d"))
+    assert by_age.removed == 170 and by_age.kept == 30  # 30 days old or younger stay
+    assert by_age.bytes_after < by_age.bytes_before  # compacted
+    assert [r["prompt"] for r in store.read(path, 1)] == ["p199"]  # the newest is kept
+    by_size = retention.prune(path, retention.parse_cap("0.05MB"))
+    assert by_size.kept < 30 and path.stat().st_size <= 80_000
+    with pytest.raises(ValueError, match="'90x': write an age as '90d'"):
+        retention.parse_cap("90x")
+    ip.run_line_magic("config", f"LLMMagics.history = {str(path)!r}")
+    try:
+        ip.run_line_magic("llm", "history --prune")
+        assert "give a cap" in capsys.readouterr().out
+        ip.run_line_magic("llm", "history --prune 1d")
+        assert "pruned" in capsys.readouterr().out
+    finally:
+        ip.run_line_magic("config", "LLMMagics.history = None")

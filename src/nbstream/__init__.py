@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # what the lazy exports below return, for editors and type ch
     from nbstream import pricing  # noqa: F401 - nbstream.pricing, also reached lazily
     from nbstream.api import ask, ask_sync, history, thread
     from nbstream.background import Pending
-    from nbstream.batch import Job, collect, map, map_sync
+    from nbstream.batch import Job, Quote, collect, map, map_sync, quote
     from nbstream.providers import register_provider
     from nbstream.tools import tool
 
@@ -48,6 +48,7 @@ __all__ = [
     "NbstreamError",
     "Pending",
     "ProviderError",
+    "Quote",
     "Request",
     "Response",
     "ResponseError",
@@ -62,6 +63,7 @@ __all__ = [
     "load_ipython_extension",
     "map",
     "map_sync",
+    "quote",
     "register_provider",
     "thread",
     "tool",
@@ -86,7 +88,7 @@ def __getattr__(name: str) -> Any:  # lazy: keep `import nbstream` and %load_ext
         from nbstream import api
 
         return getattr(api, name)
-    if name in ("map", "map_sync", "collect", "Job"):
+    if name in ("map", "map_sync", "collect", "Job", "quote", "Quote"):
         from nbstream import batch
 
         return getattr(batch, name)

@@ -118,6 +118,8 @@ class Options(TypedDict, total=False):
     display: DisplayMode
     throttle: float
     show_prompt: bool
+    max_cost: float | None
+    kernel_budget: float | None
     context_budget: int
     cells: int | None
     chat: str | bool | None
@@ -131,6 +133,7 @@ class Options(TypedDict, total=False):
     cache: CacheMode
     cache_dir: str | os.PathLike[str]
     history: str | os.PathLike[str] | None
+    history_cap: str | None
     prices: str | os.PathLike[str] | None
 
 

@@ -56,8 +56,10 @@ import functools
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -180,6 +182,12 @@ def read(cache_dir: str | os.PathLike[str], key: str) -> Entry | None:
         data = json.loads(text)
     except ValueError as exc:
         return _damaged(path, f"not valid JSON ({exc})")
+    return entry_of(data, key, path)
+
+
+def entry_of(data: Any, key: str, path: Path) -> Entry | None:
+    """The :class:`Entry` recorded in ``data`` (a file's or a pack line's JSON) for ``key``;
+    ``None`` for another key; a damaged one is said once and is a miss."""
     if not isinstance(data, dict):
         return _damaged(path, "not a JSON object")
     if data.get("key") != key:
@@ -242,7 +250,20 @@ def write(
 
     path = cache_path(cache_dir, key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {
+    _write_json(path, entry_data(key, material, model, deltas, final, thinking))
+    return path
+
+
+def entry_data(
+    key: str,
+    material: dict[str, Any],
+    model: str,
+    deltas: list[str],
+    final: Final,
+    thinking: list[str] | None = None,
+) -> dict[str, Any]:
+    """What is recorded for an answer (a file, or a line of a :class:`Pack`)."""
+    return {
         "key": key,
         "request": material,
         "model": model,
@@ -259,8 +280,6 @@ def write(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "nbstream": __version__,
     }
-    _write_json(path, data)
-    return path
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -278,6 +297,9 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 def record_tool_results(lookup: Lookup, results: list[dict[str, Any]]) -> None:
     """Add what the answer's tool calls returned to its recorded entry (written when it
     ended): a replay of this answer hands these back instead of running the tools."""
+    if lookup.pack is not None:
+        lookup.pack.update(lookup.key, {"tool_results": results})
+        return
     if lookup.path is None or not lookup.path.exists():
         return
     try:
@@ -322,8 +344,13 @@ def _write_or_warn(
     final: Final,
     thinking: list[str] | None = None,
 ) -> None:
-    """:func:`write`; a folder that cannot be written warns once and loses nothing else."""
+    """:func:`write` (or a line of the map's :class:`Pack`); a folder that cannot be written
+    warns once and loses nothing else."""
     try:
+        pack = PACK.get()
+        if pack is not None:
+            pack.add(entry_data(key, material, model, deltas, final, thinking))
+            return
         write(cache_dir, key, material, model, deltas, final, thinking)
     except OSError as exc:
         warn_once(
@@ -332,6 +359,75 @@ def _write_or_warn(
             f"({type(exc).__name__}: {exc.strerror or exc}); answers are returned but not "
             "recorded. Choose a writable folder with cache_dir= / --cache-dir, or cache='read'.",
         )
+
+
+# -- a map's rows in one file -----------------------------------------------------------------
+
+
+class Pack:
+    """The finished rows of one ``map`` call in one file (JSON lines, one recorded answer
+    each), so that resuming a batch does not leave a file per row in the notebook's folder:
+    ``map`` records into a pack unless the replay cache was chosen explicitly (``cache=``,
+    ``%config``, ``$NBSTREAM_CACHE``), which keeps one committable file per answer. Lines are
+    appended as rows finish (a crash loses at most the line being written: an unreadable
+    line is skipped); a later line for a key wins."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._data: dict[str, dict[str, Any]] = {}
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a crash
+            if isinstance(data, dict) and isinstance(data.get("key"), str):
+                self._data[data["key"]] = {**self._data.get(data["key"], {}), **data}
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: str) -> Entry | None:
+        data = self._data.get(key)
+        return None if data is None else entry_of(data, key, self.path)
+
+    def add(self, data: dict[str, Any]) -> None:
+        self._append(data)
+        self._data[data["key"]] = data
+
+    def update(self, key: str, fields: dict[str, Any]) -> None:
+        """Add ``fields`` to ``key``'s entry (e.g. its tool results)."""
+        if key in self._data:
+            self._append({"key": key, **fields})
+            self._data[key] = {**self._data[key], **fields}
+
+    def _append(self, data: dict[str, Any]) -> None:
+        try:
+            line = json.dumps(data, ensure_ascii=False)
+            line.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate
+            line = json.dumps(data, ensure_ascii=True)
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as out:
+                out.write(line + "\n")
+
+
+PACK: ContextVar[Pack | None] = ContextVar("nbstream_pack", default=None)
+"""The pack the rows of the running ``map`` read and record (set by its runner)."""
+
+
+def pack_path(cache_dir: str | os.PathLike[str], model: str, prompts: list[str]) -> Path:
+    """The pack of a ``map`` call: one per model and list of prompts (a re-run of the same
+    call finds it)."""
+    digest = hashlib.sha256(model.encode())
+    for prompt in prompts:
+        digest.update(b"\x00" + prompt.encode("utf-8", "surrogatepass"))
+    return Path(cache_dir).expanduser() / f"map-{digest.hexdigest()[:16]}.jsonl"
 
 
 # -- the provider wrapper ---------------------------------------------------------------------
@@ -350,6 +446,8 @@ class Lookup:
     """The recorded answer replayed (a hit)."""
     pending: Callable[[], None] | None = None
     """The recorder's write of a completed answer, waiting for the verdict (:meth:`commit`)."""
+    pack: Pack | None = None
+    """The map's pack the answer is read from and recorded into (instead of its own file)."""
 
     def commit(self, finish_reason: str) -> None:
         """Record the answer that came through this lookup's recorder, if its verdict is a
@@ -451,9 +549,11 @@ def wrap(
     if mode == "off":
         return provider, lookup
     cache_dir = settings.cache_dir
-    lookup.path = cache_path(cache_dir, key)
+    pack = PACK.get() if mode == "auto" else None
+    lookup.pack = pack
+    lookup.path = None if pack is not None else cache_path(cache_dir, key)
     if mode in READS:
-        entry = read(cache_dir, key)
+        entry = pack.get(key) if pack is not None else read(cache_dir, key)
         if entry is not None:
             lookup.hit = True
             lookup.entry = entry
@@ -469,14 +569,17 @@ def wrap(
 
 __all__ = [
     "NOT_IN_KEY",
+    "PACK",
     "READS",
     "REPLAY_PACE",
     "WRITES",
     "Entry",
     "Lookup",
+    "Pack",
     "cache_path",
     "keep",
     "key_material",
+    "pack_path",
     "read",
     "recorded",
     "request_key",

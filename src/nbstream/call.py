@@ -446,7 +446,7 @@ class Bookkeeping:
                     row = records.record_of(
                         stream, response, request_key=self.lookup.key, context=self.context
                     )
-                    records.record(path, row)
+                    records.record(path, row, cap=settings.history_cap)
                 if call is not None:
                     call.responses.append(response)
         return response

@@ -32,11 +32,13 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from nbstream.errors import ProviderError
+from nbstream.pricing import price_of
 from nbstream.providers import capabilities
 from nbstream.providers.base import (
     NOTES,
     Final,
     FinishReason,
+    Price,
     Provider,
     Request,
     ThinkingDelta,
@@ -155,6 +157,11 @@ class Stream:
         """When the answer (or a tool call) started after the thinking."""
         self.calls: dict[int, list[str]] = {}
         """The tool calls streaming in: index → [name, arguments so far] (for the status)."""
+        self._price: Price | None = None
+        self._input_estimate = 0
+        if self.settings.max_cost is not None:
+            self._price = price_of(model_id, self.settings.prices)
+            self._input_estimate = estimate_input_tokens(request)
         self._error: str | None = None
         self._cancel_reason: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -301,6 +308,8 @@ class Stream:
                 self.parts.append(delta)
                 self.chunks += 1
                 self.sink.on_delta(self, delta)
+                if self._price is not None:
+                    self._check_cost()
         finally:
             await _aclose(stream)
         if self._high_surrogate:  # a high surrogate with nothing after it
@@ -319,6 +328,8 @@ class Stream:
             self.first_thinking_at = now
         self.thinking_parts.append(text)
         self.thinking_chunks += 1
+        if self._price is not None:
+            self._check_cost()
         if self.state in ("waiting", "retrying"):
             self._set_state("thinking")
         show = getattr(self.sink, "on_thinking", None)
@@ -328,6 +339,18 @@ class Stream:
     @property
     def thinking(self) -> str:
         return "".join(self.thinking_parts)
+
+    def running_cost(self) -> float:
+        """The estimated cost so far: the prompt (characters ÷ 4) and every token out."""
+        assert self._price is not None
+        out = self.chunks + self.thinking_chunks
+        return self._price.cost({"input_tokens": self._input_estimate, "output_tokens": out})
+
+    def _check_cost(self) -> None:
+        cap = self.settings.max_cost
+        if cap is not None and self.running_cost() > cap:
+            self.add_note(f"ended at the cost cap {self.describe_option('max_cost')}: ${cap:g}")
+            self._cancel("max_cost")
 
     def _tool_delta(self, item: ToolCallDelta) -> None:
         """A tool call streaming in: activity (timeouts), and the status says which."""
@@ -454,6 +477,8 @@ class Stream:
             usage = self._final.usage
         elif reason == "stopped":
             finish = "cancelled"
+        elif reason == "max_cost":
+            finish = "length"  # cut by a limit the user set, like max_tokens
         else:
             finish = "error"
             s = self.settings
@@ -498,6 +523,13 @@ class Stream:
             return None
         end = self.thinking_ended_at or self.first_token_at or time.monotonic()
         return max(end - self.first_thinking_at, 0.0)
+
+
+def estimate_input_tokens(request: Request) -> int:
+    """The prompt's tokens, roughly: its characters (system, earlier turns, prompt) ÷ 4."""
+    chars = len(request.prompt) + len(request.system or "")
+    chars += sum(len(str(m.get("content") or "")) for m in request.messages)
+    return chars // 4
 
 
 def _plural(n: int, word: str) -> str:

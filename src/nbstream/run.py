@@ -31,8 +31,10 @@ from nbstream.conversation import current_cell_id, get_thread, leave_threads, tu
 from nbstream.display.live_html import HtmlSink
 from nbstream.display.terminal import TerminalSink
 from nbstream.engine import NullSink, Sink, Stream, neutral
-from nbstream.errors import Problem, SettingsError
+from nbstream.errors import Problem, SettingsError, warn_once
 from nbstream.kernel import get_shell, in_kernel, widget_messages_pumped, widgets_available
+from nbstream.pricing import price_of
+from nbstream.pricing import session as pricing_session
 from nbstream.prompts.cells import cells_block
 from nbstream.prompts.fingerprint import fingerprint
 from nbstream.prompts.interpolate import Composed
@@ -151,6 +153,7 @@ def plan(
     model_id, note = resolve_model(settings)
     provider_name, name = parse_model_id(model_id)
     check_thinking(settings, provider_name)
+    check_spending(settings, f"{provider_name}:{name}" if name else provider_name)
     if tools:
         with_tools = [n for n, caps in registered() if caps.tools]
         if not capabilities(provider_name).tools:
@@ -161,6 +164,33 @@ def plan(
         if schema is not None:
             raise ToolError("tools and a schema in one answer are not supported yet: use one")
     return Plan(settings, schema, provider_name, name, note, tuple(tools))
+
+
+def check_spending(settings: Settings, model_id: str) -> None:
+    """``max_cost`` needs a price; ``kernel_budget``: a warning at 80 % of it spent, new
+    requests refused at 100 %."""
+    free = capabilities(model_id.partition(":")[0]).free
+    if settings.max_cost is not None and not free and price_of(model_id, settings.prices) is None:
+        message = (
+            f"no price is known for {model_id}, so the cost cap cannot be kept: set one "
+            "with nbstream.pricing.set_price(...) or a prices file (--prices)"
+        )
+        raise SettingsError([Problem("max_cost", settings.max_cost, message, "call")])
+    budget = settings.kernel_budget
+    if budget is None:
+        return
+    spent = sum(t.cost for t in pricing_session().values())
+    if spent >= budget:
+        message = (
+            f"this kernel has spent ${spent:.4f} of its ${budget:g} budget: new requests are "
+            "refused; raise it (%config LLMMagics.kernel_budget) or restart the kernel"
+        )
+        raise SettingsError([Problem("kernel_budget", budget, message, "config")])
+    if spent >= 0.8 * budget:
+        warn_once(
+            f"budget-80:{budget}",
+            f"nbstream: this kernel has spent ${spent:.4f}, over 80 % of its ${budget:g} budget",
+        )
 
 
 def check_thinking(settings: Settings, provider_name: str) -> None:

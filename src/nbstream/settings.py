@@ -241,36 +241,34 @@ class Settings(BaseModel):
         "before the first token (never after: no duplicated text).",
     )
     retry_max_wait: float = option(
-        60.0,
-        "--retry-max-wait",
-        metavar="SECONDS",
-        gt=0,
-        allow_inf_nan=False,
+        60.0, "--retry-max-wait", metavar="SECONDS", gt=0, allow_inf_nan=False,
         help="The longest single wait before a retry; a server asking (Retry-After) for "
         "longer is an error instead.",
-    )
+    )  # fmt: skip
     display: DisplayMode = option(
-        "auto",
-        "--display",
-        metavar="MODE",
+        "auto", "--display", metavar="MODE",
         help="auto (a live widget in notebooks, live HTML where widgets do not show, text "
         "elsewhere), widget, html (no widgets: throttled HTML updates), text or none.",
-    )
+    )  # fmt: skip
     throttle: float = option(
-        0.05,
-        "--throttle",
-        metavar="SECONDS",
-        ge=0,
-        le=5,
-        allow_inf_nan=False,
+        0.05, "--throttle", metavar="SECONDS", ge=0, le=5, allow_inf_nan=False,
         help="Seconds between display updates (the notebook server drops messages above ~1000/s).",
-    )
+    )  # fmt: skip
     show_prompt: bool = option(
-        False,
-        "--show-prompt",
+        False, "--show-prompt",
         help="Show the prompt exactly as sent (after filling in {variables}) in a collapsed "
         "section above the answer, live and in the saved output.",
-    )
+    )  # fmt: skip
+    max_cost: float | None = option(
+        None, "--max-cost", metavar="USD", gt=0, allow_inf_nan=False,
+        help="End an answer whose running cost estimate passes USD (finish_reason 'length', "
+        "the status says why). Needs the model's price.",
+    )  # fmt: skip
+    kernel_budget: float | None = option(
+        None, "--kernel-budget", metavar="USD", gt=0, allow_inf_nan=False,
+        help="This kernel's spending limit (usually %config): a warning at 80 %, new requests "
+        "refused at 100 % (%llm cost shows the spending).",
+    )  # fmt: skip
     context_budget: int = option(
         4000,
         "--context-budget",
@@ -373,12 +371,15 @@ class Settings(BaseModel):
         "directory (for a notebook kernel: the notebook's folder).",
     )
     history: str | None = option(
-        None,
-        "--history",
-        metavar="PATH",
+        None, "--history", metavar="PATH",
         help="SQLite file where every answer is recorded (%llm history, nbstream.history()), "
         "or off. Unset: history.sqlite in the user data directory.",
-    )
+    )  # fmt: skip
+    history_cap: str | None = option(
+        None, "--history-cap", metavar="CAP", pattern=r"^\s*\d+(\.\d+)?\s*(d|days?|MB|mb)\s*$",
+        help="Prune the history when a kernel first writes to it: answers older than N days "
+        "('90d') or the oldest beyond a size ('200MB'). %llm history --prune prunes now.",
+    )  # fmt: skip
     prices: str | None = option(
         None,
         "--prices",

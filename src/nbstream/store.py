@@ -42,6 +42,7 @@ from nbstream.errors import HistoryError, warn_once
 from nbstream.kernel import get_shell
 from nbstream.providers.base import Attachment
 from nbstream.providers.common import mask_url
+from nbstream.retention import prune_once
 from nbstream.settings import HISTORY_OFF, Settings, configured, request_fields, resolve
 from nbstream.version import __version__
 
@@ -394,6 +395,7 @@ class Writer:
         self.fault: str | None = None
         """Why the last batch could not be written (one line, with the fix), until said."""
         self.queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.cap: str | None = None
         self.thread = threading.Thread(
             target=self._run, name=f"nbstream-history-{path.name}", daemon=True
         )
@@ -417,6 +419,9 @@ class Writer:
         conn = None
         while True:
             batch = [self.queue.get()]
+            if self.cap:
+                with contextlib.suppress(Exception):  # a prune that fails waits for next time
+                    prune_once(self.path, self.cap)
             time.sleep(BATCH_DELAY)  # let rows gather: one transaction for many (a map())
             with contextlib.suppress(queue.Empty):
                 while len(batch) < 500:
@@ -502,10 +507,11 @@ def check_file(path: Path) -> str | None:
 _checked: set[Path] = set()
 
 
-def record(path: Path, row: dict[str, Any]) -> None:
+def record(path: Path, row: dict[str, Any], cap: str | None = None) -> None:
     """Queue ``row`` for ``path`` (returns at once). A fault of the file — found at the
     first row for it, or by the writer since — is warned once, where the answer is shown;
-    the answer itself is never lost to it."""
+    the answer itself is never lost to it. ``cap``: the ``history_cap`` to prune the file
+    by, once per process (on the writer's thread)."""
     if path not in _checked:
         _checked.add(path)
         fault = check_file(path)
@@ -514,6 +520,8 @@ def record(path: Path, row: dict[str, Any]) -> None:
     found = writer(path)
     if found.fault is not None:
         warn_once(found.fault, f"nbstream: {found.fault}")
+    if cap:
+        found.cap = cap
     found.put(row)
 
 

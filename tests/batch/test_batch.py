@@ -158,7 +158,9 @@ def test_a_rerun_resumes_finished_rows_from_the_cache(sdks, tmp_path):
     assert {i for i, r in enumerate(again) if r.cached} == finished
     assert len(sdks.log(model)) - requests_before == 6 - len(finished)  # paid once per row
     assert all(r.cost == 0.0 for r in again if r.cached)
-    assert len(list((tmp_path / "cache").glob("*.json"))) == 6
+    [pack] = (tmp_path / "cache").glob("map-*.jsonl")  # one file for the batch, not six
+    assert len(pack.read_text().splitlines()) == 6
+    assert not list((tmp_path / "cache").glob("*.json"))
 
 
 def test_history_records_every_row(sdks, tmp_path):

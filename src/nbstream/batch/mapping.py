@@ -47,18 +47,21 @@ from nbstream.batch.rows import (
     skipped_response,
     take_rows,
 )
+from nbstream.cache import Pack, pack_path
 from nbstream.errors import SettingsError
 from nbstream.limits import Limiter
+from nbstream.pricing import format_cost
 from nbstream.providers import capabilities, registered
 from nbstream.run import (
     caller_namespace,
     plan,
 )
-from nbstream.settings import Settings
+from nbstream.settings import UNSET, Settings, configured, resolve
 
 if TYPE_CHECKING:
     from nbstream.api import Options
 
+from nbstream.batch.estimate import estimate, quote_in
 from nbstream.batch.job import MAP_DEFAULTS, MAX_CONCURRENCY, Job, Mode
 from nbstream.batch.services import ServiceRunner
 from nbstream.batch.streams import StreamRunner
@@ -97,11 +100,14 @@ def _start(
     missing: Missing,
     options: dict[str, Any],
     namespace: Mapping[str, Any],
+    budget: float | None = None,
 ) -> Job:
     """Check everything, show the progress display (in the caller's thread: its output
     belongs to the running cell) and start the batch on the background loop."""
 
     _check(concurrency, rpm, tpm, mode)
+    if budget is not None and (isinstance(budget, bool) or not budget > 0):
+        raise ValueError(f"budget must be a positive number of USD, got {budget!r}")
     call = dict(options)
     unknown = [k for k in call if k not in Settings.model_fields]
     if unknown:
@@ -139,6 +145,18 @@ def _start(
         tally.record(empty)
     display = make_progress(settings.display, tally, on_stop=job.stop)
 
+    if mode == "batch" and budget is not None:
+        priced = estimate(
+            list(prompts), full_id, system=settings.system, max_tokens=settings.max_tokens,
+            prices_file=settings.prices,
+        )  # fmt: skip
+        if priced.batch is None or priced.batch > budget:
+            display.close()
+            raise ValueError(
+                f"the provider batch is estimated at {format_cost(priced.batch)}, over the "
+                f"budget of ${budget:g} (a batch cannot stop halfway at a price): raise "
+                "budget=, send fewer rows, or use mode='stream', which stops at the budget"
+            )
     if mode == "batch":
         if not capabilities(provider).batch:
             display.close()
@@ -155,7 +173,13 @@ def _start(
         job._future = run_in_background(runner_b.run)
         return job
 
-    runner = StreamRunner(job, prompts, decided, concurrency, Limiter(rpm, tpm), display)
+    pack = None
+    explicit = resolve({"cache": call.get("cache", UNSET)}, configured()).cache
+    if settings.cache == "auto" and explicit == "off":  # map's own default: one file
+        pack = Pack(pack_path(settings.cache_dir, full_id, prompts))
+    runner = StreamRunner(
+        job, prompts, decided, concurrency, Limiter(rpm, tpm), display, budget=budget, pack=pack
+    )
     job._stopper = runner.stop
     job._future = run_in_background(runner.run)
     return job
@@ -172,6 +196,8 @@ async def map(  # nbstream.map, as users name it (shadows the builtin in this mo
     background: bool = False,
     column: str = "answer",
     missing: Missing = "skip",
+    budget: float | None = None,
+    dry_run: bool = False,
     **options: Unpack[Options],
 ) -> Any:
     """Ask ``prompt`` once per row of ``items`` and return the answers in input order.
@@ -197,13 +223,20 @@ async def map(  # nbstream.map, as users name it (shadows the builtin in this mo
     to the provider's batch service (OpenAI, Anthropic; half the price, hours on their side)
     and return its :class:`Job` (``job.id`` for :func:`collect`).
 
+    ``budget`` (USD): no row starts once what was spent, what is in flight and the row's
+    own estimate would pass it (rows that finished are kept; the summary says how many were
+    not started; with ``mode="batch"``, a batch estimated over it is not submitted).
+    ``dry_run=True``: send nothing and return :func:`quote`'s estimate.
+
     Stop (the progress view's button, ``job.stop()``, or a kernel interrupt) closes every
     request in flight and returns what finished plus cancelled rows (after an interrupt
     they are in ``_llm``). Re-running the same call resumes: finished rows are replayed
     from the replay cache (``cache="auto"`` here unless configured) at no cost.
     """
     knobs = (concurrency, rpm, tpm, mode, background, column, missing)
-    job = _start(items, prompt, *knobs, dict(options), caller_namespace())
+    if dry_run:
+        return quote_in(items, prompt, missing, dict(options), caller_namespace())
+    job = _start(items, prompt, *knobs, dict(options), caller_namespace(), budget)
     if background or mode == "batch":
         return job
     return await job
@@ -220,13 +253,17 @@ def map_sync(
     background: bool = False,
     column: str = "answer",
     missing: Missing = "skip",
+    budget: float | None = None,
+    dry_run: bool = False,
     **options: Unpack[Options],
 ) -> Any:
     """Blocking :func:`map` for scripts and plain functions (same arguments). Ctrl-C stops
     the batch and returns what finished plus cancelled rows (in a kernel: stores them in
     ``_llm`` and raises KeyboardInterrupt)."""
     knobs = (concurrency, rpm, tpm, mode, background, column, missing)
-    job = _start(items, prompt, *knobs, dict(options), caller_namespace())
+    if dry_run:
+        return quote_in(items, prompt, missing, dict(options), caller_namespace())
+    job = _start(items, prompt, *knobs, dict(options), caller_namespace(), budget)
     if background or mode == "batch":
         return job
     return job.wait()

@@ -13,6 +13,7 @@ from nbstream import cache
 from nbstream.display.progress import PANE_CHARS
 from nbstream.engine import Stream
 from nbstream.limits import Limiter
+from nbstream.pricing import price_of
 from nbstream.providers.common import one_line, redact, shared_clients
 from nbstream.response import Response
 from nbstream.run import (
@@ -73,8 +74,20 @@ class StreamRunner:
         concurrency: int,
         limiter: Limiter,
         display: ProgressDisplay,
+        budget: float | None = None,
+        pack: cache.Pack | None = None,
     ) -> None:
         self.job = job
+        self.pack = pack
+        """Where the rows are recorded and resumed from (one file), unless ``None``: the
+        replay cache's own files."""
+        self.budget = budget
+        """USD: no row starts when what was spent, what is in flight and its own estimate
+        would pass it."""
+        self.spent = 0.0
+        self.in_flight = 0.0
+        self.not_started = 0
+        self._price = price_of(decided.model_id, decided.settings.prices)
         self.prompts = prompts
         self.plan = decided
         self.settings = decided.settings
@@ -123,6 +136,7 @@ class StreamRunner:
     async def run(self) -> Any:
         self.loop = asyncio.get_running_loop()
         cache.REPLAY_PACE.set(0.0)  # resumed rows are there at once (copied into the workers)
+        cache.PACK.set(self.pack)  # the rows record into (and resume from) one file
         todo = [i for i, found in enumerate(self.job.responses) if found is None]
         order = iter(todo)
         try:
@@ -167,6 +181,12 @@ class StreamRunner:
             entry = await self.limiter.acquire(estimate, lambda: self.stopping)
             if entry is None:
                 return self._cancelled(index)
+        guess = self._estimate(prompt)
+        if self.budget is not None and self.spent + self.in_flight + guess > self.budget:
+            if entry is not None:
+                self.limiter.settle(entry, 0)
+            return self._over_budget(index)
+        self.in_flight += guess
         current = self.streams[index] = [stream]
         self.tally.running += 1
         self.display.refresh()
@@ -175,12 +195,35 @@ class StreamRunner:
         finally:
             del self.streams[index]
             self.tally.running -= 1
+            self.in_flight -= guess
             if self.focus == index:
                 self.focus = None
+        self.spent += response.cost if response.cost is not None else guess
         if entry is not None and response.usage:
             used = sum(int(response.usage.get(k) or 0) for k in ("input_tokens", "output_tokens"))
             self.limiter.settle(entry, used)
         return response
+
+    def _estimate(self, prompt: str) -> float:
+        """A row's cost before it runs: its prompt (characters ÷ 4), and max_tokens or the
+        output of the rows finished so far (256 tokens before any)."""
+        if self._price is None:
+            return 0.0
+        tokens_in = (len(prompt) + len(self.settings.system or "")) // 4
+        tokens_out = int(self.settings.max_tokens or self.average_output)
+        return self._price.cost({"input_tokens": tokens_in, "output_tokens": tokens_out})
+
+    def _over_budget(self, index: int) -> Response:
+        """A row not started: the budget would pass (the summary counts them)."""
+        self.not_started += 1
+        self.tally.note = f"budget ${self.budget:g} reached: {self.not_started} rows not started"
+        return Response(
+            "",
+            finish_reason="cancelled",
+            error=f"not started: the budget of ${self.budget:g} would be passed",
+            model=self.tally.model,
+            prompt=self.prompts[index],
+        )
 
     def _cancelled(self, index: int) -> Response:
         return Response(

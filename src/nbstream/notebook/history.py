@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     pass
 from nbstream.pricing import format_cost
-from nbstream.store import _configured_path, read
+from nbstream.retention import parse_cap, prune
+from nbstream.settings import configured, resolve
+from nbstream.store import _configured_path, flush, read
 
 # -- %llm history --------------------------------------------------------------------------------
 
@@ -67,10 +69,15 @@ def history_command(line: str) -> str:
     parser.add_argument("n", nargs="?", type=int, default=20)  # 1 or more
     parser.add_argument("--search", "-s", default=None)
     parser.add_argument("--all", action="store_true")
+    parser.add_argument("--prune", nargs="?", const="", default=None)
     try:
         args = parser.parse_args(shlex.split(line))
     except ValueError as exc:
-        raise ValueError(f"%llm history [N] [--search TEXT] [--all]: {exc}") from None
+        raise ValueError(
+            f"%llm history [N] [--search TEXT] [--all] [--prune [CAP]]: {exc}"
+        ) from None
+    if args.prune is not None:
+        return prune_command(args.prune)
     if args.n < 1:
         raise ValueError(
             f"%llm history {args.n}: N is how many recent answers to show (1 or more); "
@@ -86,4 +93,20 @@ def history_command(line: str) -> str:
     return format_table(rows) + f"\n({len(rows)} answer(s) from {file})"
 
 
-__all__ = ["format_table", "history_command"]
+def prune_command(cap: str) -> str:
+    """``%llm history --prune [CAP]``: prune now by ``CAP`` or the ``history_cap`` option."""
+    settings = resolve({}, configured())
+    cap = cap or settings.history_cap or ""
+    if not cap:
+        return (
+            "give a cap: %llm history --prune 90d (answers older than 90 days) or --prune "
+            "200MB (the oldest beyond 200 MB), or set %config LLMMagics.history_cap"
+        )
+    file = _configured_path()
+    if file is None or not file.exists():
+        return "no history file to prune"
+    flush(file)
+    return f"{file}: {prune(file, parse_cap(cap))}"
+
+
+__all__ = ["format_table", "history_command", "prune_command"]

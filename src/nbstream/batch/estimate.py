@@ -1,0 +1,165 @@
+"""A price before it starts: :func:`quote` (and ``map(..., dry_run=True)``).
+
+The estimate's basis is stated with it. Input tokens: the prompts as ``map`` would send them
+(the same filling, the system prompt included), counted as characters ÷ 4 — about right for
+English prose, off by up to ±25 % for code, numbers and other languages (:data:`ERROR`).
+Output tokens: ``max_tokens`` per row when given (an upper bound), else
+:data:`GUESS_OUTPUT` per row (a guess; ``map(budget=…)`` recalibrates on the rows that
+finish). Dollars: the model's price (:mod:`nbstream.pricing`), streamed ("realtime") and
+through the provider's batch service (:data:`~nbstream.pricing.BATCH_DISCOUNT`), and 0 on
+the embedded local model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nbstream.batch.job import MAP_DEFAULTS
+from nbstream.batch.rows import empty_rows, fill_prompts, take_rows
+from nbstream.pricing import BATCH_DISCOUNT, format_cost, price_of
+from nbstream.providers import capabilities
+from nbstream.run import caller_namespace, plan
+
+CHARS_PER_TOKEN = 4
+ERROR = 0.25
+GUESS_OUTPUT = 256
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What a ``map`` would cost, estimated before anything is sent."""
+
+    model: str
+    rows: int
+    """Rows that would be sent (rows skipped for missing values are not)."""
+    input_tokens: int
+    output_tokens: int
+    realtime: float | None
+    """USD streamed row by row (``None``: no price known for the model)."""
+    batch: float | None
+    """USD through the provider's batch service (``None``: it has none, or no price)."""
+    local: float
+    """USD on the embedded local model: 0."""
+    basis: str
+    """How the numbers were made, and how far to trust them."""
+
+    @property
+    def low(self) -> float | None:
+        return None if self.realtime is None else self.realtime * (1 - ERROR)
+
+    @property
+    def high(self) -> float | None:
+        return None if self.realtime is None else self.realtime * (1 + ERROR)
+
+    def __str__(self) -> str:
+        batch = format_cost(self.batch) if self.batch is not None else "no batch service"
+        rows = [
+            f"{self.rows:,} rows on {self.model}: ~{self.input_tokens:,} tokens in, "
+            f"~{self.output_tokens:,} out",
+            f"  realtime (streamed): {format_cost(self.realtime)}"
+            + (
+                f" (range {format_cost(self.low)} – {format_cost(self.high)})"
+                if self.realtime
+                else ""
+            ),
+            f"  provider batch:      {batch}",
+            f"  local model:         {format_cost(self.local)}",
+            f"  basis: {self.basis}",
+        ]
+        return "\n".join(rows)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
+
+
+def estimate(
+    prompts: list[str | None],
+    model_id: str,
+    *,
+    system: str | None,
+    max_tokens: int | None,
+    prices_file: str | None = None,
+) -> Quote:
+    """The quote for prompts already filled (``None``: a row that is not sent)."""
+    sent = [p for p in prompts if p is not None]
+    chars = sum(len(p) + len(system or "") for p in sent)
+    tokens_in = chars // CHARS_PER_TOKEN
+    per_row = max_tokens if max_tokens is not None else GUESS_OUTPUT
+    tokens_out = per_row * len(sent)
+    provider = model_id.partition(":")[0]
+    caps = capabilities(provider)
+    price = price_of(model_id, prices_file)
+    if price is None and caps.free:
+        realtime: float | None = 0.0
+    elif price is None:
+        realtime = None
+    else:
+        realtime = price.cost({"input_tokens": tokens_in, "output_tokens": tokens_out})
+    batch = realtime * BATCH_DISCOUNT if realtime is not None and caps.batch else None
+    output_basis = (
+        f"max_tokens={max_tokens} per row (an upper bound)"
+        if max_tokens is not None
+        else f"{GUESS_OUTPUT} tokens per row (a guess: pass max_tokens= for a bound; "
+        "map(budget=…) recalibrates on the rows that finish)"
+    )
+    priced = (
+        "no price known for this model (nbstream.pricing.set_price sets one)"
+        if realtime is None
+        else f"prices of {model_id}"
+    )
+    basis = (
+        f"input: the filled prompts' characters ÷ {CHARS_PER_TOKEN} (±{ERROR:.0%} for prose; "
+        f"code, numbers and other languages differ); output: {output_basis}; {priced}"
+        + (f", batch at {BATCH_DISCOUNT:.0%} of it" if batch is not None else "")
+    )
+    return Quote(model_id, len(sent), tokens_in, tokens_out, realtime, batch, 0.0, basis)
+
+
+def quote(
+    items: Any,
+    prompt: str | Callable[[Any], str],
+    *,
+    missing: str = "skip",
+    **options: Any,
+) -> Quote:
+    """What ``map(items, prompt, **options)`` would cost, estimated before anything is sent:
+    tokens in and out, and dollars streamed, through the provider's batch service and on the
+    local model, with the estimate's basis (see the module docstring). Nothing is sent."""
+    return quote_in(items, prompt, missing, options, caller_namespace())
+
+
+def quote_in(
+    items: Any,
+    prompt: str | Callable[[Any], str],
+    missing: str,
+    options: dict[str, Any],
+    namespace: Mapping[str, Any],
+) -> Quote:
+    decided = plan(dict(options), namespace=namespace, defaults=MAP_DEFAULTS)
+    settings = decided.settings
+    rows = take_rows(items)
+    skipped = empty_rows(prompt, rows) if missing == "skip" else []
+    prompts: list[str | None] = list(
+        fill_prompts(
+            prompt,
+            rows,
+            namespace,
+            settings.context_budget,
+            skip=skipped,
+            blank_missing=missing == "send",
+        )
+    )
+    for index in skipped:
+        prompts[index] = None
+    return estimate(
+        prompts,
+        decided.model_id,
+        system=settings.system,
+        max_tokens=settings.max_tokens,
+        prices_file=settings.prices,
+    )
+
+
+__all__ = ["Quote", "estimate", "quote"]
