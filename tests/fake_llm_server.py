@@ -22,6 +22,8 @@ until killed. Endpoints:
   without it NAME is new for each script.
 - ``GET /_log?model=NAME`` -- one record per request received for that model.
 - ``GET /_health`` -- ``{"ok": true}``.
+- ``POST /v1/messages/count_tokens`` (Anthropic's token counting): ``{"input_tokens": N}``
+  with N = the body's words × 4 / 3 + 3 (logged like a request).
 - The providers' batch services (see "Batch services" below): OpenAI ``POST /v1/files``,
   ``GET /v1/files/ID``, ``GET /v1/files/ID/content``, ``POST /v1/batches``,
   ``GET /v1/batches/ID``, ``POST /v1/batches/ID/cancel``; Anthropic
@@ -774,6 +776,16 @@ class _Handler(BaseHTTPRequestHandler):
             "/v1/responses",
         ) or GEMINI_PATH.match(url.path):
             self._llm(url.path, raw)
+        elif url.path == "/v1/messages/count_tokens":  # Anthropic's token counting
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                body = {}
+            with self.server.state.lock:
+                self.server.state.log.append(
+                    {"path": url.path, "model": body.get("model"), "body": body}
+                )
+            self._send_json(200, {"input_tokens": _prompt_words(body) * 4 // 3 + 3})
         elif url.path.startswith("/_batches/"):
             self._control_batches("POST", url.path)
         elif not self._batch_route("POST", url.path, raw):

@@ -122,3 +122,15 @@ def test_a_pack_survives_a_cut_last_line(tmp_path):
                     '{"key": "k2", "deltas": ["b"], "fin')  # fmt: skip
     pack = Pack(path)
     assert len(pack) == 1 and pack.get("k1").deltas == ["a"] and pack.get("k2") is None
+
+
+def test_quote_uses_the_providers_token_counting_where_it_has_one(fake_llm):
+    pricing.set_price("anthropic:counted", input=1_000.0, output=2_000.0)
+    rows = [f"word {i:02d} " * 30 for i in range(20)]  # 60 words a row, all as long
+    q = nbstream.quote(rows, "{item}", model="anthropic:counted", max_tokens=10)
+    counted = [r for r in fake_llm.log("counted") if r["path"] == "/v1/messages/count_tokens"]
+    assert len(counted) == 8  # the sampled rows; nothing else was sent
+    assert "token counting on 8 sampled rows" in q.basis
+    # the server counts 60 words × 4/3 + 3 = 83 tokens a row: extrapolated to 20 rows
+    assert q.input_tokens == pytest.approx(20 * 83, rel=0.02)
+    assert nbstream.quote(rows, "{item}", model="openai:x").basis.startswith("input: the filled")

@@ -1,8 +1,10 @@
 """A price before it starts: :func:`quote` (and ``map(..., dry_run=True)``).
 
 The estimate's basis is stated with it. Input tokens: the prompts as ``map`` would send them
-(the same filling, the system prompt included), counted as characters ÷ 4 — about right for
-English prose, off by up to ±25 % for code, numbers and other languages (:data:`ERROR`).
+(the same filling, the system prompt included), counted by the provider's token-counting
+endpoint on :data:`SAMPLE_ROWS` sampled rows where it has one (Anthropic) and extrapolated by
+characters, else as characters ÷ 4 — about right for English prose, off by up to ±25 % for
+code, numbers and other languages (:data:`ERROR`).
 Output tokens: ``max_tokens`` per row when given (an upper bound), else
 :data:`GUESS_OUTPUT` per row (a guess; ``map(budget=…)`` recalibrates on the rows that
 finish). Dollars: the model's price (:mod:`nbstream.pricing`), streamed ("realtime") and
@@ -13,18 +15,21 @@ the embedded local model.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from nbstream.background import run_in_background
 from nbstream.batch.job import MAP_DEFAULTS
 from nbstream.batch.rows import empty_rows, fill_prompts, take_rows
 from nbstream.pricing import BATCH_DISCOUNT, format_cost, price_of
 from nbstream.providers import capabilities
-from nbstream.run import caller_namespace, plan
+from nbstream.run import caller_namespace, make_request, plan
 
 CHARS_PER_TOKEN = 4
 ERROR = 0.25
 GUESS_OUTPUT = 256
+SAMPLE_ROWS = 8
+"""Rows whose tokens a provider with a token-counting endpoint counts for a quote."""
 
 
 @dataclass(frozen=True)
@@ -81,11 +86,14 @@ def estimate(
     system: str | None,
     max_tokens: int | None,
     prices_file: str | None = None,
+    tokens_per_char: tuple[float, str] | None = None,
 ) -> Quote:
-    """The quote for prompts already filled (``None``: a row that is not sent)."""
+    """The quote for prompts already filled (``None``: a row that is not sent);
+    ``tokens_per_char``: a measured ratio and how it was measured (else ÷ 4)."""
     sent = [p for p in prompts if p is not None]
     chars = sum(len(p) + len(system or "") for p in sent)
-    tokens_in = chars // CHARS_PER_TOKEN
+    ratio = tokens_per_char[0] if tokens_per_char else 1 / CHARS_PER_TOKEN
+    tokens_in = round(chars * ratio)
     per_row = max_tokens if max_tokens is not None else GUESS_OUTPUT
     tokens_out = per_row * len(sent)
     provider = model_id.partition(":")[0]
@@ -109,10 +117,14 @@ def estimate(
         if realtime is None
         else f"prices of {model_id}"
     )
-    basis = (
-        f"input: the filled prompts' characters ÷ {CHARS_PER_TOKEN} (±{ERROR:.0%} for prose; "
-        f"code, numbers and other languages differ); output: {output_basis}; {priced}"
-        + (f", batch at {BATCH_DISCOUNT:.0%} of it" if batch is not None else "")
+    input_basis = (
+        tokens_per_char[1]
+        if tokens_per_char
+        else f"the filled prompts' characters ÷ {CHARS_PER_TOKEN} (±{ERROR:.0%} for prose; "
+        "code, numbers and other languages differ)"
+    )
+    basis = f"input: {input_basis}; output: {output_basis}; {priced}" + (
+        f", batch at {BATCH_DISCOUNT:.0%} of it" if batch is not None else ""
     )
     return Quote(model_id, len(sent), tokens_in, tokens_out, realtime, batch, 0.0, basis)
 
@@ -153,13 +165,39 @@ def quote_in(
     )
     for index in skipped:
         prompts[index] = None
-    return estimate(
+    counter = decided.capabilities.count_tokens
+    measured = None
+    if counter is not None:
+        sample = [p for p in prompts if p is not None][:SAMPLE_ROWS]
+        requests = [make_request(settings, p, decided.name) for p in sample]
+        try:
+            counts = run_in_background(lambda: _count_all(counter, requests)).result(60)
+        except Exception as exc:  # no key, no network: characters it is, and say why
+            measured = None
+            reason = f"; the provider's token counting failed ({type(exc).__name__})"
+        else:
+            chars = sum(len(r.prompt) + len(r.system or "") for r in requests) or 1
+            measured = (
+                sum(counts) / chars,
+                f"the provider's token counting on {len(sample)} sampled rows "
+                f"({sum(counts):,} tokens for {chars:,} characters), extrapolated by characters",
+            )
+            reason = ""
+    quoted = estimate(
         prompts,
         decided.model_id,
         system=settings.system,
         max_tokens=settings.max_tokens,
         prices_file=settings.prices,
+        tokens_per_char=measured,
     )
+    if counter is not None and measured is None:
+        quoted = replace(quoted, basis=quoted.basis + reason)
+    return quoted
+
+
+async def _count_all(counter: Any, requests: list[Any]) -> list[int]:
+    return [await counter(request) for request in requests]
 
 
 __all__ = ["Quote", "estimate", "quote"]

@@ -14,7 +14,7 @@ import html
 from typing import Any
 
 from nbstream.prompts.cells import CellRecord, last_error
-from nbstream.render.markdown import code_blocks
+from nbstream.render.markdown import PYTHON, code_blocks
 
 NOTHING_TO_FIX = (
     "Nothing to fix: the last cell ran without an error. Run the failing cell, then %llm fix "
@@ -56,7 +56,7 @@ def fix_prompt(record: CellRecord, words: str = "") -> str:
 def corrected_code(answer: str) -> str:
     """The corrected cell: the answer's last Python (or unlabelled) code block, ``""`` if none."""
     blocks = code_blocks(str(answer))
-    chosen = [code for lang, code in blocks if lang.lower() in ("python", "py", "python3")]
+    chosen = [code for lang, code in blocks if lang.lower() in PYTHON]
     if not chosen:
         chosen = [code for lang, code in blocks if not lang]
     return chosen[-1].rstrip("\n") if chosen else ""

@@ -99,6 +99,7 @@ CAPABILITIES = Capabilities(
     documents=True,
     image_max_side=1568,  # larger images are resized by the API (slower, same tokens)
     image_max_bytes=3_750_000,  # 5 MB per image, counted as base64
+    count_tokens=lambda request: count_tokens(request),  # quote(): the counting endpoint
     thinking=True,  # extended thinking: --thinking TOKENS (thinking_delta, signatures kept)
 )
 """``anthropic:`` — the Messages API."""
@@ -253,6 +254,34 @@ def thinking_options(request: Request, max_tokens: int) -> dict[str, Any]:
         if request.max_tokens is None
         else max_tokens,
     }
+
+
+async def count_tokens(request: Request) -> int:
+    """The prompt's input tokens by Anthropic's token-counting endpoint (free; used by
+    :func:`nbstream.quote` on sampled rows)."""
+    import anthropic
+
+    base_url, api_key, auth_token, wire = connection(request.base_url)
+    timeout = timeout_config(anthropic, request.connect_timeout)
+    client = anthropic.AsyncAnthropic(
+        api_key=api_key,
+        auth_token=None if api_key else auth_token,
+        base_url=base_url,
+        timeout=timeout,
+        max_retries=2,  # a control call, not a stream
+    )
+    system, messages = to_anthropic(list(request.messages), request.prompt, request.system)
+    body: dict[str, Any] = {"model": request.model, "messages": messages}
+    if system:
+        body["system"] = system
+    try:
+        async with client:
+            counted = await client.post("/v1/messages/count_tokens", body=body, cast_to=object)
+    except sdk_exceptions(anthropic) as exc:
+        raise sdk_error(exc, anthropic, wire) from None
+    if not isinstance(counted, dict) or not isinstance(counted.get("input_tokens"), int):
+        raise ProviderError("Anthropic's token counting answered without input_tokens")
+    return int(counted["input_tokens"])
 
 
 def connection(base_url: str | None) -> tuple[str | None, str | None, str | None, Wire]:

@@ -39,7 +39,7 @@ It knows its wire format and nothing else: no display, no timing, no retries, no
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -293,6 +293,9 @@ class Capabilities:
     """It honours ``Request.thinking`` (a thinking budget in tokens)."""
     reasoning_effort: bool = False
     """It honours ``Request.reasoning_effort`` (``low`` / ``medium`` / ``high``)."""
+    count_tokens: Callable[[Request], Awaitable[int]] | None = None
+    """The provider's token counting for a request's prompt (``None``: it has none;
+    :func:`nbstream.quote` then counts characters)."""
 
     def conversation_budget(self, max_tokens: int | None, base_url: str | None) -> int:
         """The default conversation budget for a call."""

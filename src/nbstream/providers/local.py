@@ -39,7 +39,6 @@ import contextlib
 import importlib.util
 import io
 import os
-import re
 import sys
 import threading
 import time
@@ -510,35 +509,21 @@ def _is_looping(text: str) -> bool:
 
 
 _SENTINEL = "\x00nbstream-prompt\x00"
-_FAQ_CUE = re.compile(r"^\*\*([QA]):\*\*", re.MULTILINE)
-
-
-def _escape_cues(text: str) -> str:
-    r"""Keep an earlier answer from starting a new FAQ entry (``**Q:**`` → ``\*\*Q:**``)."""
-    return _FAQ_CUE.sub(r"\\*\\*\1:**", text.strip())
 
 
 def to_local_document(history: Turns, prompt: str, system: str | None = None) -> str:
     """The document the local *base* model continues: the FAQ of
     :func:`nbstream.providers.local.build_prompt` (title, system text, two worked examples)
-    with the earlier turns as earlier ``**Q:** … **A:** …`` entries before the new question.
-    An unanswered turn is left out (its question has no entry)."""
+    with the earlier turns as earlier ``**Q:** … **A:** …`` entries before the new question
+    (tool rounds as ``**Call:**`` / ``**Result:**`` lines, cues inside texts escaped:
+    :func:`nbstream.providers.local_tools.entries`). An unanswered turn is left out."""
     system, turns = split_system(history, system)
     document = build_prompt(_SENTINEL, system)
     head, cue, tail = document.rpartition(f"**Q:** {_SENTINEL}")
     if not cue:  # pragma: no cover - the template always ends with the question
         raise RuntimeError("the local prompt template has no '**Q:** {prompt}' entry")
-    entries: list[str] = []
-    question: str | None = None
-    for message in turns:
-        if message["role"] == "user":
-            question = message["content"]
-        elif question is not None and message["content"].strip():
-            entries.append(
-                f"**Q:** {_escape_cues(question)}\n\n**A:** {_escape_cues(message['content'])}\n\n"
-            )
-            question = None
-    return head + "".join(entries) + f"**Q:** {prompt.strip()}" + tail
+    earlier = "".join(local_tools.entries(turns))
+    return head + earlier + f"**Q:** {prompt.strip()}" + tail
 
 
 def gbnf(wire: Mapping[str, Any]) -> str:
