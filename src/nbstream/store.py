@@ -250,7 +250,7 @@ def _calls_of(stream: Stream, response: Response) -> list[dict[str, Any]] | None
     return asked or None
 
 
-NOT_PROVENANCE = frozenset({"connect_timeout"})
+NOT_PROVENANCE = frozenset({"connect_timeout", "api"})
 
 
 def provenance(stream: Stream, response: Response) -> dict[str, Any]:

@@ -52,6 +52,9 @@ def test_a_batch_has_one_progress_view_whose_stop_stops_every_row(notebook, fake
     nb.wait_for_idle(timeout=20)
     summary = out.locator(".nbstream-progress-status").inner_text()
     assert "cancelled" in summary, summary
+    value, top = out.locator(".nbstream-progress progress").evaluate("p => [p.value, p.max]")
+    assert value < top, (value, top)  # a stopped batch's bar is not full
+    assert out.locator(".nbstream-progress").get_attribute("data-state") == "stopped"
     nb.screenshot("batch-progress-stopped.png")
 
     log = fake_llm.log(model)

@@ -360,3 +360,15 @@ def test_live_bundle_shows_clocks_and_the_pane_open():
     pane = '<details class="nbstream-progress-pane" open><summary>row 5</summary>'
     assert pane in bundle["text/html"]
     assert 'data-state="running"' in bundle["text/html"]
+
+
+def test_a_stopped_batch_does_not_read_as_finished():
+    from nbstream.display.progress import Tally, progress_bundle, widget_counts
+
+    tally = Tally(total=24, mode="stream", model="openai:m")
+    tally.done, tally.cancelled = 3, 21
+    tally.ended = tally.started + 1.0
+    html = progress_bundle(tally, final=True)["text/html"]
+    assert '<progress max="24" value="3">3/24</progress>' in html  # not full: 3 answered
+    assert 'data-state="stopped"' in html
+    assert widget_counts(tally)["answered"] == 3 and widget_counts(tally)["finished"] == 24

@@ -99,6 +99,12 @@ class Tally:
         return self.done + self.failed + self.cancelled + self.skipped
 
     @property
+    def answered(self) -> int:
+        """Rows that got their answer (or their error): what the bar fills with. Cancelled
+        rows are not answered: after a Stop the bar shows how far the batch got."""
+        return self.done + self.failed + self.skipped
+
+    @property
     def elapsed(self) -> float:
         """Seconds since the start, up to ``ended`` once the batch ended."""
         end = self.ended if self.ended is not None else time.monotonic()
@@ -238,8 +244,8 @@ def progress_bundle(tally: Tally, *, final: bool) -> dict[str, str]:
     t = tally
     esc = htmlmod.escape
     line = t.summary() if final else f"{count_words(t)} · {clock_words(t)}"
-    value = f'max="{max(t.total, 1)}" value="{t.finished}"'
-    bar = f"<progress {value}>{t.finished:,}/{t.total:,}</progress>"
+    value = f'max="{max(t.total, 1)}" value="{t.answered}"'
+    bar = f"<progress {value}>{t.answered:,}/{t.total:,}</progress>"
     note = f'<div class="nbstream-progress-note">{esc(t.note)}</div>' if t.note else ""
     pane = ""
     if t.pane_text or t.pane_title:
@@ -385,6 +391,7 @@ def widget_counts(tally: Tally) -> dict[str, Any]:
     return {
         "line": count_words(tally),
         "finished": tally.finished,
+        "answered": tally.answered,
         "total": tally.total,
         "elapsed": round(tally.elapsed, 2),
         "eta": None if eta is None else round(eta, 1),

@@ -53,7 +53,8 @@ function render({ model, el }) {
   const paint = () => {
     const c = model.get("counts") || {};
     bar.max = Math.max(c.total || 0, 1);
-    bar.value = c.ended && !c.total ? 1 : c.finished || 0;
+    // the rows answered, not the cancelled ones: a stopped batch does not read as finished
+    bar.value = c.ended && !c.total ? 1 : (c.answered !== undefined ? c.answered : c.finished) || 0;
     el.dataset.state = c.state || "running";
     note.textContent = c.note || "";
     note.hidden = !c.note;
