@@ -22,6 +22,16 @@ def test_rewrite_keeps_the_option_line_and_body_verbatim():
     assert namespace["args"] == ('-s "Be brief." -o x', "Say {hi} and '''quote'''\n")
 
 
+def test_llm_fix_on_a_cell_of_its_own_is_awaited_too():
+    (rewritten,) = transform.rewrite_llm_cell(["%llm fix -m openai:x --max-tokens 9\n"])
+    assert rewritten == f"await {transform.RUNNER}('--fix -m openai:x --max-tokens 9', '')\n"
+    (bare,) = transform.rewrite_llm_cell(["%llm fix"])
+    assert bare == f"await {transform.RUNNER}('--fix', '')\n"
+    other = ["%llm fix\n", "x = 1\n"]  # more than the line magic: left as it is
+    assert transform.rewrite_llm_cell(other) == other
+    assert transform.rewrite_llm_cell(["%llm history\n"]) == ["%llm history\n"]
+
+
 @pytest.mark.kernel
 @pytest.mark.parametrize("wrapper", WRAPPERS)
 def test_cells_wrapped_by_other_magics_run_and_bind(llm_kernel, fake_llm, wrapper):
