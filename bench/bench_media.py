@@ -76,6 +76,12 @@ def main() -> int:
         f"1600×1200 figure → PNG {first.width}×{first.height}, {len(first.data) / 1024:.0f} KB; "
         f"two encodings identical: {first.data == again.data}\n"
     )
+    values = {"x": "hello", "n": 3}
+    started = time.perf_counter()
+    for _ in range(5_000):
+        compose("Review: {x} ({n} stars)", values)
+    per = (time.perf_counter() - started) / 5_000 * 1e6
+    print(f"filling a two-field text prompt (every map row does): {per:.1f} µs\n")
     print("| provider | encode + fit + request, median | max | verdict |")
     print("|---|---|---|---|")
     for provider in ("openai", "anthropic", "gemini"):

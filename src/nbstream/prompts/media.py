@@ -70,6 +70,8 @@ def attachment_of(value: Any, label: str) -> Attachment | None:
     """``value`` as an image or PDF attachment, or ``None`` when it is not one (see the
     module docstring). Raises :class:`MediaError` for a media value that cannot be read."""
     data: bytes | None = None
+    if isinstance(value, (str, int, float)) or not _maybe_media(value):
+        return None  # the common case, decided without looking any further
     if _is_instance(value, "matplotlib.axes", "Axes"):
         value = value.figure
     if _is_instance(value, "matplotlib.figure", "Figure"):
@@ -123,6 +125,21 @@ def _file(path: Path, label: str) -> Attachment | None:
     if sniff(data) is None:
         raise MediaError(f"{{{label}}}: {path.name} is not a {suffix[1:].upper()} file")
     return make(data, path.name)
+
+
+_MEDIA_MODULES = ("matplotlib", "PIL", "IPython")
+
+
+def _maybe_media(value: Any) -> bool:
+    """Bytes, a path, or an object of a class from matplotlib, PIL or IPython (its MRO):
+    only those can be media; anything else is decided in a few attribute reads (a ``map``
+    fills thousands of prompts)."""
+    if isinstance(value, (bytes, bytearray, memoryview, Path)):
+        return True
+    return any(
+        (getattr(cls, "__module__", "") or "").startswith(_MEDIA_MODULES)
+        for cls in type(value).__mro__
+    )
 
 
 def _is_instance(value: Any, module: str, name: str) -> bool:
