@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbstream import cache
 from nbstream.display.progress import PANE_CHARS
-from nbstream.engine import Stream
+from nbstream.engine import Stream, estimate_input_tokens
 from nbstream.limits import Limiter
 from nbstream.pricing import price_of
 from nbstream.providers.common import one_line, redact, shared_clients
@@ -181,7 +181,7 @@ class StreamRunner:
             entry = await self.limiter.acquire(estimate, lambda: self.stopping)
             if entry is None:
                 return self._cancelled(index)
-        guess = self._estimate(prompt)
+        guess = self._estimate(stream)
         if self.budget is not None and self.spent + self.in_flight + guess > self.budget:
             if entry is not None:
                 self.limiter.settle(entry, 0)
@@ -204,12 +204,12 @@ class StreamRunner:
             self.limiter.settle(entry, used)
         return response
 
-    def _estimate(self, prompt: str) -> float:
-        """A row's cost before it runs: its prompt (characters ÷ 4), and max_tokens or the
-        output of the rows finished so far (256 tokens before any)."""
+    def _estimate(self, stream: Stream) -> float:
+        """A row's cost before it runs: its request (the engine's characters ÷ 4), and
+        max_tokens or the output of the rows finished so far (256 tokens before any)."""
         if self._price is None:
             return 0.0
-        tokens_in = (len(prompt) + len(self.settings.system or "")) // 4
+        tokens_in = estimate_input_tokens(stream.request)
         tokens_out = int(self.settings.max_tokens or self.average_output)
         return self._price.cost({"input_tokens": tokens_in, "output_tokens": tokens_out})
 

@@ -37,7 +37,6 @@ from nbstream.providers.base import (
 from nbstream.providers.base import price as _p
 from nbstream.providers.common import (
     Wire,
-    http_client,
     mask_url,
     missing_key_message,
     one_line,
@@ -45,10 +44,9 @@ from nbstream.providers.common import (
     sdk_error,
     sdk_exceptions,
     server_message,
-    timeout_config,
 )
 from nbstream.providers.messages import Message, Turns, put_parts, schema_instructions, split_system
-from nbstream.providers.openai_responses import stream_responses
+from nbstream.providers.openai_responses import openai_client, stream_responses
 from nbstream.providers.thinking import ThinkTags
 
 OLLAMA_DEFAULT_URL = "http://localhost:11434/v1"
@@ -364,17 +362,7 @@ async def _stream(
 ) -> AsyncIterator[str | ToolCallDelta | ThinkingDelta | Final]:
     import openai
 
-    def make_client() -> Any:
-        timeout = timeout_config(openai, request.connect_timeout)
-        return openai.AsyncOpenAI(
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            http_client=http_client(openai, timeout),
-            max_retries=0,  # the engine retries (before the first token only)
-        )
-
-    key = ("openai", base_url, api_key, request.connect_timeout)
+    key, make_client = openai_client(base_url, api_key, request.connect_timeout)
     options = request_options(request, official=base_url is None)
     finish_reason: str | None = None
     usage: dict[str, int] | None = None

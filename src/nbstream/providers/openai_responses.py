@@ -19,7 +19,7 @@ tools, ``reasoning`` (``effort``, and ``summary: "auto"`` so that the thinking s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from nbstream.providers.base import (
@@ -141,14 +141,15 @@ def request_body(request: Request) -> dict[str, Any]:
     return body
 
 
-async def stream_responses(
-    request: Request, *, base_url: str | None, api_key: str, wire: Wire
-) -> AsyncIterator[str | ToolCallDelta | ThinkingDelta | Final]:
-    """Stream one answer through the Responses API."""
+def openai_client(
+    base_url: str | None, api_key: str, connect_timeout: float
+) -> tuple[tuple[Any, ...], Callable[[], Any]]:
+    """The shared-client key and the factory of an ``openai.AsyncOpenAI`` for both of
+    OpenAI's APIs (Chat Completions and Responses share one client per server and key)."""
     import openai
 
     def make_client() -> Any:
-        timeout = timeout_config(openai, request.connect_timeout)
+        timeout = timeout_config(openai, connect_timeout)
         return openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
@@ -157,7 +158,16 @@ async def stream_responses(
             max_retries=0,  # the engine retries (before the first token only)
         )
 
-    key = ("openai", base_url, api_key, request.connect_timeout)
+    return ("openai", base_url, api_key, connect_timeout), make_client
+
+
+async def stream_responses(
+    request: Request, *, base_url: str | None, api_key: str, wire: Wire
+) -> AsyncIterator[str | ToolCallDelta | ThinkingDelta | Final]:
+    """Stream one answer through the Responses API."""
+    import openai
+
+    key, make_client = openai_client(base_url, api_key, request.connect_timeout)
     body = request_body(request)
     ended: dict[str, Any] | None = None
     calls: dict[int, dict[str, str]] = {}  # output index → id, name, arguments
@@ -262,4 +272,4 @@ def _usage(counts: Any) -> dict[str, int] | None:
     return usage
 
 
-__all__ = ["request_body", "responses_part", "stream_responses", "to_responses"]
+__all__ = ["openai_client", "request_body", "responses_part", "stream_responses", "to_responses"]
