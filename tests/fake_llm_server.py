@@ -124,6 +124,13 @@ Script spec keys (all optional):
   creation whose first row is for this model (OpenAI ``POST /v1/batches``: the input file's
   first line's ``body.model``; Anthropic ``POST /v1/messages/batches``: ``requests[0].params
   .model``) is answered with that HTTP status and the provider's error body; no batch is made.
+- ``echo``: true: the answer is ``"echo: "`` and the last user message's text (two tokens), so
+  a test sees which answer went to which request.
+- ``batch_max_rows`` / ``batch_max_bytes``: the batch service's limits for a batch whose first
+  row is for this model, scaled down (defaults: the real ones, OpenAI 50,000 requests and a
+  200 MB input file, Anthropic 100,000 requests and a 256 MB body). Over them: OpenAI answers
+  the upload (bytes) or the batch creation (rows) 400; Anthropic the creation 413 (bytes) or
+  400 (rows); no batch is made. Every batch created within them is logged with its size.
 
 Structured answers: an OpenAI request with ``response_format`` gets the tokens as ordinary
 ``content`` deltas (the JSON text), as the API streams it. An Anthropic request with
@@ -271,6 +278,9 @@ SPEC_KEYS = {
     "status_every",
     "batch_seconds",
     "batch_create_status",
+    "batch_max_rows",
+    "batch_max_bytes",
+    "echo",
     "answers",
     "name",
     "thinking",
@@ -461,6 +471,11 @@ def _validate_batch_keys(spec: dict[str, Any]) -> None:
         and 400 <= spec["batch_create_status"] <= 599
     ):
         raise ValueError("batch_create_status must be an int in 400..599")
+    for key in ("batch_max_rows", "batch_max_bytes"):
+        if key in spec and not (
+            isinstance(spec[key], int) and not isinstance(spec[key], bool) and spec[key] >= 1
+        ):
+            raise ValueError(f"{key} must be an int >= 1")
 
 
 def _answer_of(spec: dict[str, Any], answer: int) -> dict[str, Any] | None:
@@ -497,6 +512,19 @@ def _content_words(content: Any) -> int:
                 total += len(part.split())
         return total
     return 0
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    """The text of the last user message (OpenAI / Anthropic messages, Gemini contents)."""
+    turns = body.get("messages") or body.get("contents") or []
+    for turn in reversed(turns):
+        if isinstance(turn, dict) and turn.get("role") == "user":
+            content = turn.get("content", turn.get("parts"))
+            if isinstance(content, str):
+                return content
+            texts = [p.get("text") for p in content or [] if isinstance(p, dict)]
+            return "".join(t for t in texts if isinstance(t, str))
+    return ""
 
 
 def _prompt_words(body: dict[str, Any]) -> int:
@@ -547,6 +575,8 @@ def _decide(state: _State, model: str, body: Any) -> tuple[dict[str, Any], int, 
 def _make_ctx(provider: str, spec: dict[str, Any], model: str, body: Any, answer: int) -> _Ctx:
     """What a normal answer to ``body`` says: tokens, usage, finish reason, tool."""
     tokens = _tokens_of(spec, answer)
+    if spec.get("echo") and isinstance(body, dict):
+        tokens = ["echo: ", _last_user_text(body)]
     words = _prompt_words(body) if isinstance(body, dict) else 0
     usage = spec.get("usage") or {}
     prompt_tokens = int(usage.get("input_tokens", words))
@@ -770,6 +800,8 @@ class _Handler(BaseHTTPRequestHandler):
                 name = spec.pop("name", None) or f"fake-{next(state.counter)}-{os.urandom(4).hex()}"
                 state.scripts[name] = spec
             self._send_json(200, {"model": name})
+        elif url.path == "/v1/responses/input_tokens" or url.path.endswith(":countTokens"):
+            self._count_tokens(url.path, raw)  # OpenAI's and Gemini's token counting
         elif url.path in (
             "/v1/chat/completions",
             "/v1/messages",
@@ -790,6 +822,26 @@ class _Handler(BaseHTTPRequestHandler):
             self._control_batches("POST", url.path)
         elif not self._batch_route("POST", url.path, raw):
             self._not_found(url.path)
+
+    def _count_tokens(self, path: str, raw: bytes) -> None:
+        """``POST /v1/responses/input_tokens`` (OpenAI) and ``models/M:countTokens`` (Gemini):
+        the prompt's words × 4/3 + 3, as Anthropic's ``count_tokens`` here; logged."""
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {}
+        words = _prompt_words(body) + _content_words(body.get("instructions"))
+        for item in body.get("input") or []:
+            if isinstance(item, dict):
+                words += _content_words(item.get("content"))
+        tokens = words * 4 // 3 + 3
+        model = body.get("model") or path.rpartition("/")[2].partition(":")[0]
+        with self.server.state.lock:
+            self.server.state.log.append({"path": path, "model": model, "body": body})
+        if path.endswith(":countTokens"):
+            self._send_json(200, {"totalTokens": tokens})
+        else:
+            self._send_json(200, {"object": "response.input_tokens", "input_tokens": tokens})
 
     def _llm(self, path: str, raw: bytes) -> None:
         provider = {"/v1/chat/completions": "openai", "/v1/responses": "responses"}.get(
@@ -943,6 +995,26 @@ class _Handler(BaseHTTPRequestHandler):
         self._batch_error(provider, status, message, headers=_retry_headers(spec))
         return True
 
+    def _over_limit(self, provider: str, model: Any, rows: int | None, size: int | None) -> bool:
+        """``batch_max_rows`` / ``batch_max_bytes`` of the first row's script (else the
+        service's real limits): answer the service's error when over them, True."""
+        with self.server.state.lock:
+            spec = dict(self.server.state.scripts.get(model, {})) if isinstance(model, str) else {}
+        real_rows, real_bytes = BATCH_LIMITS[provider]
+        most_rows = int(spec.get("batch_max_rows", real_rows))
+        most_bytes = int(spec.get("batch_max_bytes", real_bytes))
+        if size is not None and size > most_bytes:
+            status = 413 if provider == "anthropic" else 400
+            what = "request" if provider == "anthropic" else "batch input file"
+            message = f"The {what} is {size} bytes; the maximum is {most_bytes} bytes."
+            self._batch_error(provider, status, message)
+            return True
+        if rows is not None and rows > most_rows:
+            message = f"A batch may contain at most {most_rows} requests, got {rows}."
+            self._batch_error(provider, 400, message)
+            return True
+        return False
+
     def _batch_route(self, method: str, path: str, raw: bytes) -> bool:
         """Serve a batch-service endpoint; False if ``path`` is not one."""
         parts = path.strip("/").split("/")
@@ -1012,6 +1084,14 @@ class _Handler(BaseHTTPRequestHandler):
         if purpose == "batch" and not filename.endswith(".jsonl"):
             self._batch_error("openai", 400, "Invalid file format for Batch API. Must be .jsonl")
             return
+        if purpose == "batch":
+            first_line = content.split(b"\n", 1)[0]
+            try:
+                first_model = json.loads(first_line)["body"]["model"]
+            except (ValueError, KeyError, TypeError):
+                first_model = None
+            if self._over_limit("openai", first_model, None, len(content)):
+                return
         with self.server.state.lock:
             obj = _add_file(self.server.state, filename, purpose, content)
         self._batch_reply(200, obj, file=obj["id"])
@@ -1057,6 +1137,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         rows, _ = _openai_rows(content, str(endpoint))
         if rows and self._create_failure("openai", rows[0]["model"]):
+            return
+        if rows and self._over_limit("openai", rows[0]["model"], len(rows), None):
             return
         created = int(time.time())
         batch_id = _new_id("batch_")
@@ -1125,6 +1207,8 @@ class _Handler(BaseHTTPRequestHandler):
             assert isinstance(params, dict)
             rows.append({"custom_id": custom_id, "model": params["model"], "body": params})
         if self._create_failure("anthropic", rows[0]["model"]):
+            return
+        if self._over_limit("anthropic", rows[0]["model"], len(rows), len(raw)):
             return
         created = time.time()
         batch_id = _new_id("msgbatch_")
@@ -1824,6 +1908,8 @@ def _anthropic_message(ctx: _Ctx) -> dict[str, Any]:
 BATCH_SECONDS = 0.01
 DAY = 86400
 OPENAI_ENDPOINTS = ("/v1/chat/completions",)
+BATCH_LIMITS = {"openai": (50_000, 200 * 1024 * 1024), "anthropic": (100_000, 256_000_000)}
+"""Requests and bytes one batch may hold (scaled down per model: ``batch_max_rows``/``_bytes``)."""
 FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 EXPIRED_MESSAGE = (

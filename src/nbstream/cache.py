@@ -320,7 +320,9 @@ def recorded(provider_name: str, request: Request, settings: Settings) -> Entry 
     ``None`` (for answers that are not streamed: a provider batch's rows)."""
     if settings.cache not in READS:
         return None
-    return read(settings.cache_dir, request_key(provider_name, request))
+    key = request_key(provider_name, request)
+    pack = PACK.get()
+    return pack.get(key) if pack is not None else read(settings.cache_dir, key)
 
 
 def keep(

@@ -110,6 +110,7 @@ BATCH_COLUMNS: dict[str, str] = {
     "options": "TEXT",  # JSON: options that differ from their defaults
     "notebook": "TEXT",
     "session": "TEXT",
+    "key": "TEXT",  # the rows' requests (sha256): a re-run of the same map finds its job
 }
 """The ``batches`` table: provider batch jobs submitted by :func:`nbstream.map` with
 ``mode="batch"``, so that another kernel can collect the results in row order."""
@@ -296,22 +297,23 @@ def connect(path: Path, timeout: float = BUSY_TIMEOUT) -> sqlite3.Connection:
     columns = ", ".join(f"{name} {kind}" for name, kind in COLUMNS.items())
     with conn:
         conn.execute(f"CREATE TABLE IF NOT EXISTS answers ({columns})")
-        _add_missing_columns(conn)
+        _add_missing_columns(conn, "answers", COLUMNS)
         conn.execute("CREATE INDEX IF NOT EXISTS answers_created ON answers (created)")
         batches = ", ".join(f"{name} {kind}" for name, kind in BATCH_COLUMNS.items())
         conn.execute(f"CREATE TABLE IF NOT EXISTS batches ({batches})")
+        _add_missing_columns(conn, "batches", BATCH_COLUMNS)
         if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     return conn
 
 
-def _add_missing_columns(conn: sqlite3.Connection) -> None:
-    """Bring a file written by an older nbstream up to :data:`COLUMNS` (new columns only
-    ever get added, all nullable)."""
-    have = {row[1] for row in conn.execute("PRAGMA table_info(answers)")}
-    for name, kind in COLUMNS.items():
+def _add_missing_columns(conn: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    """Bring a file written by an older nbstream up to ``columns`` (new columns only ever
+    get added, all nullable)."""
+    have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    for name, kind in columns.items():
         if name not in have:
-            conn.execute(f"ALTER TABLE answers ADD COLUMN {name} {kind}")
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 def _row_values(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -357,8 +359,9 @@ def save_batch(path: Path, row: dict[str, Any]) -> None:
         conn.close()
 
 
-def find_batch(path: Path, batch_id: str) -> dict[str, Any] | None:
-    """The recorded batch ``batch_id`` (JSON columns decoded), or ``None``."""
+def find_batch(path: Path, batch_id: str, *, key: str | None = None) -> dict[str, Any] | None:
+    """The recorded batch ``batch_id`` (JSON columns decoded), or ``None``; with ``key``:
+    the newest batch recorded for those requests instead."""
     import sqlite3
 
     if not path.exists():
@@ -366,7 +369,11 @@ def find_batch(path: Path, batch_id: str) -> dict[str, Any] | None:
     try:
         conn = connect(path, timeout=KERNEL_WAIT)
         try:
-            cursor = conn.execute("SELECT * FROM batches WHERE id = ?", (batch_id,))
+            if key is not None:
+                query = "SELECT * FROM batches WHERE key = ? ORDER BY created DESC LIMIT 1"
+            else:
+                query = "SELECT * FROM batches WHERE id = ?"
+            cursor = conn.execute(query, (batch_id if key is None else key,))
             found = cursor.fetchone()
             names = [d[0] for d in cursor.description]
         finally:

@@ -23,7 +23,9 @@ def _setup(monkeypatch, fake_llm, tmp_path):
     pricing.reset_session()
 
 
-def test_quote_states_tokens_dollars_and_its_basis(fake_llm):
+def test_quote_states_tokens_dollars_and_its_basis(fake_llm, monkeypatch):
+    """A server without a token-counting endpoint: characters ÷ 4, and the quote says why."""
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_llm.url + "/no-counting/v1")
     pricing.set_price("openai:quoted", input=1_000.0, output=2_000.0)
     rows = ["x" * 400] * 10  # 100 tokens in each
     q = nbstream.quote(rows, "{item}", model="openai:quoted", max_tokens=50)
@@ -31,9 +33,10 @@ def test_quote_states_tokens_dollars_and_its_basis(fake_llm):
     assert q.realtime == pytest.approx(1_000 * 0.001 + 500 * 0.002)
     assert q.batch == pytest.approx(q.realtime / 2) and q.local == 0.0
     assert "÷ 4" in q.basis and "upper bound" in q.basis and "batch at 50%" in q.basis
+    assert "token counting failed" in q.basis
     text = str(q)
     assert "10 rows on openai:quoted" in text and "$2.0000" in text
-    assert fake_llm.log("quoted") == []  # nothing was sent
+    assert [r for r in fake_llm.log("quoted") if "count" not in r["path"]] == []  # nothing sent
     dry = nbstream.map_sync(rows, "{item}", model="openai:quoted", max_tokens=50, dry_run=True)
     assert dry == q
 
@@ -124,13 +127,25 @@ def test_a_pack_survives_a_cut_last_line(tmp_path):
     assert len(pack) == 1 and pack.get("k1").deltas == ["a"] and pack.get("k2") is None
 
 
-def test_quote_uses_the_providers_token_counting_where_it_has_one(fake_llm):
-    pricing.set_price("anthropic:counted", input=1_000.0, output=2_000.0)
+COUNTING_PATHS = {
+    "openai": "/v1/responses/input_tokens",
+    "anthropic": "/v1/messages/count_tokens",
+    "gemini": "/v1beta/models/counted-gemini:countTokens",
+}
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
+def test_quote_uses_the_providers_token_counting(fake_llm, provider):
+    name = f"counted-{provider}"
+    pricing.set_price(f"{provider}:{name}", input=1_000.0, output=2_000.0)
     rows = [f"word {i:02d} " * 30 for i in range(20)]  # 60 words a row, all as long
-    q = nbstream.quote(rows, "{item}", model="anthropic:counted", max_tokens=10)
-    counted = [r for r in fake_llm.log("counted") if r["path"] == "/v1/messages/count_tokens"]
-    assert len(counted) == 8  # the sampled rows; nothing else was sent
+    q = nbstream.quote(rows, "{item}", model=f"{provider}:{name}", max_tokens=10)
+    log = fake_llm.log(name)
+    counted = [r for r in log if r["path"] == COUNTING_PATHS[provider]]
+    assert len(counted) == 8 and len(log) == 8  # the sampled rows; nothing else was sent
     assert "token counting on 8 sampled rows" in q.basis
     # the server counts 60 words × 4/3 + 3 = 83 tokens a row: extrapolated to 20 rows
     assert q.input_tokens == pytest.approx(20 * 83, rel=0.02)
-    assert nbstream.quote(rows, "{item}", model="openai:x").basis.startswith("input: the filled")
+    assert nbstream.quote(rows, "{item}", model="ollama:x").basis.startswith("input: the filled")
+
+

@@ -2,8 +2,10 @@
 
 The estimate's basis is stated with it. Input tokens: the prompts as ``map`` would send them
 (the same filling, the system prompt included), counted by the provider's token-counting
-endpoint on :data:`SAMPLE_ROWS` sampled rows where it has one (Anthropic) and extrapolated by
-characters, else as characters ÷ 4 — about right for English prose, off by up to ±25 % for
+endpoint on :data:`SAMPLE_ROWS` sampled rows where it has one (Anthropic ``count_tokens``,
+OpenAI ``/v1/responses/input_tokens``, Gemini ``countTokens``; ``Capabilities.count_tokens``)
+and extrapolated by characters, else (an OpenAI-compatible server without it, Ollama, no key)
+as characters ÷ 4 — about right for English prose, off by up to ±25 % for
 code, numbers and other languages (:data:`ERROR`).
 Output tokens: ``max_tokens`` per row when given (an upper bound), else
 :data:`GUESS_OUTPUT` per row (a guess; ``map(budget=…)`` recalibrates on the rows that

@@ -61,11 +61,13 @@ from nbstream.settings import UNSET, Settings, configured, resolve
 if TYPE_CHECKING:
     from nbstream.api import Options
 
+from nbstream.batch import service as batch_service
 from nbstream.batch.estimate import estimate, quote_in
 from nbstream.batch.job import MAP_DEFAULTS, MAX_CONCURRENCY, Job, Mode
 from nbstream.batch.services import ServiceRunner
 from nbstream.batch.streams import StreamRunner
 from nbstream.display.progress import Tally, make_progress
+from nbstream.providers.batches import BatchLimits
 
 # -- the front doors -------------------------------------------------------------------------
 
@@ -101,6 +103,7 @@ def _start(
     options: dict[str, Any],
     namespace: Mapping[str, Any],
     budget: float | None = None,
+    batch_limits: tuple[int | None, int | None] = (None, None),
 ) -> Job:
     """Check everything, show the progress display (in the caller's thread: its output
     belongs to the running cell) and start the batch on the background loop."""
@@ -166,23 +169,48 @@ def _start(
                 f"not {provider!r}; a self-hosted OpenAI-compatible cluster (vLLM) is used "
                 "with base_url=… and the default mode='stream'"
             )
-        runner_b = ServiceRunner(job, prompts, settings, provider, full_id, display, schema)
+        limits = _limits(provider, *batch_limits)
+        runner_b = ServiceRunner(
+            job, prompts, settings, provider, full_id, display, schema, limits=limits,
+            pack=_pack(settings, call, full_id, prompts),
+        )  # fmt: skip
         job._stopper = runner_b.stop
         submitted = run_in_background(runner_b.submit)
         job.id = submitted.result()  # errors (no key, refused upload) raise here, in the cell
         job._future = run_in_background(runner_b.run)
         return job
 
-    pack = None
-    explicit = resolve({"cache": call.get("cache", UNSET)}, configured()).cache
-    if settings.cache == "auto" and explicit == "off":  # map's own default: one file
-        pack = Pack(pack_path(settings.cache_dir, full_id, prompts))
+    pack = _pack(settings, call, full_id, prompts)
     runner = StreamRunner(
         job, prompts, decided, concurrency, Limiter(rpm, tpm), display, budget=budget, pack=pack
     )
     job._stopper = runner.stop
     job._future = run_in_background(runner.run)
     return job
+
+
+def _pack(settings: Settings, call: dict[str, Any], model: str, prompts: list[str]) -> Pack | None:
+    """The one file a map's finished rows are recorded in, unless the replay cache was
+    chosen (``cache=``, ``%config``, the environment): then one committable file each."""
+    explicit = resolve({"cache": call.get("cache", UNSET)}, configured()).cache
+    if settings.cache == "auto" and explicit == "off":  # map's own default
+        return Pack(pack_path(settings.cache_dir, model, prompts))
+    return None
+
+
+def _limits(provider: str, rows: int | None, size: int | None) -> BatchLimits | None:
+    """``batch_rows`` / ``batch_bytes`` below the service's own limits (``None``: those)."""
+    if rows is None and size is None:
+        return None
+    own = batch_service.limits(provider)
+    for name, value, most in (("batch_rows", rows, own.rows), ("batch_bytes", size, own.bytes)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most
+        ):
+            raise ValueError(
+                f"{name} must be an int from 1 to {most:,} ({provider}'s own limit), got {value!r}"
+            )
+    return BatchLimits(rows or own.rows, size or own.bytes)
 
 
 async def map(  # nbstream.map, as users name it (shadows the builtin in this module)
@@ -198,6 +226,8 @@ async def map(  # nbstream.map, as users name it (shadows the builtin in this mo
     missing: Missing = "skip",
     budget: float | None = None,
     dry_run: bool = False,
+    batch_rows: int | None = None,
+    batch_bytes: int | None = None,
     **options: Unpack[Options],
 ) -> Any:
     """Ask ``prompt`` once per row of ``items`` and return the answers in input order.
@@ -228,6 +258,11 @@ async def map(  # nbstream.map, as users name it (shadows the builtin in this mo
     not started; with ``mode="batch"``, a batch estimated over it is not submitted).
     ``dry_run=True``: send nothing and return :func:`quote`'s estimate.
 
+    ``mode="batch"`` splits the rows into as many provider batches as the service's limits
+    need (OpenAI 50,000 requests / 200 MB, Anthropic 100,000 / 256 MB): one :class:`Job`,
+    one id, results in row order. ``batch_rows`` / ``batch_bytes`` set lower limits per
+    provider batch (smaller parts finish, and are collected, sooner).
+
     Stop (the progress view's button, ``job.stop()``, or a kernel interrupt) closes every
     request in flight and returns what finished plus cancelled rows (after an interrupt
     they are in ``_llm``). Re-running the same call resumes: finished rows are replayed
@@ -236,7 +271,8 @@ async def map(  # nbstream.map, as users name it (shadows the builtin in this mo
     knobs = (concurrency, rpm, tpm, mode, background, column, missing)
     if dry_run:
         return quote_in(items, prompt, missing, dict(options), caller_namespace())
-    job = _start(items, prompt, *knobs, dict(options), caller_namespace(), budget)
+    parts = (batch_rows, batch_bytes)
+    job = _start(items, prompt, *knobs, dict(options), caller_namespace(), budget, parts)
     if background or mode == "batch":
         return job
     return await job
@@ -255,6 +291,8 @@ def map_sync(
     missing: Missing = "skip",
     budget: float | None = None,
     dry_run: bool = False,
+    batch_rows: int | None = None,
+    batch_bytes: int | None = None,
     **options: Unpack[Options],
 ) -> Any:
     """Blocking :func:`map` for scripts and plain functions (same arguments). Ctrl-C stops
@@ -263,7 +301,8 @@ def map_sync(
     knobs = (concurrency, rpm, tpm, mode, background, column, missing)
     if dry_run:
         return quote_in(items, prompt, missing, dict(options), caller_namespace())
-    job = _start(items, prompt, *knobs, dict(options), caller_namespace(), budget)
+    parts = (batch_rows, batch_bytes)
+    job = _start(items, prompt, *knobs, dict(options), caller_namespace(), budget, parts)
     if background or mode == "batch":
         return job
     return job.wait()

@@ -22,19 +22,40 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nbstream.providers.base import BatchAnswer, Request
-from nbstream.providers.batches import ENDED, BatchState, BatchStatus, service, with_batch_service
+from nbstream.providers.batches import (
+    ENDED,
+    BatchLimits,
+    BatchState,
+    BatchStatus,
+    service,
+    with_batch_service,
+)
 from nbstream.response import Response
 
 __all__ = [
     "ENDED",
+    "BatchLimits",
     "BatchState",
     "BatchStatus",
     "cancel",
+    "limits",
     "results",
+    "sizes",
     "status",
     "submit",
     "with_batch_service",
 ]
+
+
+def limits(provider: str) -> BatchLimits:
+    """The most one batch of ``provider``'s service may hold (rows and bytes)."""
+    return service(provider).LIMITS
+
+
+def sizes(provider: str, requests: Sequence[Request]) -> list[int]:
+    """Each request's encoded size in a batch of ``provider`` (bytes, at least what
+    :func:`submit` sends for it)."""
+    return service(provider).sizes(requests, requests[0]) if requests else []
 
 
 async def submit(

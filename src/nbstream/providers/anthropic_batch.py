@@ -19,6 +19,7 @@ from nbstream.providers.batches import (
     CONTROL_READ_TIMEOUT,
     CONTROL_RETRIES,
     EXPIRED,
+    BatchLimits,
     BatchState,
     BatchStatus,
     failed,
@@ -29,6 +30,11 @@ from nbstream.providers.common import Wire, http_client, one_line, sdk_error, sd
 
 if TYPE_CHECKING:
     import anthropic
+
+LIMITS = BatchLimits(rows=100_000, bytes=256 * 1000 * 1000)
+"""Message Batches' limits: 100,000 requests or 256 MB per batch, whichever comes first."""
+ENVELOPE = 64
+"""Bytes of the body around the rows (``{"requests": [...]}``), counted on the first row."""
 
 STATUS_OF_ERROR = {
     "invalid_request_error": 400,
@@ -72,6 +78,15 @@ def row_of(index: int, request: Request) -> dict[str, Any]:
     params.pop("stream", None)
     params.update(params.pop("extra_body", None) or {})
     return {"custom_id": f"row-{index}", "params": {"model": request.model, **params}}
+
+
+def sizes(requests: Sequence[Request], first: Request) -> list[int]:
+    """Each row's bytes in the request body, at most: ASCII-escaped JSON with spaces (the
+    SDK sends it no larger), a separator, and the body's envelope on the first row."""
+    found = [len(json.dumps(row_of(i, r))) + 2 for i, r in enumerate(requests)]
+    if found:
+        found[0] += ENVELOPE
+    return found
 
 
 async def submit(

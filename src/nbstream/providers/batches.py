@@ -36,6 +36,15 @@ ENDED: frozenset[str] = frozenset({"ended", "cancelled", "expired", "failed"})
 
 
 @dataclass(frozen=True)
+class BatchLimits:
+    """The most one provider batch may hold; :func:`nbstream.map` splits bigger ones."""
+
+    rows: int
+    bytes: int
+    """The encoded rows' size (OpenAI: the JSONL input file; Anthropic: the request body)."""
+
+
+@dataclass(frozen=True)
 class BatchStatus:
     """How far a batch got, the same way for every provider."""
 
@@ -59,6 +68,14 @@ class BatchStatus:
 
 class BatchService(Protocol):
     """What a provider's batch-service module provides (``Capabilities.batch`` names it)."""
+
+    LIMITS: BatchLimits
+    """The service's own limits for one batch."""
+
+    def sizes(self, requests: Sequence[Request], first: Request) -> list[int]:
+        """Each row's encoded size in bytes, at least what :meth:`submit` sends for it
+        (with the custom id of its position in ``requests``, the widest it can get)."""
+        ...
 
     async def submit(
         self, requests: Sequence[Request], first: Request, metadata: dict[str, str] | None

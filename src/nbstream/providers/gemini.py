@@ -96,6 +96,7 @@ CAPABILITIES = Capabilities(
     image_max_side=3072,  # Gemini scales larger images down to fit 3072×3072
     image_max_bytes=15 * 1024 * 1024,  # a request's inline data totals at most 20 MB
     thinking=True,  # thinking_config: the budget, and the thought summaries streamed
+    count_tokens=lambda request: count_tokens(request),  # quote(): models.countTokens
 )
 """``gemini:`` — the Gemini API (Google AI Studio keys)."""
 
@@ -297,6 +298,25 @@ async def stream(request: Request) -> AsyncIterator[str | ToolCallDelta | Thinki
     if finish not in FINISH:
         raise ProviderError(f"Gemini stopped the answer: {finish}")
     yield Final(FINISH[finish], usage, tool_calls=tuple(calls))
+
+
+async def count_tokens(request: Request) -> int:
+    """The prompt's input tokens by Gemini's ``countTokens`` (free; used by
+    :func:`nbstream.quote` on sampled rows). The Gemini API counts contents only: the system
+    prompt is counted as text ahead of them."""
+    genai = _sdk()
+    base_url, api_key, wire = connection(request.base_url)
+    contents, _ = request_config(request)
+    if request.system:
+        contents = [{"role": "user", "parts": [{"text": request.system}]}, *contents]
+    try:
+        async with _Client(base_url, api_key, request.connect_timeout) as client:
+            counted = await client.aio.models.count_tokens(model=request.model, contents=contents)
+    except _errors(genai) as exc:
+        raise _error(exc, genai, wire) from None
+    if counted.total_tokens is None:
+        raise ProviderError("Gemini's countTokens answered without totalTokens")
+    return int(counted.total_tokens)
 
 
 def _transport(http: Any, inner: Any, connect_timeout: float) -> Any:

@@ -9,6 +9,7 @@ URLs and error wording are the streaming provider's too (:func:`~.openai_chat.co
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -19,6 +20,7 @@ from nbstream.providers.batches import (
     CONTROL_RETRIES,
     ENDED,
     EXPIRED,
+    BatchLimits,
     BatchState,
     BatchStatus,
     failed,
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
     import openai
 
 ENDPOINT: Final = "/v1/chat/completions"
+LIMITS: Final = BatchLimits(rows=50_000, bytes=200 * 1024 * 1024)
+"""The Batch API's limits: 50,000 requests and a 200 MB input file per batch."""
 
 STATES: dict[str, BatchState] = {
     "validating": "running",
@@ -84,6 +88,17 @@ def line_of(index: int, request: Request, *, official: bool) -> dict[str, Any]:
     }
 
 
+def _encoded(index: int, request: Request, official: bool) -> bytes:
+    line = line_of(index, request, official=official)
+    return (json.dumps(line, ensure_ascii=False) + "\n").encode()
+
+
+def sizes(requests: Sequence[Request], first: Request) -> list[int]:
+    """Each row's bytes in the input file (exactly what :func:`submit` uploads)."""
+    official = not (first.base_url or os.environ.get("OPENAI_BASE_URL"))  # as connection()
+    return [len(_encoded(i, r, official)) for i, r in enumerate(requests)]
+
+
 async def submit(
     requests: Sequence[Request], first: Request, metadata: dict[str, str] | None
 ) -> str:
@@ -91,8 +106,7 @@ async def submit(
     import openai
 
     client, wire, official = _openai_client(first.base_url, first.connect_timeout)
-    lines = [line_of(i, r, official=official) for i, r in enumerate(requests)]
-    data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
+    data = b"".join(_encoded(i, r, official) for i, r in enumerate(requests))
     try:
         async with client:
             uploaded = await client.files.create(

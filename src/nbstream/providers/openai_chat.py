@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from nbstream.providers.base import (
     Attachment,
@@ -44,9 +44,14 @@ from nbstream.providers.common import (
     sdk_error,
     sdk_exceptions,
     server_message,
+    timeout_config,
 )
 from nbstream.providers.messages import Message, Turns, put_parts, schema_instructions, split_system
-from nbstream.providers.openai_responses import openai_client, stream_responses
+from nbstream.providers.openai_responses import (
+    openai_client,
+    stream_responses,
+    to_responses,
+)
 from nbstream.providers.thinking import ThinkTags
 
 OLLAMA_DEFAULT_URL = "http://localhost:11434/v1"
@@ -138,6 +143,7 @@ CAPABILITIES = Capabilities(
     image_max_bytes=20 * 1024 * 1024,
     reasoning_effort=True,  # o-series and gpt-5 models; compatible servers that accept it
     empty_stream_hint=_empty_stream_hint,
+    count_tokens=lambda request: count_tokens(request),  # quote(): /v1/responses/input_tokens
 )
 """``openai:`` — api.openai.com, or any OpenAI-compatible server by ``base_url``."""
 
@@ -469,3 +475,25 @@ def _call_piece(piece: Any, calls: dict[int, dict[str, str]]) -> ToolCallDelta:
     if arguments:
         call["arguments"] += str(arguments)
     return ToolCallDelta(index, str(name) if name else None, str(arguments or ""))
+
+
+async def count_tokens(request: Request) -> int:
+    """The prompt's input tokens by OpenAI's token-counting endpoint
+    (``/v1/responses/input_tokens``, free; used by :func:`nbstream.quote` on sampled rows).
+    An OpenAI-compatible server without it answers an error, and the quote says so."""
+    import openai
+
+    base_url, api_key, wire = connection(request.base_url)
+    timeout = timeout_config(openai, request.connect_timeout)
+    client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=2)
+    instructions, items = to_responses(list(request.messages), request.prompt, request.system)
+    try:
+        async with client:
+            counted = await client.responses.input_tokens.count(
+                model=request.model,
+                input=cast(Any, items),
+                **({"instructions": instructions} if instructions else {}),
+            )
+    except sdk_exceptions(openai) as exc:
+        raise sdk_error(exc, openai, wire) from None
+    return int(counted.input_tokens)
