@@ -139,7 +139,8 @@ else the first tool): the tokens are streamed as ``input_json_delta`` events
 (``partial_json``) and the message ends with ``stop_reason: "tool_use"``; without
 ``"stream": true`` the block's ``input`` is the parsed text (``{}`` if it is not JSON).
 
-The stream keys (``delay``, ``*_after``, ``empty``, ``preamble_only``, ``framing``) apply to
+A request without ``"stream": true`` gets the whole answer after ``first_delay`` plus
+``delay`` per token (as long as the stream would take). The other stream keys (``*_after``, ``empty``, ``preamble_only``, ``framing``) apply to
 ``"stream": true`` requests only. Tokens may hold lone UTF-16 surrogates
 (``["\\ud83d", "\\ude00"]``): all JSON is written with ``\\uXXXX`` escapes (``ensure_ascii``),
 so the SDKs' JSON parsers yield those lone surrogates, and :meth:`FakeLLMServer.script` sends
@@ -895,8 +896,9 @@ class _Handler(BaseHTTPRequestHandler):
         ctx = _make_ctx(provider, spec, model, body, answer)
         tokens = ctx.tokens
         try:
-            if not stream:
-                self._wait(float(spec.get("first_delay", 0)), record)
+            if not stream:  # a whole answer takes as long as its stream would
+                pause = float(spec.get("delay", 0)) * len(tokens)
+                self._wait(float(spec.get("first_delay", 0)) + pause, record)
                 if provider == "openai":
                     payload = _openai_completion(ctx)
                 elif provider == "gemini":

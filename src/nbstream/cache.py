@@ -76,7 +76,7 @@ from nbstream.providers.base import (
 from nbstream.settings import Settings
 from nbstream.version import __version__
 
-NOT_IN_KEY = frozenset({"base_url", "connect_timeout", "api"})
+NOT_IN_KEY = frozenset({"base_url", "connect_timeout", "api", "whole"})
 """Request fields that say how the request travels, not what is asked: never in the key."""
 
 FORMAT = 1

@@ -441,8 +441,9 @@ class Stream:
             return
         now = time.monotonic()
         s = self.settings
-        if self.state == "waiting" and now - self._attempt_started >= s.first_token_timeout:
-            self._cancel("first_token_timeout")
+        waits = s.first_token_timeout + (s.idle_timeout if self.request.whole else 0.0)
+        if self.state == "waiting" and now - self._attempt_started >= waits:
+            self._cancel("first_token_timeout")  # a whole answer: the first token is all of it
         elif (
             self.state in ("streaming", "thinking") and now - self._last_activity >= s.idle_timeout
         ):
@@ -482,7 +483,13 @@ class Stream:
         else:
             finish = "error"
             s = self.settings
-            if reason == "first_token_timeout":
+            if reason == "first_token_timeout" and self.request.whole:
+                error = (
+                    f"no answer {s.first_token_timeout + s.idle_timeout:g} s after the request "
+                    "was sent (asked whole: first-token + idle timeout); raise "
+                    f"{self.describe_option('first_token_timeout')}"
+                )
+            elif reason == "first_token_timeout":
                 error = (
                     f"no first token {s.first_token_timeout:g} s after the request was sent "
                     f"(first-token timeout); raise {self.describe_option('first_token_timeout')}"

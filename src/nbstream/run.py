@@ -217,11 +217,13 @@ def make_stream(
     namespace: Mapping[str, Any] | None = None,
     sink: Sink | None = None,
     defaults: Mapping[str, Any] | None = None,
+    whole: bool = False,
 ) -> Stream:
     """Build a ready-to-run stream from the call's options (:data:`~nbstream.settings.UNSET`
     = not given). ``prompt`` may be a function of the merged settings (e.g. interpolation
     within ``context_budget``). ``namespace``: where a schema named by a string is looked
-    up (default: the user's namespace). ``sink``: where the stream's progress goes instead
+    up (default: the user's namespace). ``whole``: ask for the answer in one piece where
+    the provider can (a batch row nobody watches). ``sink``: where the stream's progress goes instead
     of the display of ``settings.display`` (e.g. a batch's progress); ``defaults``: the
     front door's own defaults, below the environment (:func:`~nbstream.settings.resolve`).
     Raises ``SettingsError``, ``ModelIdError`` or
@@ -294,6 +296,8 @@ def make_stream(
                 for t in decided.tools
             ),
         )
+    if whole and caps.whole:
+        request = replace(request, whole=True)
     if sink is None:
         sink = make_sink(settings, stoppable=awaited, schema=schema)
     if (schema is not None and settings.retries > 0) or decided.tools:

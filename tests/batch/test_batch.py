@@ -133,7 +133,10 @@ def test_stop_cancels_what_is_in_flight_and_keeps_what_finished(sdks):
     print(f"{len(finished)} finished, {len(cancelled)} cancelled, {sent_before_stop} sent")
     assert len(finished) >= 2 and len(finished) + len(cancelled) == 10
     assert all(r == "t" * 40 for r in finished)
-    assert any(r and r.finish_reason == "cancelled" for r in results)  # a partial answer kept
+    # no row is watched (display "none"): every row was asked whole, so an in-flight row
+    # ends cancelled with no text (a watched row streams and keeps its partial text)
+    assert any(r.finish_reason == "cancelled" and r == "" for r in results)
+    assert all(r["body"].get("stream") is None for r in sdks.log(model))
     log = sdks.log(model)
     assert len(log) <= sent_before_stop + 2  # nothing new was started after Stop
     cut = [r for r in log if not r["completed"]]

@@ -147,5 +147,3 @@ def test_quote_uses_the_providers_token_counting(fake_llm, provider):
     # the server counts 60 words × 4/3 + 3 = 83 tokens a row: extrapolated to 20 rows
     assert q.input_tokens == pytest.approx(20 * 83, rel=0.02)
     assert nbstream.quote(rows, "{item}", model="ollama:x").basis.startswith("input: the filled")
-
-

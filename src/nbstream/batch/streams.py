@@ -120,10 +120,6 @@ class StreamRunner:
     def delta(self, index: int, delta: str) -> None:
         tally = self.tally
         tally.output_tokens += 1
-        if self.focus is None:
-            self.focus = index
-            tally.pane_title = f"row {self.job.rows.labels[index]!r}"
-            tally.pane_text = ""
         if self.focus == index:
             text = tally.pane_text + delta  # kept short: the display sends its last PANE_CHARS
             tally.pane_text = text if len(text) < 2 * PANE_CHARS else text[-PANE_CHARS:]
@@ -173,7 +169,10 @@ class StreamRunner:
         prompt = self.prompts[index]
         if self.stopping:
             return self._cancelled(index)
-        stream = make_stream(prompt, self.plan, sink=RowSink(self, index))
+        # One row at a time streams into the pane; the others are asked whole where the
+        # provider can (one response to parse, not a chunk per token: bench_batch.py).
+        whole = self.focus is not None or self.settings.display == "none"
+        stream = make_stream(prompt, self.plan, sink=RowSink(self, index), whole=whole)
         lookup = getattr(stream.on_response, "lookup", None)
         entry = None
         if lookup is None or not lookup.hit:  # a cached row costs nothing: no limits
@@ -187,6 +186,10 @@ class StreamRunner:
                 self.limiter.settle(entry, 0)
             return self._over_budget(index)
         self.in_flight += guess
+        if not whole:
+            self.focus = index
+            self.tally.pane_title = f"row {self.job.rows.labels[index]!r}"
+            self.tally.pane_text = ""
         current = self.streams[index] = [stream]
         self.tally.running += 1
         self.display.refresh()

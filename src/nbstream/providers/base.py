@@ -138,6 +138,10 @@ class Request:
     """The prompt with its images and documents in place (empty: text only). ``prompt``
     then holds the same text with ``[image: fig: PNG 800×600, 41 KB]`` labels; a provider
     that declares ``Capabilities(images=True)`` sends ``parts`` as the user's content."""
+    whole: bool = False
+    """Ask for the whole answer at once instead of a stream (a batch row nobody watches:
+    one response to parse instead of a chunk per token), where the provider can
+    (``Capabilities.whole``). How the request travels: not in the replay cache's key."""
 
 
 @dataclass(frozen=True)
@@ -289,6 +293,8 @@ class Capabilities:
     (the provider's documented limit or the size past which it scales them itself)."""
     image_max_bytes: int = 5 * 1024 * 1024
     """Images larger than this (encoded) are re-encoded smaller before sending."""
+    whole: bool = False
+    """Answers a request with ``whole=True`` in one response (not streamed)."""
     thinking: bool = False
     """It honours ``Request.thinking`` (a thinking budget in tokens)."""
     reasoning_effort: bool = False

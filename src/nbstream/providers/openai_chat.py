@@ -143,6 +143,7 @@ CAPABILITIES = Capabilities(
     image_max_bytes=20 * 1024 * 1024,
     reasoning_effort=True,  # o-series and gpt-5 models; compatible servers that accept it
     empty_stream_hint=_empty_stream_hint,
+    whole=True,  # Chat Completions without "stream" (a batch row nobody watches)
     count_tokens=lambda request: count_tokens(request),  # quote(): /v1/responses/input_tokens
 )
 """``openai:`` — api.openai.com, or any OpenAI-compatible server by ``base_url``."""
@@ -159,6 +160,7 @@ OLLAMA_CAPABILITIES = Capabilities(
     image_max_side=1344,
     image_max_bytes=20 * 1024 * 1024,
     empty_stream_hint=_empty_stream_hint,
+    whole=True,
 )
 """``ollama:`` — a local Ollama server (OpenAI-compatible, no key)."""
 
@@ -378,6 +380,12 @@ async def _stream(
         # The SDK's own request path (headers, errors, SSE decoding, mid-stream error
         # events), with the chunks as the JSON dicts they are: building a pydantic model
         # per chunk cost ~0.5 ms of CPU each, which capped a 32-wide batch (bench_batch.py).
+        if request.whole:  # one response, read as one chunk
+            whole = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+            answer = await client.post(
+                "/chat/completions", body={"model": request.model, **whole}, cast_to=object
+            )
+            return _Whole(answer)
         return await client.post(
             "/chat/completions",
             body={"model": request.model, **body},
@@ -461,6 +469,36 @@ async def _stream(
     yield Final(FINISH.get(finish_reason, "stop"), usage, tool_calls=made)
 
 
+class _Whole:
+    """A whole (not streamed) completion, read as the one chunk of a stream: its message
+    as the delta (its tool calls numbered), its finish reason and usage."""
+
+    def __init__(self, answer: Any) -> None:
+        chunk: dict[str, Any] = {}
+        if isinstance(answer, dict):
+            chunk["usage"] = answer.get("usage")
+            chunk["choices"] = []
+            for choice in answer.get("choices") or ():
+                message = dict(choice.get("message") or {}) if isinstance(choice, dict) else {}
+                calls = message.get("tool_calls")
+                if isinstance(calls, list):
+                    message["tool_calls"] = [
+                        {**c, "index": i} for i, c in enumerate(calls) if isinstance(c, dict)
+                    ]
+                finish = choice.get("finish_reason") if isinstance(choice, dict) else None
+                chunk["choices"].append({"delta": message, "finish_reason": finish})
+        self.chunk = chunk
+
+    async def __aenter__(self) -> _Whole:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        yield self.chunk
+
+
 def _call_piece(piece: Any, calls: dict[int, dict[str, str]]) -> ToolCallDelta:
     """One streamed ``tool_calls`` delta: added to its call (by ``index``), for the display."""
     index = int(piece.get("index") or 0) if isinstance(piece, dict) else 0
@@ -492,7 +530,7 @@ async def count_tokens(request: Request) -> int:
             counted = await client.responses.input_tokens.count(
                 model=request.model,
                 input=cast(Any, items),
-                **({"instructions": instructions} if instructions else {}),
+                instructions=instructions if instructions else openai.omit,
             )
     except sdk_exceptions(openai) as exc:
         raise sdk_error(exc, openai, wire) from None
