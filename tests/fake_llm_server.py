@@ -140,8 +140,9 @@ else the first tool): the tokens are streamed as ``input_json_delta`` events
 ``"stream": true`` the block's ``input`` is the parsed text (``{}`` if it is not JSON).
 
 A request without ``"stream": true`` gets the whole answer after ``first_delay`` plus
-``delay`` per token (as long as the stream would take). The other stream keys (``*_after``, ``empty``, ``preamble_only``, ``framing``) apply to
-``"stream": true`` requests only. Tokens may hold lone UTF-16 surrogates
+``delay`` per token (as long as the stream would take). The other stream keys
+(``*_after``, ``empty``, ``preamble_only``, ``framing``) apply to ``"stream": true``
+requests only. Tokens may hold lone UTF-16 surrogates
 (``["\\ud83d", "\\ude00"]``): all JSON is written with ``\\uXXXX`` escapes (``ensure_ascii``),
 so the SDKs' JSON parsers yield those lone surrogates, and :meth:`FakeLLMServer.script` sends
 them the same way.

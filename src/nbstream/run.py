@@ -223,8 +223,8 @@ def make_stream(
     = not given). ``prompt`` may be a function of the merged settings (e.g. interpolation
     within ``context_budget``). ``namespace``: where a schema named by a string is looked
     up (default: the user's namespace). ``whole``: ask for the answer in one piece where
-    the provider can (a batch row nobody watches). ``sink``: where the stream's progress goes instead
-    of the display of ``settings.display`` (e.g. a batch's progress); ``defaults``: the
+    the provider can (a batch row nobody watches). ``sink``: where the stream's progress
+    goes instead of the display of ``settings.display`` (e.g. a batch's progress); ``defaults``: the
     front door's own defaults, below the environment (:func:`~nbstream.settings.resolve`).
     Raises ``SettingsError``, ``ModelIdError`` or
     ``SchemaError``; nothing is sent then. ``call`` may be a :class:`Plan` already made

@@ -4,6 +4,7 @@ the real SDKs against the local fake server, and across two real kernels."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
@@ -49,7 +50,7 @@ def test_split_keeps_every_part_under_both_limits_and_uses_as_few_as_it_can():
     for part in parts:
         assert len(part) <= 10 and sum(sizes[part.start : part.stop]) <= 2048
     # greedy: merging any part into the next would break a limit
-    for a, b in zip(parts, parts[1:], strict=False):
+    for a, b in itertools.pairwise(parts):
         rows = b.stop - a.start
         assert rows > 10 or sum(sizes[a.start : b.stop]) > 2048
 
