@@ -2275,7 +2275,7 @@ def _start_worker(target: Callable[..., None], state: _State, batch: _Batch, *ar
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    request_queue_size = 256  # the default 5 drops connections when a batch opens 32 at once
+    request_queue_size = 1024  # the default 5 drops connections when a batch opens 32 at once
 
     def __init__(self, port: int) -> None:
         super().__init__(("127.0.0.1", port), _Handler)

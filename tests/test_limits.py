@@ -40,3 +40,11 @@ def test_only_mostly_429s_hold_the_batch_back():
     held = [limiter.answered(True, 5.0) for _ in range(9)]
     assert held[-1] and not held[0]  # half of the last 20 were 429s: over the limit
     assert 4.5 < limiter.wait_for(1, time.monotonic()) <= 5.0
+
+
+def test_the_first_requests_429s_alone_do_not_hold_the_batch_back():
+    """32 requests go out at once; the 429s among them come back before any answer."""
+    limiter = Limiter(rpm=None, tpm=None)
+    assert not any(limiter.answered(True, 1.0) for _ in range(5))
+    assert limiter.wait_for(1, time.monotonic()) == 0.0
+    assert [limiter.answered(True, 1.0) for _ in range(5)][-1]  # ten 429s in a row: over

@@ -65,9 +65,13 @@ class Limiter:
         ``wait`` s). New requests are held back only when at least half of the last
         :data:`RECENT` answers were 429s — the batch is over the server's limit; an
         occasional 429 is the engine's to retry (Retry-After honoured) while the others
-        go on. True when this answer started a hold."""
+        go on. It takes :data:`RECENT` / 2 answers to judge: the first requests' 429s come
+        back at once, before any answer, and would look like all of them (measured: a 1 s
+        hold at the start of a batch with one 429 in six). True when this answer started a
+        hold."""
         self.recent.append(limited)
-        if limited and len(self.recent) >= 4 and sum(self.recent) * 2 >= len(self.recent):
+        seen = len(self.recent)
+        if limited and seen >= self.RECENT // 2 and sum(self.recent) * 2 >= seen:
             self.hold(wait)
             return True
         return False
