@@ -60,9 +60,11 @@ await nbstream.map(['warm up'], '{{item}}', model='openai:{model}', display='non
 with open('/proc/self/clear_refs', 'w') as f:
     f.write('5')  # reset VmHWM: the peak is this batch's
 rss0 = status('VmRSS:')
+cpu0 = time.process_time()
 t_map = time.monotonic()
 out = await nbstream.map(df, 'Say {{q}}', model='openai:{model}', concurrency={concurrency})
 t_map = time.monotonic() - t_map
+cpu_map = time.process_time() - cpu0
 """
 
 REPORT = """
@@ -71,9 +73,15 @@ print(json.dumps({
     'rss0': rss0, 'peak': status('VmHWM:'), 'rss1': status('VmRSS:'),
     'rows': len(out), 'ok': sum(r.ok for r in answers),
     'in_order': all(str(r) == f'echo: Say row {i}' for i, r in enumerate(answers)),
-    'same_index': list(out.index) == list(df.index), 'wall': t_map,
+    'same_index': list(out.index) == list(df.index), 'wall': t_map, 'cpu': cpu_map,
 }))
 """
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str]) -> int:
@@ -97,7 +105,9 @@ def main(argv: list[str]) -> int:
             start = len(kernel.iopub)
             t0 = time.monotonic()
             cell = CELL.format(rows=args.rows, model=model, concurrency=args.concurrency)
+            server_cpu0 = process_cpu(server.pid)
             kernel.run_ok(cell, timeout=ideal * 3 + 300)
+            server_cpu = process_cpu(server.pid) - server_cpu0
             report = json.loads(kernel.run_ok(REPORT).stdout().strip().splitlines()[-1])
             wall = report["wall"]
             window = [m for m in kernel.iopub[start:] if m["msg_type"] in LIVE_TYPES]
@@ -132,6 +142,9 @@ def main(argv: list[str]) -> int:
         f"| files in the cache folder | {len(files)} ({', '.join(files)[:80]}) | 1 | "
         f"{'PASS' if len(files) == 1 else 'FAIL'} |",
         f"| history file | {history_mb:.1f} MB | (prunable: `%llm history --prune`) | |",
+        f"| CPU during the map | kernel {report['cpu']:.0f} s "
+        f"({report['cpu'] / args.rows * 1000:.2f} ms a row), test server {server_cpu:.0f} s, "
+        f"on {os.cpu_count()} cores | | |",
     ]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -124,8 +124,9 @@ Script spec keys (all optional):
   creation whose first row is for this model (OpenAI ``POST /v1/batches``: the input file's
   first line's ``body.model``; Anthropic ``POST /v1/messages/batches``: ``requests[0].params
   .model``) is answered with that HTTP status and the provider's error body; no batch is made.
-- ``echo``: true: the answer is ``"echo: "`` and the last user message's text (two tokens), so
-  a test sees which answer went to which request.
+- ``echo``: true: the answer is ``"echo: "`` and the last user message's text, cut into as
+  many tokens as ``tokens`` has (timing as scripted), so a test sees which answer went to
+  which request.
 - ``batch_max_rows`` / ``batch_max_bytes``: the batch service's limits for a batch whose first
   row is for this model, scaled down (defaults: the real ones, OpenAI 50,000 requests and a
   200 MB input file, Anthropic 100,000 requests and a 256 MB body). Over them: OpenAI answers
@@ -577,8 +578,10 @@ def _decide(state: _State, model: str, body: Any) -> tuple[dict[str, Any], int, 
 def _make_ctx(provider: str, spec: dict[str, Any], model: str, body: Any, answer: int) -> _Ctx:
     """What a normal answer to ``body`` says: tokens, usage, finish reason, tool."""
     tokens = _tokens_of(spec, answer)
-    if spec.get("echo") and isinstance(body, dict):
-        tokens = ["echo: ", _last_user_text(body)]
+    if spec.get("echo") and isinstance(body, dict):  # as many tokens as scripted (timing)
+        echoed = "echo: " + _last_user_text(body)
+        size = -(-len(echoed) // max(1, len(tokens)))
+        tokens = [echoed[i : i + size] for i in range(0, len(echoed), size)]
     words = _prompt_words(body) if isinstance(body, dict) else 0
     usage = spec.get("usage") or {}
     prompt_tokens = int(usage.get("input_tokens", words))

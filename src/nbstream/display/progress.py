@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 from nbstream import kernel
 from nbstream.display.live_html import Throttle
 from nbstream.pricing import format_cost
-from nbstream.render.answer_html import inline_css, static_text
+from nbstream.render.answer_html import compact_js, inline_css
 from nbstream.response import EMPTY_INPUT
 
 if TYPE_CHECKING:
@@ -414,8 +414,8 @@ def view_class() -> type[Any]:
         only when they changed; browser → kernel: ``{"event": "stop"}``. ``updates`` and
         ``bytes_sent`` count the messages (and their JSON payload) sent after the open."""
 
-        _esm = static_text("progress.js")
-        _css = static_text("progress.css")
+        _esm = compact_js("progress.js")
+        _css = inline_css("progress.css")
         llm_model = traitlets.Unicode("").tag(sync=True)  # not `model_id`: Widget owns it
         stoppable = traitlets.Bool(False).tag(sync=True)
         counts = traitlets.Dict().tag(sync=True)

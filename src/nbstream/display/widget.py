@@ -38,7 +38,13 @@ from nbstream.display.live_html import HTML_INTERVAL, Throttle, live_bundle, sta
 from nbstream.kernel import update_display
 from nbstream.prompts.media import thumbnails
 from nbstream.render import incremental
-from nbstream.render.answer_html import renderer, static_bundle, static_text, structured_html
+from nbstream.render.answer_html import (
+    compact_js,
+    inline_css,
+    renderer,
+    static_bundle,
+    structured_html,
+)
 from nbstream.store import provenance
 
 if TYPE_CHECKING:
@@ -151,8 +157,8 @@ class Rendered(Protocol):
 class StreamView(anywidget.AnyWidget):
     """Status line, Stop button and the answer, live. Content travels in custom messages."""
 
-    _esm = static_text("view.js")
-    _css = static_text("view.css") + static_text("cards.css")
+    _esm = compact_js("view.js")
+    _css = inline_css("view.css") + " " + inline_css("cards.css")
     llm_model = traitlets.Unicode("").tag(sync=True)  # not `model_id`: Widget owns that name
     note = traitlets.Unicode("").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nbstream.render import incremental, markdown
-from nbstream.render.highlight import stylesheet
 from nbstream.structured.view import IncrementalStructured, render_partial
 
 if TYPE_CHECKING:
@@ -34,6 +33,14 @@ def static_text(name: str) -> str:
     callback per instance, so every view (and its sink, stream and answer) would live as long
     as the class (anywidget issue #929; docs/design.md)."""
     return (Path(__file__).parent.parent / "static" / name).read_text(encoding="utf-8")
+
+
+def compact_js(name: str) -> str:
+    """The module ``static/<name>`` without indentation, blank lines and whole-line ``//``
+    comments (line breaks kept: automatic semicolons stay where they were), for a widget's
+    ``_esm``: a quarter fewer bytes in every view's setup message."""
+    lines = (line.strip() for line in static_text(name).splitlines())
+    return "\n".join(line for line in lines if line and not line.startswith("//"))
 
 
 def inline_css(name: str) -> str:
@@ -171,14 +178,13 @@ def tool_calls_html(calls: list[dict[str, Any]], limit: int = 300) -> str:
 
 
 def _static_css(with_code: bool) -> str:
-    css = _STYLE
-    if with_code:
-        css += stylesheet()
-    return css
+    return _STYLE + _CODE_STYLE if with_code else _STYLE
 
 
 _STYLE = inline_css("view.css")
 """The saved answer's own stylesheet."""
+_CODE_STYLE = inline_css("highlight.css")
+"""…and its code colours, when it has highlighted code (comments out: 4.2 → 2.6 KB)."""
 
 
 __all__ = [
