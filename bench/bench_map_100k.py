@@ -35,7 +35,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -129,7 +128,8 @@ def main(argv: list[str]) -> int:
         "",
         "| measure | value | goal | verdict |",
         "|---|---|---|---|",
-        f"| wall time (the map call) | {wall:.1f} s (ideal N·t/c {ideal:.1f} s: {wall / ideal:.3f}×) "
+        f"| wall time (the map call) | {wall:.1f} s (ideal N·t/c {ideal:.1f} s: "
+        f"{wall / ideal:.3f}×) "
         f"| ≤ 1.15× | {'PASS' if wall <= ideal * 1.15 else 'FAIL'} |",
         f"| kernel memory | {report['rss0']:.0f} MB before, peak {report['peak']:.0f} MB "
         f"(+{growth:.0f} MB), {report['rss1']:.0f} MB after | < +300 MB | "

@@ -121,7 +121,7 @@ def test_nb7_saved_answer_has_math_and_highlighted_code(n7, fake_llm):
     html = "".join(
         o["data"]["text/html"] for o in saved.cells[i].outputs if "text/html" in o.get("data", {})
     )
-    assert html.count("<math ") == 3 and '<span class=k>' in html, html[:500]
+    assert html.count("<math ") == 3 and "<span class=k>" in html, html[:500]
     shot = doc_screenshot(out.locator(".jp-OutputArea-output").last, "notebook7.png")
     errors = n7.page_errors()
     print(f"[nb7] screenshot {shot}; page errors (Notebook 7's own): {errors}")

@@ -37,7 +37,7 @@ def code_text(spans: str) -> str:
 def test_highlight_uses_classes_and_keeps_the_text(lang: str) -> None:
     code = SAMPLES[lang]
     spans = highlight.highlight(code, lang)
-    assert spans is not None and '<span class=' in spans
+    assert spans is not None and "<span class=" in spans
     assert "style=" not in spans
     assert code_text(spans) == code
     assert code_text(highlight.highlight(code.rstrip("\n"), lang) or "") == code.rstrip("\n")

@@ -839,7 +839,7 @@ def test_fenced_code_structure() -> None:
         '<div class="nbstream-code" data-lang="python"><div class="nbstream-code-lang">python'
         '</div><pre class="highlight"><code class="language-python"><span class=k>def</span>'
     )
-    assert '<span class=c1># one</span>' in html and "style=" not in html
+    assert "<span class=c1># one</span>" in html and "style=" not in html
     assert html.endswith("</code></pre></div>\n")
     assert render("```mermaid\nA-->B\n```") == (
         '<div class="nbstream-code" data-lang="mermaid"><div class="nbstream-code-lang">mermaid'
