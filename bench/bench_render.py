@@ -136,6 +136,20 @@ def blockquote(size: int) -> str:
     return _fill("The reviewer wrote:\n\n", para, size, "\nWe will address this.\n")
 
 
+def quoted_list(size: int) -> str:
+    def item(i: int) -> str:
+        return f"> - finding {i}: `metric_{i}` drifts by **{i % 9}%** after the *reload*\n"
+
+    return _fill("The audit says:\n\n", item, size, "\nWe agree.\n")
+
+
+def quoted_fence(size: int) -> str:
+    def line(i: int) -> str:
+        return f"> frame = frame.assign(col_{i}=frame['x'] * {i % 7})  # step {i}\n"
+
+    return _fill("The reviewer quoted:\n\n> ```python\n", line, size)
+
+
 SHAPES: dict[str, Callable[[int], str]] = {
     "paragraphs": paragraphs,
     "long bullet list": bullet_list,
@@ -144,6 +158,8 @@ SHAPES: dict[str, Callable[[int], str]] = {
     "GFM table": table,
     "long fence": fence,
     "long blockquote": blockquote,
+    "long list in a quote": quoted_list,
+    "long fence in a quote": quoted_fence,
 }
 
 
