@@ -487,7 +487,7 @@ class Bench:
         provider instead of the HTTP server; ``script``: fake-server keys (delay, ...)."""
         tokens = -(-len(text) // token_size)
         run = Run(case, mode, tokens)
-        view_mode = {"m": "d", "n": "a"}.get(mode, mode)  # what the frontend should show
+        view_mode = {"m": "d", "n": "a", "h": "a"}.get(mode, mode)  # what the frontend should show
         if in_kernel:
             code = f'await _bench_nbstream(_bench_burst, "benchburst:x", {PROMPT!r})'
         else:
@@ -672,7 +672,7 @@ def table(rows: list[Row]) -> str:
         cpu_tok = row.agg("kernel_cpu") / r0.tokens * 1e6
         bytes_ = row.agg("bytes")
         ratio_wall = wall / row.baseline if row.baseline else None
-        ratio_bytes = bytes_ / row.html_bytes if row.mode not in ("a", "n") else None
+        ratio_bytes = bytes_ / row.html_bytes if row.mode not in ("a", "n", "h") else None
         fv = [r.first_visible for r in row.runs if r.first_visible is not None]
         first = "—" if not fv else f"{med(fv) * 1000:.1f} (max {max(fv) * 1000:.1f})"
         sent = [r.first_sent for r in row.runs if r.first_sent is not None]

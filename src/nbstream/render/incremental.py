@@ -86,8 +86,9 @@ Which top-level block the unsettled rest belongs to, where it ends and which cut
 are decided on that re-parse, with the same rules (they see the real line before the rest,
 not the prelude's); the block's HTML is the cached parts plus the rest's. So the result is
 the same as re-parsing the whole tail; only a streaming code fence may differ in a few
-highlighting spans until it closes. Blocks nested inside an open block (a long list inside
-a blockquote, one list item holding a long sub-list) are not split further.
+highlighting spans until it closes. A long block inside a long blockquote (a list or a
+fence in a quote) is rendered by a nested renderer fed the quote's lines without their
+``>`` (see ``_OpenQuote``); one list item holding a long sub-list is not split further.
 
 The one divergence possible is a reference definition (``[x]: http://…``) arriving after a
 frozen block used ``[x]``: when the text contains ``]:``, :meth:`IncrementalMarkdown.finish`
@@ -112,6 +113,7 @@ from nbstream.render.open_blocks import (
     _line_offset,
     _open_block,
     _OpenBlock,
+    _OpenQuote,
     _Tail,
 )
 
@@ -269,6 +271,8 @@ class IncrementalMarkdown:
         """Re-parse the unsettled rest of the open block (behind its prelude) and after."""
         block = self._open
         assert block is not None
+        if isinstance(block, _OpenQuote) and block.nested is not None:
+            return block.nested_tail(self, final)  # a long block inside a long quote
         src = block.prelude + self._pending[block.start :]
         tokens = self._parse(src, env)
         lines = src.split("\n")
