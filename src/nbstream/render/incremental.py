@@ -179,6 +179,15 @@ class IncrementalMarkdown:
         self._text = text
         return Update(self._advance(), self._tail)
 
+    def extend(self, chunk: str) -> Update:
+        """Append ``chunk`` to the source and say what changed: :meth:`update` without
+        comparing the whole text each time (a nested renderer, fed by its open blockquote,
+        which only ever appends; ``finish`` is not called on it)."""
+        if chunk:
+            self._append(chunk)
+            return Update(self._advance(), self._tail)
+        return Update("", self._tail)
+
     def finish(self) -> Update:
         """End of stream: freeze everything; ``reset`` if the result differs from one-shot."""
         if self._finished:

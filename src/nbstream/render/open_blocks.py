@@ -280,8 +280,8 @@ class _OpenQuote(_OpenBlock):
         self.prelude = ">\n"
         self.parts: list[str] = []  # HTML of the settled inner blocks
         self.nested: Any = None  # the IncrementalMarkdown of the inside, once it is long
-        self.fed = 0  # characters of the rest whose complete lines are in ``lines``
-        self.lines: list[str] = []  # the rest's complete lines without their markers
+        self.fed = 0  # characters of the rest up to the end of its last complete line
+        self.partial = ""  # what the nested renderer has of the incomplete line after it
 
     def absorb(self, ctx: _Context) -> tuple[int, list[str]]:
         tokens, tail = ctx.tokens, ctx.tail
@@ -307,10 +307,9 @@ class _OpenQuote(_OpenBlock):
         if final:
             raise _Fallback  # the end: one whole parse, exact
         src = owner.pending_source[self.start :]
-        end = src.rfind("\n") + 1
-        for line in src[self.fed : end].split("\n")[:-1]:
-            self.lines.append(_dequote(line) + "\n")
-        self.fed = max(self.fed, end)
+        end = max(src.rfind("\n") + 1, self.fed)
+        lines = "".join(_dequote(line) + "\n" for line in src[self.fed : end].split("\n")[:-1])
+        self.fed = end
         partial = src[end:]
         marker = _QUOTE_MARKER.match(partial)
         if marker is not None:
@@ -321,8 +320,12 @@ class _OpenQuote(_OpenBlock):
             raise _Fallback  # a line without ">": the quote may end here
         if "\t" in last:
             raise _Fallback
+        grown = lines + last  # starts with what was fed of the line incomplete before
+        if not grown.startswith(self.partial):
+            raise _Fallback
         before = self.nested.chars_processed
-        self.nested.update("".join(self.lines) + last)
+        self.nested.extend(grown[len(self.partial) :])
+        self.partial = last
         owner.chars_processed += self.nested.chars_processed - before
         html = ["<blockquote>\n", *self.parts, self.nested.html, "</blockquote>\n"]
         return _Tail("", 0, self.start, [], [""], [""], 0, html)
