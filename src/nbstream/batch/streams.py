@@ -74,7 +74,7 @@ async def relaxed_gc() -> AsyncIterator[None]:
     """Collect young objects less often while rows run. A row leaves a few objects that
     live on (its Response) and some that only the cyclic collector frees; with Python's
     default thresholds the collector's work grew with the rows done: 0.36 → 0.75 ms of CPU
-    a row over 100,000 rows, against a flat 0.28–0.35 with this (``docs/design.md``,
+    a row over 100,000 rows, against a flat 0.28–0.39 with this (``docs/design.md``,
     bench/results-map-100k.md). Restored when the last running map ends."""
     global _relaxed, _saved
     if _relaxed == 0:
