@@ -171,16 +171,24 @@ def main(argv: list[str]) -> int:
     if ("clean", "chatlas") in medians:
         for scenario in ("clean", "429"):
             ours, theirs = medians[scenario, "nbstream"], medians[scenario, "chatlas"]
+            finished = min(r["ok"] for r in table[scenario, "chatlas"])
+            if finished < args.rows:  # its SDK's retries ran out: it did less work
+                lines.append(
+                    f"- {scenario}: not comparable with chatlas, which finished {finished} of "
+                    f"{args.rows} rows (nbstream: {ours[1]:.2f} s CPU, {ours[0]:.2f} s; the "
+                    f"bare SDK loop with 6 retries: {medians[scenario, 'sdk (floor)'][0]:.2f} s)"
+                )
+                continue
             claims.append(
                 (
                     f"{scenario}: nbstream CPU ≤ chatlas's ({ours[1]:.2f} vs {theirs[1]:.2f} s)",
                     ours[1] <= theirs[1],
                 )
             )
-        ours, theirs = medians["429", "nbstream"], medians["429", "chatlas"]
-        said = f"({ours[0]:.2f} vs {theirs[0]:.2f} s)"
-        slower = ours[0] <= theirs[0] * 1.02
-        claims.append((f"429: nbstream no slower than chatlas, within 2 % {said}", slower))
+            if scenario == "429":
+                said = f"({ours[0]:.2f} vs {theirs[0]:.2f} s)"
+                slower = ours[0] <= theirs[0] * 1.02
+                claims.append((f"429: no slower than chatlas, within 2 % {said}", slower))
     for claim, passed in claims:
         lines.append(f"- {'PASS' if passed else 'FAIL'} {claim}")
     text = "\n".join(lines) + "\n"
