@@ -46,7 +46,7 @@ def split(sizes: Sequence[int], limits: BatchLimits, label: str) -> list[Part]:
         if size > limits.bytes:
             raise ValueError(
                 f"row {index} of the submitted rows takes {size:,} bytes, more than the "
-                f"{limits.bytes:,} bytes a {label} batch may hold: shorten its prompt or "
+                f"{limits.bytes:,} bytes one {label} batch may hold: shorten its prompt or "
                 "send it with mode='stream'"
             )
         if index - start >= limits.rows or total + size > limits.bytes:

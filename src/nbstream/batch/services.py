@@ -135,7 +135,7 @@ class ServiceRunner:
         self.key = digest.hexdigest()
         if self._resume():
             return str(self.job.id)
-        label = self.provider.capitalize()
+        label = {"openai": "OpenAI"}.get(self.provider, self.provider.capitalize())
         found = batch_service.sizes(self.provider, [self.requests[i] for i in self.submitted])
         self.parts = split(found, self.limits or batch_service.limits(self.provider), label)
         if len(self.parts) > 1:
@@ -231,7 +231,8 @@ class ServiceRunner:
             for part in self.parts:
                 if part.id is None:
                     self._unsent(part)
-            self._save(done=self.send_more or all(part.id for part in self.parts))
+            if self.parts:  # (all rows cached: there is no job to record)
+                self._save(done=self.send_more or all(part.id for part in self.parts))
             tally.done = tally.failed = tally.cancelled = tally.cached = tally.skipped = 0
             tally.output_tokens = 0
             tally.cost = 0.0
