@@ -32,9 +32,9 @@ def test_every_option_is_a_config_trait_with_the_declared_help():
         assert settings.env_var(name) in traits[name].help
 
 
-NOT_OPTIONS = ("messages", "schema", "tools", "parts")
-"""Request fields the front door builds (from --chat, --schema, --tools and the prompt's
-images), not options as such."""
+NOT_OPTIONS = ("messages", "schema", "tools", "parts", "whole")
+"""Request fields the front door builds (from --chat, --schema, --tools, the prompt's
+images, and a batch's choice to ask a row whole), not options as such."""
 
 
 def test_request_carries_exactly_the_request_options():

@@ -296,7 +296,7 @@ def make_stream(
                 for t in decided.tools
             ),
         )
-    if whole and caps.whole:
+    if whole and caps.whole and not decided.tools:  # tool rounds stream (calls, partial text)
         request = replace(request, whole=True)
     if sink is None:
         sink = make_sink(settings, stoppable=awaited, schema=schema)

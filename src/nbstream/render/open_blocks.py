@@ -327,7 +327,9 @@ class _OpenQuote(_OpenBlock):
         self.nested.extend(grown[len(self.partial) :])
         self.partial = last
         owner.chars_processed += self.nested.chars_processed - before
-        html = ["<blockquote>\n", *self.parts, self.nested.html, "</blockquote>\n"]
+        inside = self.nested.html
+        opening = "<blockquote>\n" if self.parts or inside else "<blockquote>"
+        html = [opening, *self.parts, inside, "</blockquote>\n"]
         return _Tail("", 0, self.start, [], [""], [""], 0, html)
 
 
