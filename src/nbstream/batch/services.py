@@ -233,12 +233,7 @@ class ServiceRunner:
                     self._unsent(part)
             if self.parts:  # (all rows cached: there is no job to record)
                 self._save(done=self.send_more or all(part.id for part in self.parts))
-            tally.done = tally.failed = tally.cancelled = tally.cached = tally.skipped = 0
-            tally.output_tokens = 0
-            tally.cost = 0.0
-            for row in self.job.responses:  # counted again from what came back
-                if row is not None:
-                    tally.record(row)
+            self._recount()
             tally.running = 0
         finally:
             tally.ended = time.monotonic()
@@ -283,20 +278,29 @@ class ServiceRunner:
         if part.status.state in ENDED:
             await self._collect(part)
 
+    def _recount(self) -> None:
+        """The tally counted again from the rows placed so far (``Tally.record``: a row
+        skipped as empty input counts as skipped, not failed)."""
+        tally = self.job.tally
+        tally.done = tally.failed = tally.cancelled = tally.cached = tally.skipped = 0
+        tally.output_tokens = 0
+        tally.cost = 0.0
+        for row in self.job.responses:
+            if row is not None:
+                tally.record(row)
+
     def _count(self) -> None:
         """The tally from the parts' last statuses."""
         tally = self.job.tally
         statuses = [part.status for part in self.parts if part.status is not None]
         collected = [part for part in self.parts if part.collected]
-        placed = [r for r in self.job.responses if r is not None]
-        tally.done = sum(r.finish_reason in ("stop", "length") for r in placed)
-        tally.failed = sum(r.finish_reason == "error" for r in placed)
-        tally.cancelled = sum(r.finish_reason == "cancelled" for r in placed)
+        self._recount()
         live = [p.status for p in self.parts if p.status is not None and not p.collected]
         tally.done += sum(s.succeeded for s in live)
         tally.failed += sum(s.failed for s in live)
         tally.cancelled += sum(s.cancelled for s in live)
         tally.running = len(self.job.responses) - tally.done - tally.failed - tally.cancelled
+        tally.running -= tally.skipped
         if len(self.parts) == 1 and statuses:
             last = statuses[0]
             tally.note = f"{self.provider} batch {last.provider_status}"
